@@ -1,0 +1,260 @@
+"""Every setting comes from the environment, is validated once at start, and is frozen.
+
+Names follow the reference gateway (GROUP_NAME style) so existing deployment manifests keep
+working. An invalid value stops the process with a one-line reason naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENVIRONMENTS = ("development", "staging", "production")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message is one line fit for a terminal."""
+
+
+@dataclass(frozen=True, slots=True)
+class MinWaitRule:
+    """Admission requires `min_wait_ms` of waiting for positions up to `max_position`."""
+
+    max_position: int
+    min_wait_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """Tunables of the waiting room; defaults are the ones DESIGN.md §4 fixes."""
+
+    token_secret: bytes = b""
+    heartbeat_ttl_ms: int = 300_000
+    sweep_interval_ms: int = 1_000
+    sweep_batch: int = 500
+    admission_window: int = 100
+    bypass_top: int = 10
+    min_wait: tuple[MinWaitRule, ...] = (
+        MinWaitRule(10, 0),
+        MinWaitRule(50, 2_000),
+        MinWaitRule(100, 5_000),
+    )
+    bucket_capacity: int = 500
+    bucket_refill_per_sec: float = 50.0
+    reservation_token_ttl_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    address: str = ""
+    username: str = ""
+    password: str = ""
+    db: int = 0
+    tls_enabled: bool = False
+    cluster_mode: bool = False
+    command_timeout_ms: int = 500
+    connect_timeout_ms: int = 500
+    max_pending: int = 20_000
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    environment: str = "production"
+    workers: int = 1
+    max_body_bytes: int = 16_384
+    dev_bypass_enabled: bool = False
+    log_level: str = "info"
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    token_secret_generated: bool = False
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def store_name(self) -> str:
+        if not self.redis.enabled:
+            return "memory (embedded)"
+        return "redis-cluster" if self.redis.cluster_mode else "redis"
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str, low: float, high: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _min_wait(name: str, raw: str) -> tuple[MinWaitRule, ...]:
+    """Parse `10:0,50:2,100:5` (position:seconds) into ordered rules."""
+    rules: list[MinWaitRule] = []
+    for part in raw.split(","):
+        pos_text, _, sec_text = part.strip().partition(":")
+        if not sec_text:
+            raise ConfigError(f"{name} must look like '10:0,50:2,100:5', got {raw!r}")
+        position = _int(name, pos_text, 1, 1_000_000)
+        wait_ms = int(_float(name, sec_text, 0, 3600) * 1000)
+        rules.append(MinWaitRule(position, wait_ms))
+    positions = [rule.max_position for rule in rules]
+    if positions != sorted(positions) or len(set(positions)) != len(positions):
+        raise ConfigError(f"{name} positions must be strictly increasing, got {raw!r}")
+    return tuple(rules)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the frozen settings from `env` (the process environment by default)."""
+    source: Mapping[str, str] = os.environ if env is None else env
+
+    def get(name: str, default: str = "") -> str:
+        return source.get(name, default).strip()
+
+    def opt(name: str, parse: Callable[[str, str], Any], default: Any) -> Any:
+        raw = get(name)
+        return default if raw == "" else parse(name, raw)
+
+    environment = get("SERVER_ENVIRONMENT", "production").lower() or "production"
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(
+            f"SERVER_ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}"
+        )
+    is_dev = environment == "development"
+
+    log_level = get("LOG_LEVEL", "info").lower() or "info"
+    if log_level not in {"debug", "info", "warning", "error", "critical"}:
+        raise ConfigError(f"LOG_LEVEL must be debug, info, warning or error, got {log_level!r}")
+
+    dev_bypass = opt("AUTH_DEV_BYPASS_ENABLED", _bool, is_dev)
+    if dev_bypass and not is_dev:
+        raise ConfigError(
+            "AUTH_DEV_BYPASS_ENABLED=true is refused outside SERVER_ENVIRONMENT=development"
+        )
+
+    secret_text = get("QUEUE_TOKEN_SECRET")
+    generated = False
+    if not secret_text:
+        if not is_dev:
+            raise ConfigError(
+                f"QUEUE_TOKEN_SECRET is required outside development "
+                f"(at least {MIN_SECRET_LENGTH} characters)"
+            )
+        secret_text = secrets.token_urlsafe(32)
+        generated = True
+    elif len(secret_text) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"QUEUE_TOKEN_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+
+    redis = RedisSettings(
+        address=get("REDIS_ADDRESS"),
+        username=get("REDIS_USERNAME"),
+        password=get("REDIS_PASSWORD"),
+        db=opt("REDIS_DB", lambda n, r: _int(n, r, 0, 15), 0),
+        tls_enabled=opt("REDIS_TLS_ENABLED", _bool, False),
+        cluster_mode=opt("REDIS_CLUSTER_MODE", _bool, False),
+        command_timeout_ms=opt(
+            "REDIS_COMMAND_TIMEOUT_MS", lambda n, r: _int(n, r, 10, 60_000), 500
+        ),
+        connect_timeout_ms=opt(
+            "REDIS_CONNECT_TIMEOUT_MS", lambda n, r: _int(n, r, 10, 60_000), 500
+        ),
+        max_pending=opt("REDIS_MAX_PENDING", lambda n, r: _int(n, r, 1, 1_000_000), 20_000),
+    )
+    if redis.address:
+        _validate_redis_address(redis.address)
+    if redis.cluster_mode and redis.db != 0:
+        raise ConfigError("REDIS_DB must be 0 when REDIS_CLUSTER_MODE=true")
+
+    window = opt("QUEUE_ADMISSION_WINDOW", lambda n, r: _int(n, r, 1, 100_000), 100)
+    queue = QueueSettings(
+        token_secret=secret_text.encode(),
+        heartbeat_ttl_ms=int(
+            opt("QUEUE_HEARTBEAT_TTL_SEC", lambda n, r: _float(n, r, 0.5, 86_400), 300.0) * 1000
+        ),
+        sweep_interval_ms=opt(
+            "QUEUE_SWEEP_INTERVAL_MS", lambda n, r: _int(n, r, 50, 600_000), 1000
+        ),
+        sweep_batch=opt("QUEUE_SWEEP_BATCH", lambda n, r: _int(n, r, 1, 100_000), 500),
+        admission_window=window,
+        bypass_top=opt("QUEUE_BYPASS_TOP", lambda n, r: _int(n, r, 0, window), min(10, window)),
+        min_wait=opt("QUEUE_MIN_WAIT", _min_wait, QueueSettings().min_wait),
+        bucket_capacity=opt("QUEUE_BUCKET_CAPACITY", lambda n, r: _int(n, r, 1, 10_000_000), 500),
+        bucket_refill_per_sec=opt(
+            "QUEUE_BUCKET_REFILL_PER_SEC", lambda n, r: _float(n, r, 0.001, 1_000_000), 50.0
+        ),
+        reservation_token_ttl_ms=int(
+            opt("QUEUE_RESERVATION_TOKEN_TTL_SEC", lambda n, r: _float(n, r, 1, 3600), 30.0) * 1000
+        ),
+    )
+
+    settings = Settings(
+        host=get("SERVER_HOST", "127.0.0.1") or "127.0.0.1",
+        port=opt("SERVER_PORT", lambda n, r: _int(n, r, 1, 65_535), 8000),
+        environment=environment,
+        workers=opt("SERVER_WORKERS", lambda n, r: _int(n, r, 1, 256), 1),
+        max_body_bytes=opt(
+            "SERVER_MAX_BODY_BYTES", lambda n, r: _int(n, r, 256, 10_485_760), 16_384
+        ),
+        dev_bypass_enabled=dev_bypass,
+        log_level=log_level,
+        redis=redis,
+        queue=queue,
+        token_secret_generated=generated,
+    )
+    check_workers(settings)
+    return settings
+
+
+def check_workers(settings: Settings) -> None:
+    """The embedded store lives in one process, so several workers would split the queue."""
+    if settings.workers > 1 and not settings.redis.enabled:
+        raise ConfigError(
+            "the embedded memory store serves one worker only: set REDIS_ADDRESS to run "
+            f"{settings.workers} workers"
+        )
+    if settings.workers > 1 and settings.token_secret_generated:
+        raise ConfigError("several workers need one shared QUEUE_TOKEN_SECRET; set it")
+
+
+def _validate_redis_address(address: str) -> None:
+    if "://" in address:
+        if not address.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"REDIS_ADDRESS scheme must be redis, rediss or unix: {address!r}")
+        return
+    for part in address.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host:
+            raise ConfigError(f"REDIS_ADDRESS must be host:port, got {address!r}")
+        _int("REDIS_ADDRESS port", port, 1, 65_535)

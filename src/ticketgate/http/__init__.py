@@ -1,0 +1,1 @@
+"""The HTTP edge: routing, request parsing, error envelope and one module per resource."""

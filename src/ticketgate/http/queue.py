@@ -1,0 +1,172 @@
+"""Queue endpoints: join, status, enter, leave (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from ticketgate.http.core import AuthPolicy, Request, Response, Route
+from ticketgate.http.errors import ApiError
+from ticketgate.http.schemas import (
+    EnterRequest,
+    EnterResponse,
+    JoinRequest,
+    JoinResponse,
+    LeaveRequest,
+    LeaveResponse,
+    StatusResponse,
+)
+from ticketgate.waitingroom.service import WaitingRoom
+
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_NO_STORE = ((b"cache-control", b"no-store"),)
+
+
+def idempotency_key(request: Request) -> str:
+    """The optional Idempotency-Key; printable ASCII, at most 255 characters."""
+    key = request.header(b"idempotency-key")
+    if key and IDEMPOTENCY_KEY.fullmatch(key) is None:
+        raise ApiError(
+            "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-255 printable ASCII characters"
+        )
+    return key
+
+
+def _required_token(value: str) -> str:
+    if not value:
+        raise ApiError("MISSING_TOKEN", "a waiting token is required ('token' query parameter)")
+    return value
+
+
+class QueueRoutes:
+    def __init__(self, room: WaitingRoom) -> None:
+        self.room = room
+
+    async def join(self, request: Request) -> Response:
+        body = request.json(JoinRequest)
+        if not body.event_id:
+            raise ApiError("MISSING_EVENT_ID", "event_id is required")
+        user = request.user_id
+        if body.user_id and user and body.user_id != user:
+            raise ApiError("FORBIDDEN", "user_id does not match the authenticated user")
+        outcome = await self.room.join(body.event_id, user, idempotency_key(request))
+        if outcome.duplicate:
+            raise ApiError(
+                "DUPLICATE_REQUEST",
+                "this user is already waiting for this event",
+                extra={"waiting_token": outcome.waiting_token, "position_hint": outcome.position},
+            )
+        return Response.json(202, JoinResponse(outcome.waiting_token, outcome.position), _NO_STORE)
+
+    async def status(self, request: Request) -> Response:
+        view = await self.room.status(_required_token(request.query_param("token")))
+        return Response.json(
+            200,
+            StatusResponse(
+                status=view.status,  # type: ignore[arg-type]
+                position=view.position,
+                eta_sec=view.eta_sec,
+                eta_confidence=view.eta_confidence,
+                waiting_time=view.waiting_time,
+                ready_for_entry=view.ready_for_entry,
+                poll_after_ms=view.poll_after_ms,
+            ),
+            _NO_STORE,
+        )
+
+    async def enter(self, request: Request) -> Response:
+        body = request.json(EnterRequest)
+        idempotency_key(request)
+        admission = await self.room.enter(_required_token(body.waiting_token), request.user_id)
+        return Response.json(
+            200, EnterResponse(admission.reservation_token, admission.ttl_sec), _NO_STORE
+        )
+
+    async def leave(self, request: Request) -> Response:
+        token = request.query_param("token")
+        if not token and request.body:
+            try:
+                body = msgspec.json.decode(request.body, type=LeaveRequest)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                raise ApiError("INVALID_REQUEST", 'body must be {"waiting_token": ...}') from None
+            token = body.waiting_token or body.token
+        left = await self.room.leave(_required_token(token))
+        message = (
+            "left the queue" if left else "not in the queue (already left, admitted or expired)"
+        )
+        return Response.json(200, LeaveResponse("left", message))
+
+    def routes(self) -> list[Route]:
+        base = "/api/v1/queue"
+        err = None
+        return [
+            Route(
+                "POST",
+                f"{base}/join",
+                self.join,
+                AuthPolicy.OPTIONAL,
+                "Join an event's waiting queue",
+                JoinRequest,
+                (
+                    (202, JoinResponse, "Joined; poll status with the token"),
+                    (400, err, "MISSING_EVENT_ID, INVALID_REQUEST, INVALID_IDEMPOTENCY_KEY"),
+                    (401, err, "INVALID_TOKEN_FORMAT, INVALID_TOKEN"),
+                    (403, err, "FORBIDDEN: user_id differs from the token's user"),
+                    (409, err, "DUPLICATE_REQUEST: carries the existing waiting_token"),
+                    (503, err, "QUEUE_UNAVAILABLE"),
+                ),
+            ),
+            Route(
+                "GET",
+                f"{base}/status",
+                self.status,
+                AuthPolicy.NONE,
+                "Position, ETA and readiness; also the heartbeat",
+                None,
+                (
+                    (200, StatusResponse, "Current place in the queue"),
+                    (400, err, "MISSING_TOKEN"),
+                    (404, err, "TOKEN_NOT_FOUND: forged or malformed token"),
+                    (503, err, "QUEUE_UNAVAILABLE"),
+                ),
+                (("token", "Waiting token from join"),),
+            ),
+            Route(
+                "POST",
+                f"{base}/enter",
+                self.enter,
+                AuthPolicy.REQUIRED,
+                "Leave the queue through the door: get a single-use reservation token",
+                EnterRequest,
+                (
+                    (200, EnterResponse, "Admission granted"),
+                    (400, err, "MISSING_TOKEN, INVALID_REQUEST"),
+                    (401, err, "MISSING_AUTHORIZATION, INVALID_TOKEN_FORMAT, INVALID_TOKEN"),
+                    (403, err, "FORBIDDEN: token belongs to another user"),
+                    (404, err, "TOKEN_NOT_FOUND"),
+                    (409, err, "NOT_READY, DUPLICATE_REQUEST (already admitted)"),
+                    (410, err, "TOKEN_EXPIRED"),
+                    (429, err, "ADMISSION_THROTTLED (Retry-After)"),
+                    (503, err, "QUEUE_UNAVAILABLE"),
+                ),
+            ),
+            *(
+                Route(
+                    method,
+                    f"{base}/leave",
+                    self.leave,
+                    AuthPolicy.NONE,
+                    "Leave the queue (POST for navigator.sendBeacon)",
+                    LeaveRequest if method == "POST" else None,
+                    (
+                        (200, LeaveResponse, "Left (idempotent)"),
+                        (400, err, "MISSING_TOKEN, INVALID_REQUEST"),
+                        (404, err, "TOKEN_NOT_FOUND"),
+                        (503, err, "QUEUE_UNAVAILABLE"),
+                    ),
+                    (("token", "Waiting token from join"),),
+                )
+                for method in ("DELETE", "POST")
+            ),
+        ]

@@ -1,0 +1,71 @@
+"""Request and response bodies: the handlers validate with these and the OpenAPI spec is
+generated from these, so the documentation cannot drift from the code."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+EventId = Annotated[str, msgspec.Meta(max_length=64, description="Event identifier")]
+WaitingToken = Annotated[str, msgspec.Meta(max_length=512, description="Signed waiting token")]
+
+
+class JoinRequest(msgspec.Struct, forbid_unknown_fields=True):
+    event_id: EventId = ""
+    user_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+
+
+class JoinResponse(msgspec.Struct):
+    waiting_token: str
+    position_hint: int
+    status: Literal["waiting"] = "waiting"
+
+
+class StatusResponse(msgspec.Struct):
+    status: Literal["waiting", "ready", "admitted", "expired"]
+    position: int
+    eta_sec: int
+    eta_confidence: float
+    waiting_time: int
+    ready_for_entry: bool
+    poll_after_ms: int
+
+
+class EnterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    waiting_token: WaitingToken = ""
+
+
+class EnterResponse(msgspec.Struct):
+    reservation_token: str
+    ttl_sec: int
+    admission: Literal["granted"] = "granted"
+
+
+class LeaveRequest(msgspec.Struct):
+    """sendBeacon bodies may carry the token instead of the query string."""
+
+    waiting_token: WaitingToken = ""
+    token: WaitingToken = ""
+
+
+class LeaveResponse(msgspec.Struct):
+    status: Literal["left"]
+    message: str
+
+
+class HealthResponse(msgspec.Struct):
+    status: Literal["healthy"]
+    timestamp: str
+
+
+class ReadyResponse(msgspec.Struct):
+    status: Literal["ready", "not_ready"]
+    dependencies: dict[str, str]
+
+
+class VersionResponse(msgspec.Struct):
+    version: str
+    environment: str
+    store: str
+    python: str

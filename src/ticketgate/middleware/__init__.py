@@ -1,0 +1,1 @@
+"""Request-scoped concerns that sit between the socket and the handlers."""

@@ -1,0 +1,1 @@
+"""Redis adapters: a pipelining single-connection executor and a cluster executor."""

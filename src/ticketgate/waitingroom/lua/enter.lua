@@ -1,0 +1,75 @@
+-- Enter: eligibility check, bucket draw, removal and reservation arming as one step, so two
+-- concurrent enters on one token can never both win and the bucket is never overdrawn.
+-- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket, 6 reservation slot of this seq
+-- ARGV: 1 seq, 2 joined_ms, 3 user id, 4 heartbeat TTL ms, 5 admission window,
+--       6 bypass top N, 7 bucket capacity, 8 refill per ms, 9 reservation TTL ms,
+--       10.. pairs of (max position, min wait ms), ascending
+-- Returns {outcome, position, now_ms, retry_after_ms}: 1 granted, 2 not ready,
+-- 3 throttled, 4 already admitted, 5 expired.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = ARGV[1]
+
+if redis.call('ZSCORE', KEYS[4], seq) then
+  return {4, 0, now, 0}
+end
+local rank = redis.call('ZRANK', KEYS[1], seq)
+if not rank then
+  return {5, 0, now, 0}
+end
+local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
+if now - seen > tonumber(ARGV[4]) then
+  redis.call('ZREM', KEYS[1], seq)
+  redis.call('ZREM', KEYS[2], seq)
+  return {5, 0, now, 0}
+end
+
+local position = rank + 1
+if position > tonumber(ARGV[5]) then
+  return {2, position, now, 0}
+end
+local need = nil
+for i = 10, #ARGV, 2 do
+  if position <= tonumber(ARGV[i]) then
+    need = tonumber(ARGV[i + 1])
+    break
+  end
+end
+if need == nil then
+  return {2, position, now, 0}
+end
+local waited = now - tonumber(ARGV[2])
+if waited < need then
+  return {2, position, now, need - waited}
+end
+
+if position > tonumber(ARGV[6]) then
+  local capacity = tonumber(ARGV[7])
+  local refill = tonumber(ARGV[8])
+  local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'ts')
+  local tokens = tonumber(bucket[1]) or capacity
+  local ts = tonumber(bucket[2]) or now
+  if now > ts then
+    tokens = math.min(capacity, tokens + (now - ts) * refill)
+    ts = now
+  end
+  if tokens < 1 then
+    redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens), 'ts', ts)
+    return {3, position, now, math.floor((1 - tokens) / refill) + 1}
+  end
+  redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - 1), 'ts', ts)
+end
+
+redis.call('ZREM', KEYS[1], seq)
+redis.call('ZREM', KEYS[2], seq)
+local user = ARGV[3]
+if user ~= '' then
+  local held = redis.call('HGET', KEYS[3], user)
+  if held and string.sub(held, 1, #seq + 1) == seq .. ':' then
+    redis.call('HDEL', KEYS[3], user)
+  end
+end
+redis.call('ZADD', KEYS[4], now, seq)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - 900000))
+redis.call('SET', KEYS[6], user, 'PX', ARGV[9])
+return {1, position, now, 0}

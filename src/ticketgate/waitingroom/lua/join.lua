@@ -1,0 +1,46 @@
+-- Join: append a waiter at the tail, or return the place it already holds.
+-- KEYS: 1 seq, 2 wait, 3 seen, 4 users, 5 idempotency slot
+-- ARGV: 1 user id ('' for anonymous), 2 '1' when an Idempotency-Key was sent, 3 its TTL in ms
+-- Returns {kind, seq, joined_ms, position}: kind 1 new, 2 the user's existing place,
+-- 0 replay of the same Idempotency-Key.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local user = ARGV[1]
+
+local function held_place(value, kind)
+  local sep = string.find(value, ':', 1, true)
+  local seq = string.sub(value, 1, sep - 1)
+  local rank = redis.call('ZRANK', KEYS[2], seq)
+  if kind == 2 and not rank then
+    return nil
+  end
+  return {kind, tonumber(seq), tonumber(string.sub(value, sep + 1)), rank and rank + 1 or 0}
+end
+
+if ARGV[2] == '1' then
+  local held = redis.call('GET', KEYS[5])
+  if held then
+    return held_place(held, 0)
+  end
+end
+if user ~= '' then
+  local held = redis.call('HGET', KEYS[4], user)
+  if held then
+    local place = held_place(held, 2)
+    if place then
+      return place
+    end
+  end
+end
+
+local seq = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], seq, seq)
+redis.call('ZADD', KEYS[3], now, seq)
+local value = seq .. ':' .. now
+if user ~= '' then
+  redis.call('HSET', KEYS[4], user, value)
+end
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[5], value, 'PX', ARGV[3])
+end
+return {1, seq, now, redis.call('ZCARD', KEYS[2])}

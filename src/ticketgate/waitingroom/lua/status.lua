@@ -1,0 +1,36 @@
+-- Status: the waiter's place, a heartbeat refresh, and the admission counts for the ETA.
+-- KEYS: 1 wait, 2 seen, 3 admitted
+-- ARGV: 1 seq, 2 heartbeat TTL in ms
+-- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms};
+-- state 1 waiting, 2 admitted, 3 expired.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = ARGV[1]
+local state, position = 3, 0
+
+local rank = redis.call('ZRANK', KEYS[1], seq)
+if rank then
+  local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
+  if now - seen > tonumber(ARGV[2]) then
+    redis.call('ZREM', KEYS[1], seq)
+    redis.call('ZREM', KEYS[2], seq)
+  else
+    redis.call('ZADD', KEYS[2], now, seq)
+    state, position = 1, rank + 1
+  end
+elseif redis.call('ZSCORE', KEYS[3], seq) then
+  state = 2
+end
+
+local covered = 0
+local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+if oldest[2] then
+  covered = now - tonumber(oldest[2])
+end
+return {
+  state, position, now,
+  redis.call('ZCOUNT', KEYS[3], now - 60000, '+inf'),
+  redis.call('ZCOUNT', KEYS[3], now - 300000, '+inf'),
+  redis.call('ZCOUNT', KEYS[3], now - 900000, '+inf'),
+  covered,
+}

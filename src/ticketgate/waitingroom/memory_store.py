@@ -1,0 +1,215 @@
+"""In-process queue store: the embedded default when no Redis is configured.
+
+Same semantics as the Redis store (the contract suite runs against both). Each method runs
+to completion without awaiting, which makes it atomic on one event loop; that is also why it
+refuses to serve more than one worker process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sortedcontainers import SortedList
+
+from ticketgate.config import QueueSettings
+from ticketgate.waitingroom.admission import TokenBucket, eligible_in_ms
+from ticketgate.waitingroom.eta import WINDOWS_MS
+from ticketgate.waitingroom.model import (
+    AdmissionCounts,
+    EnterOutcome,
+    EnterResult,
+    JoinResult,
+    LeaveOutcome,
+    StatusResult,
+    WaiterState,
+)
+
+IDEMPOTENCY_TTL_MS = 86_400_000
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class _Event:
+    bucket: TokenBucket
+    seq: int = 0
+    waiting: SortedList = field(default_factory=SortedList)
+    last_seen: dict[int, int] = field(default_factory=dict)
+    seen_order: SortedList = field(default_factory=SortedList)
+    users: dict[str, tuple[int, int]] = field(default_factory=dict)
+    seq_user: dict[int, str] = field(default_factory=dict)
+    idempotency: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    admitted: dict[int, int] = field(default_factory=dict)
+    admitted_order: SortedList = field(default_factory=SortedList)
+    reservations: dict[int, tuple[str, int]] = field(default_factory=dict)
+
+
+class MemoryQueueStore:
+    name = "memory"
+
+    def __init__(self, settings: QueueSettings, clock: Callable[[], int] = wall_clock_ms) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._events: dict[str, _Event] = {}
+
+    def _event(self, event_id: str, now_ms: int) -> _Event:
+        event = self._events.get(event_id)
+        if event is None:
+            bucket = TokenBucket(
+                capacity=float(self._settings.bucket_capacity),
+                refill_per_ms=self._settings.bucket_refill_per_sec / 1000.0,
+                tokens=float(self._settings.bucket_capacity),
+                updated_ms=now_ms,
+            )
+            event = self._events[event_id] = _Event(bucket=bucket)
+        return event
+
+    def _remove_waiter(self, event: _Event, seq: int) -> None:
+        event.waiting.discard(seq)
+        seen = event.last_seen.pop(seq, None)
+        if seen is not None:
+            event.seen_order.discard((seen, seq))
+        user = event.seq_user.pop(seq, None)
+        if user is not None and event.users.get(user, (0, 0))[0] == seq:
+            del event.users[user]
+
+    def _is_stale(self, event: _Event, seq: int, now_ms: int) -> bool:
+        seen = event.last_seen.get(seq)
+        return seen is None or now_ms - seen > self._settings.heartbeat_ttl_ms
+
+    async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
+        now = self._clock()
+        event = self._event(event_id, now)
+        idem_slot = f"{user_id}\x00{idempotency_key}" if idempotency_key else ""
+        if idem_slot:
+            held = event.idempotency.get(idem_slot)
+            if held is not None and held[2] > now:
+                seq, joined, _ = held
+                return JoinResult(seq, joined, self._position(event, seq), duplicate=False)
+        if user_id:
+            existing = event.users.get(user_id)
+            if existing is not None and existing[0] in event.last_seen:
+                seq, joined = existing
+                return JoinResult(seq, joined, self._position(event, seq), duplicate=True)
+        event.seq += 1
+        seq = event.seq
+        event.waiting.add(seq)
+        event.last_seen[seq] = now
+        event.seen_order.add((now, seq))
+        if user_id:
+            event.users[user_id] = (seq, now)
+            event.seq_user[seq] = user_id
+        if idem_slot:
+            event.idempotency[idem_slot] = (seq, now, now + IDEMPOTENCY_TTL_MS)
+        return JoinResult(seq, now, len(event.waiting), duplicate=False)
+
+    @staticmethod
+    def _position(event: _Event, seq: int) -> int:
+        if seq not in event.last_seen:
+            return 0
+        return int(event.waiting.bisect_left(seq)) + 1
+
+    def _counts(self, event: _Event, now: int) -> AdmissionCounts:
+        order = event.admitted_order
+        counts = [len(order) - order.bisect_left((now - window, -1)) for window in WINDOWS_MS]
+        covered = now - order[0][0] if order else 0
+        return AdmissionCounts(counts[0], counts[1], counts[2], covered)
+
+    async def status(self, event_id: str, seq: int) -> StatusResult:
+        now = self._clock()
+        event = self._event(event_id, now)
+        if seq in event.last_seen:
+            if self._is_stale(event, seq, now):
+                self._remove_waiter(event, seq)
+                return StatusResult(WaiterState.EXPIRED, 0, now, self._counts(event, now))
+            old = event.last_seen[seq]
+            event.seen_order.discard((old, seq))
+            event.last_seen[seq] = now
+            event.seen_order.add((now, seq))
+            position = int(event.waiting.bisect_left(seq)) + 1
+            return StatusResult(WaiterState.WAITING, position, now, self._counts(event, now))
+        state = WaiterState.ADMITTED if seq in event.admitted else WaiterState.EXPIRED
+        return StatusResult(state, 0, now, self._counts(event, now))
+
+    async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
+        now = self._clock()
+        event = self._event(event_id, now)
+        settings = self._settings
+        if seq in event.admitted:
+            return EnterResult(EnterOutcome.ALREADY_ADMITTED, 0, now)
+        if seq not in event.last_seen:
+            return EnterResult(EnterOutcome.EXPIRED, 0, now)
+        if self._is_stale(event, seq, now):
+            self._remove_waiter(event, seq)
+            return EnterResult(EnterOutcome.EXPIRED, 0, now)
+        position = int(event.waiting.bisect_left(seq)) + 1
+        wait_left = eligible_in_ms(position, now - joined_ms, settings)
+        if wait_left is None or wait_left > 0:
+            return EnterResult(EnterOutcome.NOT_READY, position, now, wait_left or 0)
+        if position > settings.bypass_top:
+            retry_ms = event.bucket.try_take(now)
+            if retry_ms:
+                return EnterResult(EnterOutcome.THROTTLED, position, now, retry_ms)
+        self._remove_waiter(event, seq)
+        event.admitted[seq] = now
+        event.admitted_order.add((now, seq))
+        event.reservations[seq] = (user_id, now + settings.reservation_token_ttl_ms)
+        self._trim(event, now)
+        return EnterResult(EnterOutcome.GRANTED, position, now)
+
+    def _trim(self, event: _Event, now: int) -> None:
+        horizon = now - WINDOWS_MS[-1]
+        order = event.admitted_order
+        while order and order[0][0] < horizon:
+            _, old_seq = order.pop(0)
+            event.admitted.pop(old_seq, None)
+        expired = [s for s, (_, exp) in event.reservations.items() if exp <= now]
+        for old_seq in expired[:100]:
+            del event.reservations[old_seq]
+
+    async def leave(self, event_id: str, seq: int, user_id: str) -> LeaveOutcome:
+        now = self._clock()
+        event = self._event(event_id, now)
+        if seq not in event.last_seen:
+            return LeaveOutcome.NOT_WAITING
+        self._remove_waiter(event, seq)
+        return LeaveOutcome.LEFT
+
+    async def sweep(self, event_id: str, batch: int) -> int:
+        now = self._clock()
+        event = self._events.get(event_id)
+        if event is None:
+            return 0
+        cutoff = now - self._settings.heartbeat_ttl_ms
+        stale = [item for item in event.seen_order.islice(0, batch) if item[0] < cutoff]
+        for _, seq in stale:
+            self._remove_waiter(event, seq)
+        gone = [k for k, (_, _, exp) in event.idempotency.items() if exp <= now]
+        for key in gone[:batch]:
+            del event.idempotency[key]
+        return len(stale)
+
+    async def consume_reservation(self, event_id: str, seq: int, user_id: str) -> bool:
+        now = self._clock()
+        event = self._events.get(event_id)
+        if event is None:
+            return False
+        held = event.reservations.get(seq)
+        if held is None or held[0] != user_id or held[1] <= now:
+            return False
+        del event.reservations[seq]
+        return True
+
+    async def waiting_count(self, event_id: str) -> int:
+        event = self._events.get(event_id)
+        return 0 if event is None else len(event.waiting)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._events.clear()

@@ -1,0 +1,176 @@
+"""Queue store on Redis: each operation is one Lua script on the keys of one event.
+
+All keys of an event carry the hash tag `{event_id}` so a script never crosses slots in
+Redis Cluster. Per waiter Redis keeps two sorted-set entries (order and last-seen); tokens
+are signed and stateless, so there is no key per token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from ticketgate.config import QueueSettings
+from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
+from ticketgate.redisio.scripts import Script
+from ticketgate.waitingroom.model import (
+    AdmissionCounts,
+    EnterOutcome,
+    EnterResult,
+    JoinResult,
+    LeaveOutcome,
+    QueueUnavailable,
+    StatusResult,
+    WaiterState,
+)
+
+_LUA = "ticketgate.waitingroom.lua"
+IDEMPOTENCY_TTL_MS = 86_400_000
+_KEY_CACHE_LIMIT = 4096
+
+
+class _EventKeys:
+    __slots__ = ("admitted", "bucket", "prefix", "seen", "seq", "users", "wait")
+
+    def __init__(self, event_id: str) -> None:
+        self.prefix = f"tg:{{{event_id}}}:"
+        self.seq = self.prefix + "seq"
+        self.wait = self.prefix + "wait"
+        self.seen = self.prefix + "seen"
+        self.users = self.prefix + "users"
+        self.admitted = self.prefix + "adm"
+        self.bucket = self.prefix + "bucket"
+
+    def idempotency(self, user_id: str, key: str) -> str:
+        digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()[:32]
+        return f"{self.prefix}idem:{digest}"
+
+    def reservation(self, seq: int) -> str:
+        return f"{self.prefix}rt:{seq}"
+
+
+class RedisQueueStore:
+    name = "redis"
+
+    def __init__(self, executor: RedisExecutor, settings: QueueSettings) -> None:
+        self._redis = executor
+        self._settings = settings
+        self._keys: dict[str, _EventKeys] = {}
+        self._join = Script.load(_LUA, "join")
+        self._status = Script.load(_LUA, "status")
+        self._enter = Script.load(_LUA, "enter")
+        self._leave = Script.load(_LUA, "leave")
+        self._sweep = Script.load(_LUA, "sweep")
+        self._consume = Script.load(_LUA, "consume_reservation")
+        rules: list[int] = []
+        for rule in settings.min_wait:
+            rules += [rule.max_position, rule.min_wait_ms]
+        self._enter_args = (
+            settings.heartbeat_ttl_ms,
+            settings.admission_window,
+            settings.bypass_top,
+            settings.bucket_capacity,
+            repr(settings.bucket_refill_per_sec / 1000.0),
+            settings.reservation_token_ttl_ms,
+            *rules,
+        )
+
+    @property
+    def scripts(self) -> tuple[Script, ...]:
+        return (self._join, self._status, self._enter, self._leave, self._sweep, self._consume)
+
+    async def preload(self) -> None:
+        """Load every script once at start, so the hot path is EVALSHA only."""
+        for script in self.scripts:
+            await self._call(script.preload(self._redis))
+
+    def _event(self, event_id: str) -> _EventKeys:
+        keys = self._keys.get(event_id)
+        if keys is None:
+            if len(self._keys) >= _KEY_CACHE_LIMIT:
+                self._keys.clear()
+            keys = self._keys[event_id] = _EventKeys(event_id)
+        return keys
+
+    @staticmethod
+    async def _call(awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except RedisUnavailable as exc:
+            raise QueueUnavailable(str(exc), retry_after_sec=1) from exc
+        except ResponseError as exc:
+            if "BUSY" in str(exc) or "LOADING" in str(exc) or "MASTERDOWN" in str(exc):
+                raise QueueUnavailable(str(exc), retry_after_sec=1) from exc
+            raise
+
+    async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
+        k = self._event(event_id)
+        slot = k.idempotency(user_id, idempotency_key) if idempotency_key else k.users
+        kind, seq, joined, position = await self._call(
+            self._join.run(
+                self._redis,
+                (k.seq, k.wait, k.seen, k.users, slot),
+                user_id,
+                "1" if idempotency_key else "0",
+                IDEMPOTENCY_TTL_MS,
+            )
+        )
+        return JoinResult(int(seq), int(joined), int(position), duplicate=kind == 2)
+
+    async def status(self, event_id: str, seq: int) -> StatusResult:
+        k = self._event(event_id)
+        state, position, now, c1, c5, c15, covered = await self._call(
+            self._status.run(
+                self._redis, (k.wait, k.seen, k.admitted), seq, self._settings.heartbeat_ttl_ms
+            )
+        )
+        return StatusResult(
+            WaiterState(state), int(position), int(now), AdmissionCounts(c1, c5, c15, covered)
+        )
+
+    async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
+        k = self._event(event_id)
+        outcome, position, now, retry_ms = await self._call(
+            self._enter.run(
+                self._redis,
+                (k.wait, k.seen, k.users, k.admitted, k.bucket, k.reservation(seq)),
+                seq,
+                joined_ms,
+                user_id,
+                *self._enter_args,
+            )
+        )
+        return EnterResult(EnterOutcome(outcome), int(position), int(now), int(retry_ms))
+
+    async def leave(self, event_id: str, seq: int, user_id: str) -> LeaveOutcome:
+        k = self._event(event_id)
+        outcome = await self._call(
+            self._leave.run(self._redis, (k.wait, k.seen, k.users), seq, user_id)
+        )
+        return LeaveOutcome(outcome)
+
+    async def sweep(self, event_id: str, batch: int) -> int:
+        k = self._event(event_id)
+        removed = await self._call(
+            self._sweep.run(self._redis, (k.wait, k.seen), self._settings.heartbeat_ttl_ms, batch)
+        )
+        return int(removed)
+
+    async def consume_reservation(self, event_id: str, seq: int, user_id: str) -> bool:
+        k = self._event(event_id)
+        used = await self._call(self._consume.run(self._redis, (k.reservation(seq),), user_id))
+        return bool(used)
+
+    async def waiting_count(self, event_id: str) -> int:
+        return int(await self._call(self._redis.execute("ZCARD", self._event(event_id).wait)))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.execute("PING"))
+        except (RedisUnavailable, ResponseError):
+            return False
+
+    async def close(self) -> None:
+        await self._redis.close()

@@ -1,0 +1,181 @@
+"""The waiting room as the HTTP edge sees it: tokens in, views out.
+
+It verifies signatures before touching the store (a forged token costs no Redis call),
+turns the store's raw facts into ETA, readiness and poll hints, and runs the ghost sweeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+
+from ticketgate.config import QueueSettings
+from ticketgate.waitingroom.admission import eligible_in_ms
+from ticketgate.waitingroom.eta import estimate, poll_after_ms
+from ticketgate.waitingroom.model import (
+    Admission,
+    AdmissionThrottled,
+    AlreadyAdmitted,
+    EnterOutcome,
+    Forbidden,
+    LeaveOutcome,
+    NotReady,
+    QueueError,
+    QueueUnavailable,
+    StatusView,
+    TokenExpired,
+    TokenNotFound,
+    WaiterState,
+)
+from ticketgate.waitingroom.store import QueueStore
+from ticketgate.waitingroom.tokens import (
+    InvalidToken,
+    ReservationClaims,
+    TokenSigner,
+    WaitingClaims,
+)
+
+EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+USER_ID_MAX = 128
+log = logging.getLogger("ticketgate.waitingroom")
+
+
+class InvalidEventId(QueueError):
+    code = "INVALID_REQUEST"
+
+
+class JoinOutcome:
+    __slots__ = ("duplicate", "position", "waiting_token")
+
+    def __init__(self, waiting_token: str, position: int, duplicate: bool) -> None:
+        self.waiting_token = waiting_token
+        self.position = position
+        self.duplicate = duplicate
+
+
+class WaitingRoom:
+    def __init__(self, store: QueueStore, settings: QueueSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.signer = TokenSigner(settings.token_secret)
+        self.active_events: set[str] = set()
+
+    @staticmethod
+    def check_event_id(event_id: str) -> None:
+        if EVENT_ID_PATTERN.fullmatch(event_id) is None:
+            raise InvalidEventId(
+                "event_id must be 1-64 characters of letters, digits, '_', '.', ':' or '-'"
+            )
+
+    def _claims(self, token: str) -> WaitingClaims:
+        try:
+            return self.signer.verify_waiting(token)
+        except InvalidToken:
+            raise TokenNotFound("waiting token not found") from None
+
+    async def join(self, event_id: str, user_id: str, idempotency_key: str = "") -> JoinOutcome:
+        self.check_event_id(event_id)
+        result = await self.store.join(event_id, user_id, idempotency_key)
+        self.active_events.add(event_id)
+        token = self.signer.sign_waiting(
+            WaitingClaims(event_id, result.seq, result.joined_ms, user_id)
+        )
+        return JoinOutcome(token, result.position, result.duplicate)
+
+    async def status(self, token: str) -> StatusView:
+        claims = self._claims(token)
+        result = await self.store.status(claims.event_id, claims.seq)
+        self.active_events.add(claims.event_id)
+        waited_ms = max(0, result.now_ms - claims.joined_ms)
+        settings = self.settings
+        if result.state is not WaiterState.WAITING:
+            return StatusView(
+                status="admitted" if result.state is WaiterState.ADMITTED else "expired",
+                position=0,
+                eta_sec=0,
+                eta_confidence=1.0,
+                waiting_time=waited_ms // 1000,
+                ready_for_entry=False,
+                poll_after_ms=0,
+            )
+        counts = result.counts
+        guess = estimate(result.position, counts, counts.covered_ms, settings.bucket_refill_per_sec)
+        ready = eligible_in_ms(result.position, waited_ms, settings) == 0
+        return StatusView(
+            status="ready" if ready else "waiting",
+            position=result.position,
+            eta_sec=0 if ready else guess.eta_sec,
+            eta_confidence=guess.confidence,
+            waiting_time=waited_ms // 1000,
+            ready_for_entry=ready,
+            poll_after_ms=poll_after_ms(
+                result.position, guess.eta_sec, settings.admission_window, settings.heartbeat_ttl_ms
+            ),
+        )
+
+    async def enter(self, token: str, user_id: str) -> Admission:
+        claims = self._claims(token)
+        if claims.user_id and claims.user_id != user_id:
+            raise Forbidden("this waiting token belongs to another user")
+        result = await self.store.enter(claims.event_id, claims.seq, claims.joined_ms, user_id)
+        outcome = result.outcome
+        if outcome is EnterOutcome.GRANTED:
+            ttl_ms = self.settings.reservation_token_ttl_ms
+            reservation = self.signer.sign_reservation(
+                ReservationClaims(claims.event_id, claims.seq, user_id, result.now_ms + ttl_ms)
+            )
+            return Admission(reservation_token=reservation, ttl_sec=ttl_ms // 1000)
+        if outcome is EnterOutcome.NOT_READY:
+            retry = result.retry_after_ms / 1000 if result.retry_after_ms else None
+            raise NotReady(
+                f"not ready to enter yet (position {result.position})", retry_after_sec=retry
+            )
+        if outcome is EnterOutcome.THROTTLED:
+            raise AdmissionThrottled(
+                "admissions are throttled; retry shortly",
+                retry_after_sec=result.retry_after_ms / 1000,
+            )
+        if outcome is EnterOutcome.ALREADY_ADMITTED:
+            raise AlreadyAdmitted("this waiting token was already admitted")
+        raise TokenExpired("waiting token expired or left the queue")
+
+    async def leave(self, token: str) -> bool:
+        """True when the waiter was removed; False when it was no longer waiting."""
+        claims = self._claims(token)
+        return await self.store.leave(claims.event_id, claims.seq, claims.user_id) is (
+            LeaveOutcome.LEFT
+        )
+
+    async def consume_reservation(self, token: str, user_id: str, event_id: str) -> bool:
+        """Single use of the reservation token from enter, by its user, for its event."""
+        try:
+            claims = self.signer.verify_reservation(token)
+        except InvalidToken:
+            return False
+        if claims.user_id != user_id or claims.event_id != event_id:
+            return False
+        return await self.store.consume_reservation(claims.event_id, claims.seq, user_id)
+
+    async def sweep_once(self) -> int:
+        """Drain ghosts of every event this process has seen, a bounded batch at a time."""
+        removed = 0
+        for event_id in list(self.active_events):
+            while True:
+                count = await self.store.sweep(event_id, self.settings.sweep_batch)
+                removed += count
+                if count < self.settings.sweep_batch:
+                    break
+            if await self.store.waiting_count(event_id) == 0:
+                self.active_events.discard(event_id)
+        return removed
+
+    async def run_sweeper(self) -> None:
+        interval = self.settings.sweep_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(QueueUnavailable):
+                removed = await self.sweep_once()
+                if removed:
+                    log.info("swept %d ghost waiters", removed)

@@ -1,0 +1,42 @@
+"""The one protocol both queue stores implement (Redis for production, memory embedded).
+
+Every method is one atomic step on one event: for Redis, one Lua script in one round trip;
+for memory, one synchronous block with no await inside. The store owns the clock (Redis TIME),
+so pods with skewed clocks still agree on order and ages.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ticketgate.waitingroom.model import EnterResult, JoinResult, LeaveOutcome, StatusResult
+
+
+class QueueStore(Protocol):
+    name: str
+
+    async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
+        """Append a waiter at the tail (or return the user's or the key's existing place)."""
+
+    async def status(self, event_id: str, seq: int) -> StatusResult:
+        """Read the waiter's place and refresh its heartbeat in the same step."""
+
+    async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
+        """Check eligibility, draw from the bucket, remove the waiter and arm the reservation."""
+
+    async def leave(self, event_id: str, seq: int, user_id: str) -> LeaveOutcome:
+        """Remove a waiter; everyone behind moves up by one."""
+
+    async def sweep(self, event_id: str, batch: int) -> int:
+        """Remove up to `batch` waiters unseen for the heartbeat TTL; return how many."""
+
+    async def consume_reservation(self, event_id: str, seq: int, user_id: str) -> bool:
+        """Use up an armed reservation once; False when expired, reused or someone else's."""
+
+    async def waiting_count(self, event_id: str) -> int:
+        """How many are waiting for `event_id` now."""
+
+    async def ping(self) -> bool:
+        """True when the store answers now."""
+
+    async def close(self) -> None: ...

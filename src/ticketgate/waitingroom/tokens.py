@@ -1,0 +1,100 @@
+"""Stateless signed tokens: the waiting token and the reservation token.
+
+A waiting token carries event, sequence, join time and the joining user, signed with HMAC so a
+forged or altered token is refused before any store is asked, and the store keeps no per-token
+key. A reservation token is signed the same way; its single use is enforced by the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import msgspec
+
+_WAITING_PREFIX = "wt1."
+_RESERVATION_PREFIX = "rt1."
+_MAC_BYTES = 16
+MAX_TOKEN_LENGTH = 512
+
+
+class WaitingClaims(msgspec.Struct, array_like=True, frozen=True):
+    event_id: str
+    seq: int
+    joined_ms: int
+    user_id: str
+
+
+class ReservationClaims(msgspec.Struct, array_like=True, frozen=True):
+    event_id: str
+    seq: int
+    user_id: str
+    expires_ms: int
+
+
+class InvalidToken(ValueError):
+    """The token is malformed or its signature does not match."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    """Signs and verifies tokens with one secret; the prefix separates the two token kinds."""
+
+    __slots__ = ("_key", "_reservation_decoder", "_waiting_decoder")
+
+    def __init__(self, secret: bytes) -> None:
+        if not secret:
+            raise ValueError("token secret must not be empty")
+        self._key = secret
+        self._waiting_decoder = msgspec.msgpack.Decoder(WaitingClaims)
+        self._reservation_decoder = msgspec.msgpack.Decoder(ReservationClaims)
+
+    def _mac(self, prefix: str, payload: bytes) -> bytes:
+        return hmac.new(self._key, prefix.encode() + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+    def _sign(self, prefix: str, claims: msgspec.Struct) -> str:
+        payload = msgspec.msgpack.encode(claims)
+        return f"{prefix}{_b64(payload)}.{_b64(self._mac(prefix, payload))}"
+
+    def _open(self, prefix: str, token: str) -> bytes:
+        if len(token) > MAX_TOKEN_LENGTH or not token.startswith(prefix):
+            raise InvalidToken("unknown token format")
+        body, sep, mac_text = token[len(prefix) :].partition(".")
+        if not sep:
+            raise InvalidToken("unknown token format")
+        try:
+            payload = _unb64(body)
+            mac = _unb64(mac_text)
+        except (ValueError, UnicodeEncodeError):
+            raise InvalidToken("token is not valid base64") from None
+        if not hmac.compare_digest(mac, self._mac(prefix, payload)):
+            raise InvalidToken("token signature does not match")
+        return payload
+
+    def sign_waiting(self, claims: WaitingClaims) -> str:
+        return self._sign(_WAITING_PREFIX, claims)
+
+    def verify_waiting(self, token: str) -> WaitingClaims:
+        payload = self._open(_WAITING_PREFIX, token)
+        try:
+            return self._waiting_decoder.decode(payload)
+        except msgspec.DecodeError:
+            raise InvalidToken("token payload is malformed") from None
+
+    def sign_reservation(self, claims: ReservationClaims) -> str:
+        return self._sign(_RESERVATION_PREFIX, claims)
+
+    def verify_reservation(self, token: str) -> ReservationClaims:
+        payload = self._open(_RESERVATION_PREFIX, token)
+        try:
+            return self._reservation_decoder.decode(payload)
+        except msgspec.DecodeError:
+            raise InvalidToken("token payload is malformed") from None
