@@ -11,7 +11,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -99,6 +99,12 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class Idempotency(enum.Enum):
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
@@ -109,6 +115,18 @@ class Route:
     request_schema: type | None = None
     responses: tuple[tuple[int, type | None, str], ...] = ()
     query: tuple[tuple[str, str], ...] = ()
+    rate_limited: bool = True
+    idempotency: Idempotency = Idempotency.NONE
+
+
+class Interceptor(Protocol):
+    """A step around a route's handler (rate limit, idempotency, ...), run after auth.
+
+    `wrap` is called once per route at start-up; returning the handler unchanged costs
+    nothing per request, which keeps unaffected routes on the bare path.
+    """
+
+    def wrap(self, route: Route, handler: Handler) -> Handler: ...
 
 
 class Gateway:
@@ -120,11 +138,17 @@ class Gateway:
         authenticator: Authenticator,
         *,
         max_body_bytes: int,
+        interceptors: tuple[Interceptor, ...] = (),
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.routes = routes
-        self._table: dict[tuple[str, str], Route] = {(r.method, r.path): r for r in routes}
+        self._table: dict[tuple[str, str], tuple[Route, Handler]] = {}
+        for route in routes:
+            handler = route.handler
+            for interceptor in reversed(interceptors):
+                handler = interceptor.wrap(route, handler)
+            self._table[(route.method, route.path)] = (route, handler)
         self._paths: dict[str, list[str]] = {}
         for route in routes:
             self._paths.setdefault(route.path, []).append(route.method)
@@ -165,14 +189,16 @@ class Gateway:
         method: str = scope["method"]
         request = Request(method, scope["path"], scope["query_string"], headers, trace_id)
         try:
-            route = self._table.get((method, request.path))
-            if route is None:
-                route = self._no_route(method, request.path)
+            entry = self._table.get((method, request.path))
+            if entry is None:
+                self._no_route(method, request.path)
+                raise AssertionError("unreachable")
+            route, handler = entry
             if method in _BODY_METHODS:
                 request.body = await self._read_body(headers, receive)
             if route.auth is not AuthPolicy.NONE:
                 await self._authenticate(request, route.auth)
-            response = await route.handler(request)
+            response = await handler(request)
         except ApiError as exc:
             response = self._error(exc, trace_id)
         except QueueError as exc:
@@ -196,7 +222,7 @@ class Gateway:
         )
         await send({"type": "http.response.body", "body": response.body})
 
-    def _no_route(self, method: str, path: str) -> Route:
+    def _no_route(self, method: str, path: str) -> None:
         allowed = self._paths.get(path)
         if allowed is None:
             raise ApiError("NOT_FOUND", f"no route for {path}")
