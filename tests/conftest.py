@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import running_redis
 from ticketgate.config import QueueSettings, RedisSettings
 from ticketgate.redisio.executor import build_executor
 from ticketgate.waitingroom.memory_store import MemoryQueueStore

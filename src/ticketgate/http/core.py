@@ -11,7 +11,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -192,7 +192,6 @@ class Gateway:
             entry = self._table.get((method, request.path))
             if entry is None:
                 self._no_route(method, request.path)
-                raise AssertionError("unreachable")
             route, handler = entry
             if method in _BODY_METHODS:
                 request.body = await self._read_body(headers, receive)
@@ -222,7 +221,7 @@ class Gateway:
         )
         await send({"type": "http.response.body", "body": response.body})
 
-    def _no_route(self, method: str, path: str) -> None:
+    def _no_route(self, method: str, path: str) -> NoReturn:
         allowed = self._paths.get(path)
         if allowed is None:
             raise ApiError("NOT_FOUND", f"no route for {path}")
