@@ -41,11 +41,18 @@ class AuthPolicy(enum.Enum):
 
 
 class Request:
-    __slots__ = ("body", "headers", "method", "path", "principal", "query", "trace_id")
+    __slots__ = ("body", "client", "headers", "method", "path", "principal", "query", "trace_id")
 
     def __init__(
-        self, method: str, path: str, query: bytes, headers: dict[bytes, bytes], trace_id: str
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: dict[bytes, bytes],
+        trace_id: str,
+        client: str = "",
     ) -> None:
+        self.client = client  # peer IP as the server saw it (before any X-Forwarded-For)
         self.method = method
         self.path = path
         self.query = query
@@ -187,7 +194,15 @@ class Gateway:
         trace_id = trace_id_from(headers.get(b"traceparent", b"").decode("latin-1"))
         request_id = request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"), trace_id)
         method: str = scope["method"]
-        request = Request(method, scope["path"], scope["query_string"], headers, trace_id)
+        peer = scope.get("client")
+        request = Request(
+            method,
+            scope["path"],
+            scope["query_string"],
+            headers,
+            trace_id,
+            peer[0] if peer else "",
+        )
         try:
             entry = self._table.get((method, request.path))
             if entry is None:
