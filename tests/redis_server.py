@@ -42,6 +42,7 @@ class RedisServer:
     binary: str = field(default_factory=lambda: shutil.which("redis-server") or "")
     process: subprocess.Popen[bytes] | None = None
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="tg-redis-"))
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -71,6 +72,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

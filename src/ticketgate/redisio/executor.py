@@ -32,6 +32,8 @@ class RedisUnavailable(Exception):
 class RedisExecutor(Protocol):
     async def execute(self, *args: Any) -> Any: ...
 
+    async def load_script(self, source: str) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -193,6 +195,9 @@ class PipelinedExecutor:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
+    async def load_script(self, source: str) -> None:
+        await self.execute("SCRIPT", "LOAD", source)
+
     async def close(self) -> None:
         self._closed = True
         if self._conn is not None:
@@ -220,6 +225,13 @@ class ClusterExecutor:
             if type(exc).__module__.startswith("redis"):
                 raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
             raise
+
+    async def load_script(self, source: str) -> None:
+        """SCRIPT LOAD has no key to route by: send it to every primary."""
+        try:
+            await asyncio.wait_for(self._client.script_load(source), self._timeout * 4)
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
 
     async def close(self) -> None:
         await self._client.aclose()

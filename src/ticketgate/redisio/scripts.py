@@ -32,4 +32,4 @@ class Script:
             return await executor.execute("EVAL", self.source, len(keys), *keys, *args)
 
     async def preload(self, executor: RedisExecutor) -> None:
-        await executor.execute("SCRIPT", "LOAD", self.source)
+        await executor.load_script(self.source)
