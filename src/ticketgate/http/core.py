@@ -68,7 +68,11 @@ class Request:
     def query_param(self, name: str) -> str:
         if not self.query:
             return ""
-        for key, value in parse_qsl(self.query.decode("latin-1"), max_num_fields=20):
+        try:
+            pairs = parse_qsl(self.query.decode("latin-1"), max_num_fields=20)
+        except ValueError:  # more fields than the cap: a client mistake, not a 500
+            raise ApiError("INVALID_REQUEST", "too many query parameters") from None
+        for key, value in pairs:
             if key == name:
                 return value
         return ""
@@ -81,7 +85,8 @@ class Request:
             return msgspec.json.decode(self.body, type=schema)
         except msgspec.ValidationError as exc:
             raise ApiError("INVALID_REQUEST", f"invalid request body: {exc}") from None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            # msgspec reports invalid UTF-8 inside a string as UnicodeDecodeError.
             raise ApiError("INVALID_REQUEST", "request body is not valid JSON") from None
 
     @property

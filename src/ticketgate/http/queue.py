@@ -88,7 +88,7 @@ class QueueRoutes:
         if not token and request.body:
             try:
                 body = msgspec.json.decode(request.body, type=LeaveRequest)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
                 raise ApiError("INVALID_REQUEST", 'body must be {"waiting_token": ...}') from None
             token = body.waiting_token or body.token
         left = await self.room.leave(_required_token(token))
