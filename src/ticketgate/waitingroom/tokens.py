@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 
 import msgspec
 
 _WAITING_PREFIX = "wt1."
 _RESERVATION_PREFIX = "rt1."
 _MAC_BYTES = 16
+_B64_TEXT = re.compile(r"[A-Za-z0-9_-]+")
 MAX_TOKEN_LENGTH = 512
 
 
@@ -42,7 +44,14 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict decoding: the lenient stdlib decoder skips stray characters and ignores the
+    unused low bits of the last character, so many strings would verify as one token."""
+    if _B64_TEXT.fullmatch(text) is None:
+        raise InvalidToken("token is not valid base64")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise InvalidToken("token is not canonical base64")
+    return data
 
 
 class TokenSigner:

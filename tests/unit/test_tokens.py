@@ -1,0 +1,143 @@
+"""Waiting and reservation tokens: signed, stateless, unforgeable, not interchangeable."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ticketgate.waitingroom.tokens import (
+    MAX_TOKEN_LENGTH,
+    InvalidToken,
+    ReservationClaims,
+    TokenSigner,
+    WaitingClaims,
+)
+
+SECRET = b"unit-secret-unit-secret-unit-secret!"
+SIGNER = TokenSigner(SECRET)
+WAITING = WaitingClaims(event_id="evt_42", seq=1234, joined_ms=1_700_000_000_123, user_id="ann")
+RESERVATION = ReservationClaims(event_id="evt_42", seq=1234, user_id="ann", expires_ms=2**41)
+TOKEN_CHARS = string.ascii_letters + string.digits + "-_.=+/ !é"
+
+event_ids = st.text(string.ascii_letters + string.digits + "_.:-", min_size=1, max_size=64)
+user_ids = st.text(max_size=128)
+
+
+@given(event_ids, st.integers(1, 2**53), st.integers(0, 2**45), user_ids)
+def test_waiting_token_round_trips(event_id: str, seq: int, joined: int, user: str) -> None:
+    claims = WaitingClaims(event_id, seq, joined, user)
+    token = SIGNER.sign_waiting(claims)
+    assert token.startswith("wt1.")
+    assert len(token) <= MAX_TOKEN_LENGTH
+    assert SIGNER.verify_waiting(token) == claims
+
+
+@given(event_ids, st.integers(1, 2**53), user_ids, st.integers(0, 2**45))
+def test_reservation_token_round_trips(event_id: str, seq: int, user: str, expires: int) -> None:
+    claims = ReservationClaims(event_id, seq, user, expires)
+    token = SIGNER.sign_reservation(claims)
+    assert token.startswith("rt1.")
+    assert SIGNER.verify_reservation(token) == claims
+
+
+def test_tokens_are_url_safe() -> None:
+    token = SIGNER.sign_waiting(WAITING)
+    assert set(token) <= set(string.ascii_letters + string.digits + "-_.")
+
+
+@pytest.mark.parametrize("kind", ["waiting", "reservation"])
+def test_changing_any_character_invalidates_the_token(kind: str) -> None:
+    verify: Callable[[str], object]
+    if kind == "waiting":
+        token, verify = SIGNER.sign_waiting(WAITING), SIGNER.verify_waiting
+    else:
+        token, verify = SIGNER.sign_reservation(RESERVATION), SIGNER.verify_reservation
+    accepted = []
+    for index, original in enumerate(token):
+        for replacement in TOKEN_CHARS:
+            if replacement == original:
+                continue
+            tampered = token[:index] + replacement + token[index + 1 :]
+            try:
+                verify(tampered)
+            except InvalidToken:
+                continue
+            accepted.append(tampered)
+    assert accepted == [], "only the exact issued string verifies"
+
+
+@pytest.mark.parametrize("extra", ["=", "==", "A", ".", " ", "\n", "é"])
+def test_inserting_or_appending_a_character_invalidates_the_token(extra: str) -> None:
+    token = SIGNER.sign_waiting(WAITING)
+    for index in range(len(token) + 1):
+        with pytest.raises(InvalidToken):
+            SIGNER.verify_waiting(token[:index] + extra + token[index:])
+
+
+def test_removing_any_character_invalidates_the_token() -> None:
+    token = SIGNER.sign_waiting(WAITING)
+    for index in range(len(token)):
+        with pytest.raises(InvalidToken):
+            SIGNER.verify_waiting(token[:index] + token[index + 1 :])
+
+
+def test_another_secret_does_not_verify() -> None:
+    token = TokenSigner(b"x" * 32).sign_waiting(WAITING)
+    with pytest.raises(InvalidToken, match="signature"):
+        SIGNER.verify_waiting(token)
+    assert TokenSigner(b"x" * 32).verify_waiting(token) == WAITING
+
+
+def test_a_reservation_token_is_not_a_waiting_token() -> None:
+    reservation = SIGNER.sign_reservation(RESERVATION)
+    with pytest.raises(InvalidToken):
+        SIGNER.verify_waiting(reservation)
+    # Swapping the prefix does not help: the prefix is part of what the MAC covers.
+    with pytest.raises(InvalidToken, match="signature"):
+        SIGNER.verify_waiting("wt1." + reservation.removeprefix("rt1."))
+
+
+def test_a_waiting_token_is_not_a_reservation_token() -> None:
+    waiting = SIGNER.sign_waiting(WAITING)
+    with pytest.raises(InvalidToken):
+        SIGNER.verify_reservation(waiting)
+    with pytest.raises(InvalidToken, match="signature"):
+        SIGNER.verify_reservation("rt1." + waiting.removeprefix("wt1."))
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "wt1",
+        "wt1.",
+        "wt1..",
+        "wt1.abc",
+        "wt1.abc.",
+        "wt1.a.b",
+        "wt1.!!!!.AAAA",
+        "WT1.AAAA.AAAA",
+        "wt1.AAAA.AAAA",
+        "wt1.é.AAAA",
+        "wt1." + "A" * MAX_TOKEN_LENGTH + ".AAAA",
+    ],
+)
+def test_malformed_tokens_are_invalid(token: str) -> None:
+    with pytest.raises(InvalidToken):
+        SIGNER.verify_waiting(token)
+
+
+def test_a_signed_payload_of_the_wrong_shape_is_invalid() -> None:
+    """Even a correctly signed payload must decode to the claims it claims to be."""
+    wrong_shape = SIGNER._sign("wt1.", RESERVATION)  # four fields of other types, valid MAC
+    with pytest.raises(InvalidToken, match="malformed"):
+        SIGNER.verify_waiting(wrong_shape)
+
+
+def test_an_empty_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        TokenSigner(b"")
