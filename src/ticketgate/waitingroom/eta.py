@@ -60,9 +60,11 @@ def poll_after_ms(position: int, eta_sec: int, admission_window: int, heartbeat_
     """When the client should poll next: soon near the door, rarely far back.
 
     A tenth of the ETA keeps 300k waiters from becoming 150k req/s, and the cap at a quarter
-    of the heartbeat TTL keeps an attentive client from being swept as a ghost.
+    of the heartbeat TTL keeps an attentive client from being swept as a ghost; that cap
+    wins over the one-second floor when the TTL is configured shorter than four seconds.
     """
-    ceiling = max(MIN_POLL_MS, min(MAX_POLL_MS, heartbeat_ttl_ms // 4))
+    ceiling = max(1, min(MAX_POLL_MS, heartbeat_ttl_ms // 4))
+    floor = min(MIN_POLL_MS, ceiling)
     if position <= admission_window:
-        return MIN_POLL_MS
-    return int(max(MIN_POLL_MS, min(ceiling, eta_sec * 100)))
+        return floor
+    return int(max(floor, min(ceiling, eta_sec * 100)))
