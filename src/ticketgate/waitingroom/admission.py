@@ -31,7 +31,13 @@ def eligible_in_ms(position: int, waited_ms: int, settings: QueueSettings) -> in
 
 @dataclass(slots=True)
 class TokenBucket:
-    """Per-event admission bucket with fractional refill (a draw every 20 ms at 50/s)."""
+    """Per-event admission bucket with fractional refill (a draw every 20 ms at 50/s).
+
+    Every grant draws a token, the top of the queue included. The top N "bypass" the bucket
+    by borrowing: they may take it down to -N, so they are not turned away when a burst from
+    further back emptied it, yet whoever stands at the head (always in the top N) cannot
+    drain the queue faster than capacity + refill + N.
+    """
 
     capacity: float
     refill_per_ms: float
@@ -45,10 +51,11 @@ class TokenBucket:
             )
             self.updated_ms = now_ms
 
-    def try_take(self, now_ms: int) -> int:
-        """Take one token; return 0 on success or the milliseconds until one is due."""
+    def try_take(self, now_ms: int, borrow: int = 0) -> int:
+        """Take one token, going at most `borrow` tokens into debt; return 0 on success or
+        the milliseconds until the take would succeed."""
         self.refill(now_ms)
-        if self.tokens >= 1.0:
+        if self.tokens - 1.0 >= -borrow:
             self.tokens -= 1.0
             return 0
-        return max(1, int((1.0 - self.tokens) / self.refill_per_ms) + 1)
+        return max(1, int((1.0 - borrow - self.tokens) / self.refill_per_ms) + 1)

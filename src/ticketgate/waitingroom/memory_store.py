@@ -94,7 +94,9 @@ class MemoryQueueStore:
             existing = event.users.get(user_id)
             if existing is not None and existing[0] in event.last_seen:
                 seq, joined = existing
-                return JoinResult(seq, joined, self._position(event, seq), duplicate=True)
+                if not self._is_stale(event, seq, now):
+                    return JoinResult(seq, joined, self._position(event, seq), duplicate=True)
+                self._remove_waiter(event, seq)
         event.seq += 1
         seq = event.seq
         event.waiting.add(seq)
@@ -150,10 +152,10 @@ class MemoryQueueStore:
         wait_left = eligible_in_ms(position, now - joined_ms, settings)
         if wait_left is None or wait_left > 0:
             return EnterResult(EnterOutcome.NOT_READY, position, now, wait_left or 0)
-        if position > settings.bypass_top:
-            retry_ms = event.bucket.try_take(now)
-            if retry_ms:
-                return EnterResult(EnterOutcome.THROTTLED, position, now, retry_ms)
+        borrow = settings.bypass_top if position <= settings.bypass_top else 0
+        retry_ms = event.bucket.try_take(now, borrow)
+        if retry_ms:
+            return EnterResult(EnterOutcome.THROTTLED, position, now, retry_ms)
         self._remove_waiter(event, seq)
         event.admitted[seq] = now
         event.admitted_order.add((now, seq))

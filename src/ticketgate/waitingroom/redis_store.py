@@ -115,6 +115,7 @@ class RedisQueueStore:
                 user_id,
                 "1" if idempotency_key else "0",
                 IDEMPOTENCY_TTL_MS,
+                self._settings.heartbeat_ttl_ms,
             )
         )
         return JoinResult(int(seq), int(joined), int(position), duplicate=kind == 2)

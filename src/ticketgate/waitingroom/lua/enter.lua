@@ -1,5 +1,6 @@
 -- Enter: eligibility check, bucket draw, removal and reservation arming as one step, so two
--- concurrent enters on one token can never both win and the bucket is never overdrawn.
+-- concurrent enters on one token can never both win and the bucket is never overdrawn
+-- (beyond what the top N may borrow).
 -- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket, 6 reservation slot of this seq
 -- ARGV: 1 seq, 2 joined_ms, 3 user id, 4 heartbeat TTL ms, 5 admission window,
 --       6 bypass top N, 7 bucket capacity, 8 refill per ms, 9 reservation TTL ms,
@@ -43,22 +44,25 @@ if waited < need then
   return {2, position, now, need - waited}
 end
 
-if position > tonumber(ARGV[6]) then
-  local capacity = tonumber(ARGV[7])
-  local refill = tonumber(ARGV[8])
-  local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'ts')
-  local tokens = tonumber(bucket[1]) or capacity
-  local ts = tonumber(bucket[2]) or now
-  if now > ts then
-    tokens = math.min(capacity, tokens + (now - ts) * refill)
-    ts = now
-  end
-  if tokens < 1 then
-    redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens), 'ts', ts)
-    return {3, position, now, math.floor((1 - tokens) / refill) + 1}
-  end
-  redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - 1), 'ts', ts)
+-- Every grant draws a token; the top N may borrow up to N (admission.TokenBucket).
+local borrow = 0
+if position <= tonumber(ARGV[6]) then
+  borrow = tonumber(ARGV[6])
 end
+local capacity = tonumber(ARGV[7])
+local refill = tonumber(ARGV[8])
+local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'ts')
+local tokens = tonumber(bucket[1]) or capacity
+local ts = tonumber(bucket[2]) or now
+if now > ts then
+  tokens = math.min(capacity, tokens + (now - ts) * refill)
+  ts = now
+end
+if tokens - 1 < -borrow then
+  redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens), 'ts', ts)
+  return {3, position, now, math.floor((1 - borrow - tokens) / refill) + 1}
+end
+redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - 1), 'ts', ts)
 
 redis.call('ZREM', KEYS[1], seq)
 redis.call('ZREM', KEYS[2], seq)

@@ -1,8 +1,10 @@
 -- Join: append a waiter at the tail, or return the place it already holds.
 -- KEYS: 1 seq, 2 wait, 3 seen, 4 users, 5 idempotency slot
--- ARGV: 1 user id ('' for anonymous), 2 '1' when an Idempotency-Key was sent, 3 its TTL in ms
+-- ARGV: 1 user id ('' for anonymous), 2 '1' when an Idempotency-Key was sent, 3 its TTL in ms,
+--       4 heartbeat TTL in ms
 -- Returns {kind, seq, joined_ms, position}: kind 1 new, 2 the user's existing place,
--- 0 replay of the same Idempotency-Key.
+-- 0 replay of the same Idempotency-Key. A user's place unseen for the heartbeat TTL is
+-- expired here (as status would) and the user joins again at the tail.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local user = ARGV[1]
@@ -11,8 +13,16 @@ local function held_place(value, kind)
   local sep = string.find(value, ':', 1, true)
   local seq = string.sub(value, 1, sep - 1)
   local rank = redis.call('ZRANK', KEYS[2], seq)
-  if kind == 2 and not rank then
-    return nil
+  if kind == 2 then
+    if not rank then
+      return nil
+    end
+    local seen = tonumber(redis.call('ZSCORE', KEYS[3], seq) or '0')
+    if now - seen > tonumber(ARGV[4]) then
+      redis.call('ZREM', KEYS[2], seq)
+      redis.call('ZREM', KEYS[3], seq)
+      return nil
+    end
   end
   return {kind, tonumber(seq), tonumber(string.sub(value, sep + 1)), rank and rank + 1 or 0}
 end

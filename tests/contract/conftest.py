@@ -1,0 +1,63 @@
+"""Contract-suite helpers: per-test queue settings, waiting and assertions shared by modules.
+
+A test picks its own tunables with `@pytest.mark.queue_settings(admission_window=3, ...)`;
+the root `store` fixture then builds the memory and the Redis store from them, so every
+contract runs on both stores with the same numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.conftest import TEST_SECRET
+from ticketgate.config import MinWaitRule, QueueSettings
+from ticketgate.waitingroom.model import JoinResult, StatusResult, WaiterState
+from ticketgate.waitingroom.store import QueueStore
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "queue_settings(**fields): QueueSettings overrides for the store fixture"
+    )
+
+
+@pytest.fixture
+def queue_settings(request: pytest.FixtureRequest) -> QueueSettings:
+    """Default settings, overridden field by field by the test's `queue_settings` marker."""
+    marker = request.node.get_closest_marker("queue_settings")
+    overrides = dict(marker.kwargs) if marker is not None else {}
+    return QueueSettings(token_secret=TEST_SECRET, **overrides)
+
+
+def open_door(window: int) -> tuple[MinWaitRule, ...]:
+    """Min-wait rules that make every position in the window eligible at once."""
+    return (MinWaitRule(window, 0),)
+
+
+async def join_many(store: QueueStore, event_id: str, count: int) -> list[JoinResult]:
+    """`count` anonymous joins one after another (their seq order is their queue order)."""
+    return [await store.join(event_id, "", "") for _ in range(count)]
+
+
+async def positions(store: QueueStore, event_id: str, joined: list[JoinResult]) -> list[int]:
+    """Current position of each waiter (0 when no longer waiting); refreshes heartbeats."""
+    results = await asyncio.gather(*(store.status(event_id, j.seq) for j in joined))
+    return [r.position if r.state is WaiterState.WAITING else 0 for r in results]
+
+
+async def status_of(store: QueueStore, event_id: str, joined: JoinResult) -> StatusResult:
+    return await store.status(event_id, joined.seq)
+
+
+class Stopwatch:
+    """Elapsed wall time, for bounds that grow with the time a test really took."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
