@@ -1,0 +1,1 @@
+"""Load harness for ticketgate: `python -m bench.run` (see docs/benchmarks.md)."""
