@@ -156,7 +156,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     log_level = get("LOG_LEVEL", "info").lower() or "info"
     if log_level not in {"debug", "info", "warning", "error", "critical"}:
-        raise ConfigError(f"LOG_LEVEL must be debug, info, warning or error, got {log_level!r}")
+        raise ConfigError(
+            f"LOG_LEVEL must be debug, info, warning, error or critical, got {log_level!r}"
+        )
 
     dev_bypass = opt("AUTH_DEV_BYPASS_ENABLED", _bool, is_dev)
     if dev_bypass and not is_dev:
@@ -241,8 +243,8 @@ def check_workers(settings: Settings) -> None:
     """The embedded store lives in one process, so several workers would split the queue."""
     if settings.workers > 1 and not settings.redis.enabled:
         raise ConfigError(
-            "the embedded memory store serves one worker only: set REDIS_ADDRESS to run "
-            f"{settings.workers} workers"
+            f"SERVER_WORKERS={settings.workers} needs REDIS_ADDRESS: the embedded memory "
+            "store serves one worker only"
         )
     if settings.workers > 1 and settings.token_secret_generated:
         raise ConfigError("several workers need one shared QUEUE_TOKEN_SECRET; set it")
