@@ -50,11 +50,15 @@ class PipelinedExecutor:
         *,
         command_timeout: float,
         max_pending: int,
+        connect_timeout: float | None = None,
         min_backoff: float = 0.05,
         max_backoff: float = 1.0,
     ) -> None:
         self._factory = connection_factory
         self._timeout = command_timeout
+        # The whole attempt (TCP, TLS, AUTH, CLIENT SETNAME): a hung server accepts the TCP
+        # connection and then never answers the handshake.
+        self._connect_timeout = command_timeout if connect_timeout is None else connect_timeout
         self._max_pending = max_pending
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
@@ -119,7 +123,7 @@ class PipelinedExecutor:
         self._connecting = loop.create_future()
         conn = self._factory()
         try:
-            await asyncio.wait_for(conn.connect(), self._timeout * 2)  # type: ignore[no-untyped-call]
+            await asyncio.wait_for(conn.connect(), self._connect_timeout)  # type: ignore[no-untyped-call]
         except Exception as exc:
             self._down_until = _now() + self._backoff
             self._backoff = min(self._max_backoff, self._backoff * 2)
@@ -161,14 +165,18 @@ class PipelinedExecutor:
                 self._fail(RedisUnavailable(f"Redis connection lost: {exc}"))
 
     def _arm_watchdog(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_later(min(0.1, self._timeout / 4), self._check_deadline)
+        """Wake at the oldest reply's deadline (or a tick, whichever is first), so a hung
+        Redis fails callers at the command timeout, not up to a tick later."""
+        delay = min(0.1, self._timeout / 4)
+        if self._waiters:
+            delay = max(0.001, min(delay, self._waiters[0][1] - _now()))
+        self._watchdog = asyncio.get_running_loop().call_later(delay, self._check_deadline)
 
     def _check_deadline(self) -> None:
         self._watchdog = None
         if self._conn is None:
             return
-        if self._waiters and self._waiters[0][1] < _now():
+        if self._waiters and self._waiters[0][1] <= _now():
             self._fail(RedisUnavailable("Redis did not answer within the command timeout"))
             return
         self._arm_watchdog()
@@ -280,4 +288,9 @@ def build_executor(settings: RedisSettings) -> RedisExecutor:
             host=host, port=port, db=db, socket_timeout=None, client_name="ticketgate", **common
         )
 
-    return PipelinedExecutor(factory, command_timeout=timeout, max_pending=settings.max_pending)
+    return PipelinedExecutor(
+        factory,
+        command_timeout=timeout,
+        connect_timeout=connect_timeout,
+        max_pending=settings.max_pending,
+    )
