@@ -233,3 +233,19 @@ async def test_events_are_separate_queues(client: httpx.AsyncClient, event_id: s
     other = await client.post(JOIN, json={"event_id": f"{event_id}.b"}, headers=DEV)
     assert other.status_code == 202
     assert other.json()["position_hint"] == 1
+
+
+async def test_eta_comes_from_observed_admissions_once_there_are_some(
+    gateway: GatewayFactory, event_id: str
+) -> None:
+    async with gateway(QUEUE_ADMISSION_WINDOW="1") as client:
+        tokens = [await join(client, event_id) for _ in range(4)]
+        before = (await client.get(STATUS, params={"token": tokens[3]})).json()
+        assert before["eta_confidence"] == 0.0  # nothing observed yet: the nominal rate
+        for token in tokens[:2]:  # each is first in line when it enters
+            entered = await client.post(ENTER, json={"waiting_token": token}, headers=DEV)
+            assert entered.status_code == 200, entered.text
+        after = (await client.get(STATUS, params={"token": tokens[3]})).json()
+    assert (after["status"], after["position"]) == ("waiting", 2)
+    assert 0.0 < after["eta_confidence"] <= 1.0
+    assert after["eta_sec"] >= 1
