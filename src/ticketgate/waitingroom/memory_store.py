@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sortedcontainers import SortedList
 
@@ -27,10 +28,29 @@ from ticketgate.waitingroom.model import (
 )
 
 IDEMPOTENCY_TTL_MS = 86_400_000
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _expired_head(
+    entries: dict[_K, _V], now_ms: int, limit: int, expiry: Callable[[_V], int]
+) -> list[_K]:
+    """Expired keys at the front of `entries`, at most `limit`.
+
+    Every entry gets the same TTL when inserted and is never re-inserted, so insertion
+    order is expiry order: the scan stops at the first live entry instead of walking all
+    of them (300k Idempotency-Keys would otherwise be scanned on every sweep).
+    """
+    found: list[_K] = []
+    for key, value in entries.items():
+        if len(found) >= limit or expiry(value) > now_ms:
+            break
+        found.append(key)
+    return found
 
 
 @dataclass
@@ -106,6 +126,7 @@ class MemoryQueueStore:
             event.users[user_id] = (seq, now)
             event.seq_user[seq] = user_id
         if idem_slot:
+            event.idempotency.pop(idem_slot, None)  # re-insert at the end: expiry order
             event.idempotency[idem_slot] = (seq, now, now + IDEMPOTENCY_TTL_MS)
         return JoinResult(seq, now, len(event.waiting), duplicate=False)
 
@@ -169,8 +190,7 @@ class MemoryQueueStore:
         while order and order[0][0] < horizon:
             _, old_seq = order.pop(0)
             event.admitted.pop(old_seq, None)
-        expired = [s for s, (_, exp) in event.reservations.items() if exp <= now]
-        for old_seq in expired[:100]:
+        for old_seq in _expired_head(event.reservations, now, 100, lambda v: v[1]):
             del event.reservations[old_seq]
 
     async def leave(self, event_id: str, seq: int, user_id: str) -> LeaveOutcome:
@@ -190,8 +210,7 @@ class MemoryQueueStore:
         stale = [item for item in event.seen_order.islice(0, batch) if item[0] < cutoff]
         for _, seq in stale:
             self._remove_waiter(event, seq)
-        gone = [k for k, (_, _, exp) in event.idempotency.items() if exp <= now]
-        for key in gone[:batch]:
+        for key in _expired_head(event.idempotency, now, batch, lambda v: v[2]):
             del event.idempotency[key]
         return len(stale)
 
