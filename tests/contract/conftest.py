@@ -11,9 +11,11 @@ import asyncio
 import time
 
 import pytest
+import redis
 
 from tests.conftest import TEST_SECRET
 from ticketgate.config import MinWaitRule, QueueSettings
+from ticketgate.waitingroom.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import JoinResult, StatusResult, WaiterState
 from ticketgate.waitingroom.store import QueueStore
 
@@ -61,3 +63,15 @@ class Stopwatch:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.start
+
+
+def lose_event_data(store: QueueStore, event_id: str, request: pytest.FixtureRequest) -> None:
+    """What a Redis restart without persistence (or a memory-store restart) does to one
+    event: every key is gone, the sequence starts again at 1, signed tokens stay valid."""
+    if isinstance(store, MemoryQueueStore):
+        store._events.pop(event_id, None)
+        return
+    client: redis.Redis = request.getfixturevalue("redis_sync")
+    keys = list(client.scan_iter(match=f"tg:{{{event_id}}}:*"))
+    assert keys, "the event had keys to lose"
+    client.delete(*keys)

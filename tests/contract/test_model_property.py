@@ -73,7 +73,7 @@ async def run_against_model(store: QueueStore, ops: list[Op]) -> None:
         elif tickets:
             seq, joined_ms, user = tickets[arg % len(tickets)]
             if name == "leave":
-                left = await store.leave(event_id, seq, user)
+                left = await store.leave(event_id, seq, user, joined_ms)
                 assert left is (
                     LeaveOutcome.LEFT if seq in model.waiting else LeaveOutcome.NOT_WAITING
                 )
@@ -98,7 +98,7 @@ async def run_against_model(store: QueueStore, ops: list[Op]) -> None:
                         model.position(seq),
                     )
             else:
-                status = await store.status(event_id, seq)
+                status = await store.status(event_id, seq, joined_ms)
                 expected_state = (
                     WaiterState.WAITING
                     if seq in model.waiting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Awaitable, Callable
 
@@ -9,7 +10,7 @@ import pytest
 import redis
 
 from tests.conftest import TEST_SECRET, make_redis_store
-from tests.contract.conftest import open_door
+from tests.contract.conftest import lose_event_data, open_door
 from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.model import (
     AlreadyAdmitted,
@@ -38,17 +39,19 @@ class CountingStore:
         self.calls["join"] += 1
         return await self.inner.join(event_id, user_id, idempotency_key)
 
-    async def status(self, event_id: str, seq: int) -> StatusResult:
+    async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         self.calls["status"] += 1
-        return await self.inner.status(event_id, seq)
+        return await self.inner.status(event_id, seq, joined_ms)
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
         self.calls["enter"] += 1
         return await self.inner.enter(event_id, seq, joined_ms, user_id)
 
-    async def leave(self, event_id: str, seq: int, user_id: str) -> LeaveOutcome:
+    async def leave(
+        self, event_id: str, seq: int, user_id: str, joined_ms: int | None = None
+    ) -> LeaveOutcome:
         self.calls["leave"] += 1
-        return await self.inner.leave(event_id, seq, user_id)
+        return await self.inner.leave(event_id, seq, user_id, joined_ms)
 
     async def sweep(self, event_id: str, batch: int) -> int:
         self.calls["sweep"] += 1
@@ -241,3 +244,38 @@ def test_tokens_from_another_secret_are_rejected_by_the_signer_itself() -> None:
     assert theirs.verify_waiting(token).seq == 1
     with pytest.raises(ValueError, match="signature"):
         mine.verify_waiting(token)
+
+
+async def test_a_token_from_before_a_data_loss_does_not_alias_a_newcomer(
+    room: WaitingRoom, store: QueueStore, event_id: str, request: pytest.FixtureRequest
+) -> None:
+    old = await room.join(event_id, "alice")
+    lose_event_data(store, event_id, request)
+    await asyncio.sleep(0.005)
+    newcomer = await room.join(event_id, "bob")
+    assert room.signer.verify_waiting(newcomer.waiting_token).seq == (
+        room.signer.verify_waiting(old.waiting_token).seq
+    ), "the sequence restarted: both tokens carry the same seq"
+
+    assert (await room.status(old.waiting_token)).status == "expired"
+    with pytest.raises(TokenExpired):
+        await room.enter(old.waiting_token, "alice")
+    assert await room.leave(old.waiting_token) is False
+
+    mine = await room.status(newcomer.waiting_token)
+    assert (mine.status, mine.position) == ("ready", 1), "the newcomer's place is untouched"
+    assert await room.enter(newcomer.waiting_token, "bob")
+
+
+async def test_tokens_of_the_current_life_pass_the_epoch_check(
+    room: WaitingRoom, store: QueueStore, event_id: str, request: pytest.FixtureRequest
+) -> None:
+    first = await room.join(event_id, "")
+    lose_event_data(store, event_id, request)
+    await asyncio.sleep(0.005)
+    reborn = [await room.join(event_id, "") for _ in range(3)]
+    assert (await room.status(first.waiting_token)).status == "expired"
+    views = [await room.status(r.waiting_token) for r in reborn]
+    assert [v.position for v in views] == [1, 2, 3]
+    assert await room.leave(reborn[1].waiting_token) is True
+    assert (await room.status(reborn[2].waiting_token)).position == 2

@@ -57,6 +57,7 @@ def _expired_head(
 class _Event:
     bucket: TokenBucket
     seq: int = 0
+    epoch_ms: int = 0
     waiting: SortedList = field(default_factory=SortedList)
     last_seen: dict[int, int] = field(default_factory=dict)
     seen_order: SortedList = field(default_factory=SortedList)
@@ -97,6 +98,12 @@ class MemoryQueueStore:
         if user is not None and event.users.get(user, (0, 0))[0] == seq:
             del event.users[user]
 
+    @staticmethod
+    def _earlier_life(event: _Event, joined_ms: int | None) -> bool:
+        """The token was issued before this event's sequence (re)started, e.g. before a
+        restart lost the queue: its seq names someone else's place now."""
+        return joined_ms is not None and joined_ms < event.epoch_ms
+
     def _is_stale(self, event: _Event, seq: int, now_ms: int) -> bool:
         seen = event.last_seen.get(seq)
         return seen is None or now_ms - seen > self._settings.heartbeat_ttl_ms
@@ -119,6 +126,8 @@ class MemoryQueueStore:
                 self._remove_waiter(event, seq)
         event.seq += 1
         seq = event.seq
+        if seq == 1:
+            event.epoch_ms = now  # a new life: see _earlier_life
         event.waiting.add(seq)
         event.last_seen[seq] = now
         event.seen_order.add((now, seq))
@@ -142,9 +151,11 @@ class MemoryQueueStore:
         covered = now - order[0][0] if order else 0
         return AdmissionCounts(counts[0], counts[1], counts[2], covered)
 
-    async def status(self, event_id: str, seq: int) -> StatusResult:
+    async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         now = self._clock()
         event = self._event(event_id, now)
+        if self._earlier_life(event, joined_ms):
+            return StatusResult(WaiterState.EXPIRED, 0, now, self._counts(event, now))
         if seq in event.last_seen:
             if self._is_stale(event, seq, now):
                 self._remove_waiter(event, seq)
@@ -162,6 +173,8 @@ class MemoryQueueStore:
         now = self._clock()
         event = self._event(event_id, now)
         settings = self._settings
+        if self._earlier_life(event, joined_ms):
+            return EnterResult(EnterOutcome.EXPIRED, 0, now)
         if seq in event.admitted:
             return EnterResult(EnterOutcome.ALREADY_ADMITTED, 0, now)
         if seq not in event.last_seen:
@@ -193,10 +206,12 @@ class MemoryQueueStore:
         for old_seq in _expired_head(event.reservations, now, 100, lambda v: v[1]):
             del event.reservations[old_seq]
 
-    async def leave(self, event_id: str, seq: int, user_id: str) -> LeaveOutcome:
+    async def leave(
+        self, event_id: str, seq: int, user_id: str, joined_ms: int | None = None
+    ) -> LeaveOutcome:
         now = self._clock()
         event = self._event(event_id, now)
-        if seq not in event.last_seen:
+        if self._earlier_life(event, joined_ms) or seq not in event.last_seen:
             return LeaveOutcome.NOT_WAITING
         self._remove_waiter(event, seq)
         return LeaveOutcome.LEFT

@@ -32,7 +32,7 @@ _KEY_CACHE_LIMIT = 4096
 
 
 class _EventKeys:
-    __slots__ = ("admitted", "bucket", "prefix", "seen", "seq", "users", "wait")
+    __slots__ = ("admitted", "bucket", "epoch", "prefix", "seen", "seq", "users", "wait")
 
     def __init__(self, event_id: str) -> None:
         self.prefix = f"tg:{{{event_id}}}:"
@@ -42,6 +42,7 @@ class _EventKeys:
         self.users = self.prefix + "users"
         self.admitted = self.prefix + "adm"
         self.bucket = self.prefix + "bucket"
+        self.epoch = self.prefix + "epoch"
 
     def idempotency(self, user_id: str, key: str) -> str:
         digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()[:32]
@@ -111,7 +112,7 @@ class RedisQueueStore:
         kind, seq, joined, position = await self._call(
             self._join.run(
                 self._redis,
-                (k.seq, k.wait, k.seen, k.users, slot),
+                (k.seq, k.wait, k.seen, k.users, slot, k.epoch),
                 user_id,
                 "1" if idempotency_key else "0",
                 IDEMPOTENCY_TTL_MS,
@@ -120,11 +121,15 @@ class RedisQueueStore:
         )
         return JoinResult(int(seq), int(joined), int(position), duplicate=kind == 2)
 
-    async def status(self, event_id: str, seq: int) -> StatusResult:
+    async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         k = self._event(event_id)
         state, position, now, c1, c5, c15, covered = await self._call(
             self._status.run(
-                self._redis, (k.wait, k.seen, k.admitted), seq, self._settings.heartbeat_ttl_ms
+                self._redis,
+                (k.wait, k.seen, k.admitted, k.epoch),
+                seq,
+                self._settings.heartbeat_ttl_ms,
+                "" if joined_ms is None else joined_ms,
             )
         )
         return StatusResult(
@@ -136,7 +141,7 @@ class RedisQueueStore:
         outcome, position, now, retry_ms = await self._call(
             self._enter.run(
                 self._redis,
-                (k.wait, k.seen, k.users, k.admitted, k.bucket, k.reservation(seq)),
+                (k.wait, k.seen, k.users, k.admitted, k.bucket, k.reservation(seq), k.epoch),
                 seq,
                 joined_ms,
                 user_id,
@@ -145,10 +150,18 @@ class RedisQueueStore:
         )
         return EnterResult(EnterOutcome(outcome), int(position), int(now), int(retry_ms))
 
-    async def leave(self, event_id: str, seq: int, user_id: str) -> LeaveOutcome:
+    async def leave(
+        self, event_id: str, seq: int, user_id: str, joined_ms: int | None = None
+    ) -> LeaveOutcome:
         k = self._event(event_id)
         outcome = await self._call(
-            self._leave.run(self._redis, (k.wait, k.seen, k.users), seq, user_id)
+            self._leave.run(
+                self._redis,
+                (k.wait, k.seen, k.users, k.epoch),
+                seq,
+                user_id,
+                "" if joined_ms is None else joined_ms,
+            )
         )
         return LeaveOutcome(outcome)
 

@@ -86,7 +86,7 @@ class WaitingRoom:
 
     async def status(self, token: str) -> StatusView:
         claims = self._claims(token)
-        result = await self.store.status(claims.event_id, claims.seq)
+        result = await self.store.status(claims.event_id, claims.seq, claims.joined_ms)
         self.active_events.add(claims.event_id)
         waited_ms = max(0, result.now_ms - claims.joined_ms)
         settings = self.settings
@@ -144,9 +144,10 @@ class WaitingRoom:
     async def leave(self, token: str) -> bool:
         """True when the waiter was removed; False when it was no longer waiting."""
         claims = self._claims(token)
-        return await self.store.leave(claims.event_id, claims.seq, claims.user_id) is (
-            LeaveOutcome.LEFT
+        outcome = await self.store.leave(
+            claims.event_id, claims.seq, claims.user_id, claims.joined_ms
         )
+        return outcome is LeaveOutcome.LEFT
 
     async def consume_reservation(self, token: str, user_id: str, event_id: str) -> bool:
         """Single use of the reservation token from enter, by its user, for its event."""

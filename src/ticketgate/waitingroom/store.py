@@ -18,13 +18,20 @@ class QueueStore(Protocol):
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
         """Append a waiter at the tail (or return the user's or the key's existing place)."""
 
-    async def status(self, event_id: str, seq: int) -> StatusResult:
-        """Read the waiter's place and refresh its heartbeat in the same step."""
+    async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
+        """Read the waiter's place and refresh its heartbeat in the same step.
+
+        `joined_ms` is the token's. A token issued before the event's sequence began (the
+        store lost its data and counts from 1 again) names a newcomer's place now, so it is
+        EXPIRED; the same check guards enter and leave. None skips it (no token at hand).
+        """
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
         """Check eligibility, draw from the bucket, remove the waiter and arm the reservation."""
 
-    async def leave(self, event_id: str, seq: int, user_id: str) -> LeaveOutcome:
+    async def leave(
+        self, event_id: str, seq: int, user_id: str, joined_ms: int | None = None
+    ) -> LeaveOutcome:
         """Remove a waiter; everyone behind moves up by one."""
 
     async def sweep(self, event_id: str, batch: int) -> int:

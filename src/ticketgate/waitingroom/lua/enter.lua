@@ -1,7 +1,8 @@
 -- Enter: eligibility check, bucket draw, removal and reservation arming as one step, so two
 -- concurrent enters on one token can never both win and the bucket is never overdrawn
 -- (beyond what the top N may borrow).
--- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket, 6 reservation slot of this seq
+-- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket, 6 reservation slot of this seq,
+--       7 epoch
 -- ARGV: 1 seq, 2 joined_ms, 3 user id, 4 heartbeat TTL ms, 5 admission window,
 --       6 bypass top N, 7 bucket capacity, 8 refill per ms, 9 reservation TTL ms,
 --       10.. pairs of (max position, min wait ms), ascending
@@ -11,6 +12,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = ARGV[1]
 
+if tonumber(ARGV[2]) < tonumber(redis.call('GET', KEYS[7]) or '0') then
+  return {5, 0, now, 0}  -- a token of an earlier life of this event (see join.lua)
+end
 if redis.call('ZSCORE', KEYS[4], seq) then
   return {4, 0, now, 0}
 end

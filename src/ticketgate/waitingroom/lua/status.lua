@@ -1,6 +1,6 @@
 -- Status: the waiter's place, a heartbeat refresh, and the admission counts for the ETA.
--- KEYS: 1 wait, 2 seen, 3 admitted
--- ARGV: 1 seq, 2 heartbeat TTL in ms
+-- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch
+-- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check)
 -- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms};
 -- state 1 waiting, 2 admitted, 3 expired.
 local t = redis.call('TIME')
@@ -8,7 +8,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = ARGV[1]
 local state, position = 3, 0
 
-local rank = redis.call('ZRANK', KEYS[1], seq)
+-- A token older than the event's epoch names a place of an earlier life: expired.
+local current = ARGV[3] == '' or
+  tonumber(ARGV[3]) >= tonumber(redis.call('GET', KEYS[4]) or '0')
+local rank = current and redis.call('ZRANK', KEYS[1], seq)
 if rank then
   local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
   if now - seen > tonumber(ARGV[2]) then
@@ -18,7 +21,7 @@ if rank then
     redis.call('ZADD', KEYS[2], now, seq)
     state, position = 1, rank + 1
   end
-elseif redis.call('ZSCORE', KEYS[3], seq) then
+elseif current and redis.call('ZSCORE', KEYS[3], seq) then
   state = 2
 end
 
