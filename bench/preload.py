@@ -22,6 +22,8 @@ from ticketgate.waitingroom.redis_store import IDEMPOTENCY_TTL_MS, _EventKeys
 from ticketgate.waitingroom.tokens import TokenSigner, WaitingClaims
 
 PIPELINE_CHUNK = 5_000
+# Only read for a returning user's place; the gateway under test runs with a one-hour TTL.
+PRELOAD_HEARTBEAT_TTL_MS = 3_600_000
 Command = tuple[str | int, ...]
 
 
@@ -82,15 +84,17 @@ def preload(
                     (
                         "EVALSHA",
                         script.sha,
-                        5,
+                        6,
                         keys.seq,
                         keys.wait,
                         keys.seen,
                         keys.users,
                         slot,
+                        keys.epoch,
                         user,
                         "1" if idempotency else "0",
                         IDEMPOTENCY_TTL_MS,
+                        PRELOAD_HEARTBEAT_TTL_MS,
                     )
                 )
             for offset, reply in enumerate(pipe.run(commands)):
@@ -154,7 +158,9 @@ def remove_event(client: redis.Redis, event_id: str, count: int, idempotency: bo
     """Drop a side-measurement event's keys with DEL: UNLINK frees in a background thread,
     which would leak into the next used_memory baseline."""
     keys = _EventKeys(event_id)
-    client.delete(keys.seq, keys.wait, keys.seen, keys.users, keys.admitted, keys.bucket)
+    client.delete(
+        keys.seq, keys.wait, keys.seen, keys.users, keys.admitted, keys.bucket, keys.epoch
+    )
     if idempotency:
         for first in range(0, count, 10_000):
             last = min(count, first + 10_000)

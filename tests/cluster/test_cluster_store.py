@@ -102,7 +102,7 @@ async def test_flushed_script_is_reloaded_on_that_shard(
         client.script_flush()
         client.close()
     joined = await cluster_store.join("evt_cluster_flush", "u1", "")
-    result = await cluster_store.enter("evt_cluster_flush", joined.seq, 0, "u1")
+    result = await cluster_store.enter("evt_cluster_flush", joined.seq, joined.joined_ms, "u1")
     assert result.outcome is EnterOutcome.GRANTED
 
 
@@ -111,6 +111,9 @@ async def test_concurrent_enters_on_a_cluster_grant_once(
 ) -> None:
     joined = await cluster_store.join("evt_cluster_race", "", "")
     results = await asyncio.gather(
-        *(cluster_store.enter("evt_cluster_race", joined.seq, 0, "u") for _ in range(20))
+        *(
+            cluster_store.enter("evt_cluster_race", joined.seq, joined.joined_ms, "u")
+            for _ in range(20)
+        )
     )
     assert sum(r.outcome is EnterOutcome.GRANTED for r in results) == 1

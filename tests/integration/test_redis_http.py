@@ -124,11 +124,6 @@ async def test_redis_hung_answers_503_fast_and_recovers(
     assert entered.status_code == 200, entered.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tokens carry only (event, seq); after Redis loses its data the per-event INCR "
-    "restarts, so an old token names a newcomer's place (see the integration report)",
-)
 async def test_a_token_from_before_a_redis_data_loss_does_not_alias_a_newcomer(
     own_redis: RedisServer, client: httpx.AsyncClient
 ) -> None:

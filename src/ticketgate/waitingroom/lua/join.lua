@@ -1,6 +1,5 @@
 -- Join: append a waiter at the tail, or return the place it already holds.
--- KEYS: 1 seq, 2 wait, 3 seen, 4 users, 5 idempotency slot, 6 epoch (bench/preload.py's
---       bulk loader still sends five keys; its events then simply have no epoch)
+-- KEYS: 1 seq, 2 wait, 3 seen, 4 users, 5 idempotency slot, 6 epoch
 -- ARGV: 1 user id ('' for anonymous), 2 '1' when an Idempotency-Key was sent, 3 its TTL in ms,
 --       4 heartbeat TTL in ms
 -- Returns {kind, seq, joined_ms, position}: kind 1 new, 2 the user's existing place,
@@ -45,7 +44,7 @@ if user ~= '' then
 end
 
 local seq = redis.call('INCR', KEYS[1])
-if seq == 1 and KEYS[6] then
+if seq == 1 then
   -- A new life of this event's sequence (first join, or Redis lost the data): tokens
   -- issued before now name places of an earlier life and must not alias newcomers.
   redis.call('SET', KEYS[6], now)
