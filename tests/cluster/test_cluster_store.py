@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_cluster_port
 from ticketgate.config import QueueSettings, RedisSettings
 from ticketgate.redisio.executor import build_executor
 from ticketgate.waitingroom.model import EnterOutcome, WaiterState
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[list[RedisServer]]:
-    nodes = [RedisServer() for _ in range(3)]
+    nodes = [RedisServer(port=free_cluster_port()) for _ in range(3)]
     try:
         for node in nodes:
             node.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
