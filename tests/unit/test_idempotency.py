@@ -171,6 +171,12 @@ def test_final_answers_are_stored_and_transient_ones_are_not(status: int, stored
     assert is_stored(status) is stored
 
 
+def test_an_answer_that_says_retry_later_is_not_stored() -> None:
+    """enter's NOT_READY is a 409 with Retry-After: a retry with the same key must run."""
+    assert is_stored(409, ((b"retry-after", b"2"),)) is False
+    assert is_stored(409, ((b"allow", b"GET"),)) is True
+
+
 # --------------------------------------------------------------------------- memory store
 
 

@@ -215,9 +215,12 @@ def decode_response(record: bytes) -> Response:
     )
 
 
-def is_stored(status: int) -> bool:
-    """Which answers are final: everything below 500 except 408 and 429 ("try later")."""
-    return status < 500 and status not in _TRANSIENT_4XX
+def is_stored(status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> bool:
+    """Which answers are final: everything below 500 except 408, 429 and any answer that
+    carries Retry-After (e.g. enter's NOT_READY): "try later" must not be replayed for a day."""
+    if status >= 500 or status in _TRANSIENT_4XX:
+        return False
+    return not any(name == b"retry-after" for name, _ in headers)
 
 
 # --------------------------------------------------------------------------- stores
@@ -527,7 +530,7 @@ class IdempotencyInterceptor:
     async def _finish(self, scope: str, fingerprint: str, owner: str, response: Response) -> None:
         """Keep a final answer, release a transient one. A store failure here must not cost
         the caller the answer it is owed: it is returned anyway and the lease lapses."""
-        if not is_stored(response.status):
+        if not is_stored(response.status, response.headers):
             await self._release(scope, owner)
             return
         try:

@@ -39,6 +39,7 @@ from ticketgate.waitingroom.tokens import (
 
 EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 USER_ID_MAX = 128
+NOT_READY_RETRY_SEC = 5.0
 log = logging.getLogger("ticketgate.waitingroom")
 
 
@@ -128,7 +129,8 @@ class WaitingRoom:
             )
             return Admission(reservation_token=reservation, ttl_sec=ttl_ms // 1000)
         if outcome is EnterOutcome.NOT_READY:
-            retry = result.retry_after_ms / 1000 if result.retry_after_ms else None
+            # Outside the window nobody knows when; still say "later", never "now".
+            retry = result.retry_after_ms / 1000 if result.retry_after_ms else NOT_READY_RETRY_SEC
             raise NotReady(
                 f"not ready to enter yet (position {result.position})", retry_after_sec=retry
             )
