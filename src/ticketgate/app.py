@@ -1,17 +1,36 @@
-"""Builds the ASGI application: store, waiting room, routes, lifespan."""
+"""Builds the ASGI application: store, waiting room, auth, traffic control, routes, lifespan.
+
+One Redis executor per worker serves the queue store, the rate-limit sync and the
+idempotency store, so all of them ride the same pipelined connection.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 
+from ticketgate.accounts.database import Database
+from ticketgate.accounts.keys import LocalJwksSource, TokenSigner
+from ticketgate.accounts.service import AccountService
 from ticketgate.config import Settings, load_settings
+from ticketgate.http.accounts import AccountRoutes
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.http.system import SystemRoutes
 from ticketgate.middleware.auth import DevBypassAuthenticator
-from ticketgate.redisio.executor import build_executor
+from ticketgate.middleware.idempotency import (
+    IdempotencySettings,
+    IdempotencyUnavailable,
+    RedisIdempotencyStore,
+    build_idempotency,
+)
+from ticketgate.middleware.jwks import JwksSource
+from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
+from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
+from ticketgate.redisio.executor import RedisExecutor, build_executor
 from ticketgate.waitingroom.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import QueueUnavailable
 from ticketgate.waitingroom.redis_store import RedisQueueStore
@@ -19,47 +38,105 @@ from ticketgate.waitingroom.service import WaitingRoom
 from ticketgate.waitingroom.store import QueueStore
 
 log = logging.getLogger("ticketgate")
-
-
-def build_store(settings: Settings) -> QueueStore:
-    if settings.redis.enabled:
-        return RedisQueueStore(build_executor(settings.redis), settings.queue)
-    return MemoryQueueStore(settings.queue)
+Hook = Callable[[], Awaitable[None]]
 
 
 def create_app(settings: Settings | None = None, store: QueueStore | None = None) -> Gateway:
-    """The gateway for `settings` (from the environment when omitted)."""
+    """The gateway for `settings` (from the environment when omitted).
+
+    `store` replaces the configured queue store (tests hand in a prepared one).
+    """
     settings = settings or load_settings()
-    store = store or build_store(settings)
+    executor: RedisExecutor | None = (
+        build_executor(settings.redis) if settings.redis.enabled else None
+    )
+    if store is None:
+        store = (
+            RedisQueueStore(executor, settings.queue)
+            if executor is not None
+            else MemoryQueueStore(settings.queue)
+        )
+    startup: list[Hook] = []
+    shutdown: list[Hook] = []
+
     room = WaitingRoom(store, settings.queue)
-    system = SystemRoutes(settings, store)
     routes = QueueRoutes(room).routes()
+
+    jwt_settings = settings.jwt or JwtSettings()
+    source: JwksSource | None = None
+    if settings.accounts_enabled and settings.accounts is not None:
+        accounts, signer = _accounts(settings, startup, shutdown)
+        routes += AccountRoutes(accounts).routes()
+        source = LocalJwksSource(signer)
+        # Our own tokens carry our issuer and audience; check them unless told otherwise.
+        jwt_settings = dataclasses.replace(
+            jwt_settings,
+            issuer=jwt_settings.issuer or (settings.accounts.issuer,),
+            audience=jwt_settings.audience or (settings.accounts.audience,),
+        )
+    cache = jwt_settings.jwks_cache(source)
+    authenticator = JwtAuthenticator(
+        jwt_settings, cache, DevBypassAuthenticator(settings.dev_bypass_enabled)
+    )
+
+    rate_limit = RateLimit(settings.rate_limit or RateLimitSettings(), executor)
+    idempotency = build_idempotency(settings.idempotency or IdempotencySettings(), executor)
+
+    system = SystemRoutes(settings, store)
     routes += system.routes(routes)
     sweeper: list[asyncio.Task[None]] = []
 
-    async def startup() -> None:
+    async def on_startup() -> None:
         if isinstance(store, RedisQueueStore):
             try:
                 await store.preload()
             except QueueUnavailable as exc:
                 log.warning("Redis not reachable at start (%s); serving 503 until it is", exc)
+        if isinstance(idempotency.store, RedisIdempotencyStore):
+            with contextlib.suppress(IdempotencyUnavailable):
+                await idempotency.store.preload()
+        for hook in startup:
+            await hook()
+        if cache is not None:
+            await cache.preload()
+        await rate_limit.start()
         sweeper.append(asyncio.get_running_loop().create_task(room.run_sweeper()))
 
-    async def shutdown() -> None:
+    async def on_shutdown() -> None:
         for task in sweeper:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await rate_limit.stop()  # pushes what is pending before the executor closes
+        await authenticator.aclose()
+        for hook in shutdown:
+            await hook()
+        await idempotency.store.close()
         await store.close()
+        if executor is not None:
+            await executor.close()
 
-    gateway = Gateway(
+    return Gateway(
         routes,
-        DevBypassAuthenticator(settings.dev_bypass_enabled),
+        authenticator,
         max_body_bytes=settings.max_body_bytes,
-        on_startup=startup,
-        on_shutdown=shutdown,
+        interceptors=(rate_limit, idempotency),
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
     )
-    return gateway
+
+
+def _accounts(
+    settings: Settings, startup: list[Hook], shutdown: list[Hook]
+) -> tuple[AccountService, TokenSigner]:
+    assert settings.database is not None
+    assert settings.accounts is not None
+    database = Database.from_settings(settings.database)
+    signer = TokenSigner(database, settings.accounts.signing_key_pem)
+    service = AccountService(database, signer, settings.accounts)
+    startup.append(service.start)
+    shutdown.append(database.dispose)
+    return service, signer
 
 
 def app_factory() -> Gateway:

@@ -10,7 +10,14 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ticketgate.accounts.database import DatabaseSettings
+    from ticketgate.accounts.settings import AccountSettings
+    from ticketgate.middleware.idempotency import IdempotencySettings
+    from ticketgate.middleware.jwt_auth import JwtSettings
+    from ticketgate.middleware.ratelimit import RateLimitSettings
 
 ENVIRONMENTS = ("development", "staging", "production")
 _TRUE = {"1", "true", "yes", "on"}
@@ -79,6 +86,13 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     token_secret_generated: bool = False
+    # Settings owned by the edge modules; loaded by load_settings (they import this module).
+    jwt: JwtSettings | None = None
+    accounts: AccountSettings | None = None
+    accounts_enabled: bool = False
+    database: DatabaseSettings | None = None
+    rate_limit: RateLimitSettings | None = None
+    idempotency: IdempotencySettings | None = None
 
     @property
     def is_development(self) -> bool:
@@ -234,9 +248,43 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis=redis,
         queue=queue,
         token_secret_generated=generated,
+        **_edge_settings(source),
     )
     check_workers(settings)
     return settings
+
+
+def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
+    """Settings of auth, accounts, rate limiting and idempotency, each validated by its owner.
+
+    Imported here, not at the top: those modules import `ConfigError` from this one.
+    """
+    from ticketgate.accounts.database import DatabaseSettings
+    from ticketgate.accounts.settings import AccountSettings
+    from ticketgate.middleware.idempotency import IdempotencySettings
+    from ticketgate.middleware.jwt_auth import JwtSettings
+    from ticketgate.middleware.ratelimit import RateLimitSettings
+
+    jwt = JwtSettings.from_env(source)
+    raw_accounts = source.get("AUTH_ACCOUNTS_ENABLED", "").strip()
+    accounts_enabled = (
+        not jwt.jwks_endpoint
+        if raw_accounts == ""
+        else _bool("AUTH_ACCOUNTS_ENABLED", raw_accounts)
+    )
+    if accounts_enabled and jwt.jwks_endpoint:
+        raise ConfigError(
+            "AUTH_ACCOUNTS_ENABLED=true and JWT_JWKS_ENDPOINT cannot be combined yet: "
+            "tokens are validated against one key set"
+        )
+    return {
+        "jwt": jwt,
+        "accounts": AccountSettings.from_env(source),
+        "accounts_enabled": accounts_enabled,
+        "database": DatabaseSettings.from_env(source),
+        "rate_limit": RateLimitSettings.from_env(source),
+        "idempotency": IdempotencySettings.from_env(source),
+    }
 
 
 def check_workers(settings: Settings) -> None:

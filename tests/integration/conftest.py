@@ -19,6 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.envs import app_env
 from tests.http_server import serve
 from tests.redis_server import RedisServer, free_port, running_redis
 from ticketgate.app import create_app
@@ -40,9 +41,7 @@ def as_user(n: int | str) -> dict[str, str]:
 
 def dev_env(**overrides: str) -> dict[str, str]:
     """A development environment: bypass tokens on, a fixed secret, the memory store."""
-    env = {"SERVER_ENVIRONMENT": "development", "QUEUE_TOKEN_SECRET": SECRET}
-    env.update(overrides)
-    return env
+    return app_env(SERVER_ENVIRONMENT="development", QUEUE_TOKEN_SECRET=SECRET, **overrides)
 
 
 def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from tests.envs import app_env
 from tests.http_server import serve
 from tests.integration.conftest import (
     DEV,
@@ -352,7 +353,8 @@ async def test_a_malformed_authorization_is_invalid_token_format(
 async def test_an_unknown_bearer_token_is_invalid_token(
     client: httpx.AsyncClient, event_id: str
 ) -> None:
-    headers = {"Authorization": "Bearer not-a-real-token"}
+    # JWT-shaped (three base64url segments) but signed by nobody we know.
+    headers = {"Authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}
     assert_envelope(
         await client.post(ENTER, json={"waiting_token": "x"}, headers=headers),
         401,
@@ -363,6 +365,15 @@ async def test_an_unknown_bearer_token_is_invalid_token(
         401,
         "INVALID_TOKEN",
     )
+
+
+async def test_a_bearer_token_that_is_not_a_jwt_is_invalid_token_format(
+    client: httpx.AsyncClient, event_id: str
+) -> None:
+    headers = {"Authorization": "Bearer not-a-real-token"}
+    response = await client.post(JOIN, json={"event_id": event_id}, headers=headers)
+    assert_envelope(response, 401, "INVALID_TOKEN_FORMAT")
+    assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 async def test_a_malformed_load_test_suffix_is_invalid_token(
@@ -377,7 +388,7 @@ async def test_a_malformed_load_test_suffix_is_invalid_token(
 
 
 async def test_bypass_tokens_are_invalid_in_production(event_id: str) -> None:
-    settings = load_settings({"SERVER_ENVIRONMENT": "production", "QUEUE_TOKEN_SECRET": SECRET})
+    settings = load_settings(app_env(SERVER_ENVIRONMENT="production", QUEUE_TOKEN_SECRET=SECRET))
     async with serve(create_app(settings)) as client:
         for headers in (DEV, as_user(1)):
             response = await client.post(ENTER, json={"waiting_token": "x"}, headers=headers)

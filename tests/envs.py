@@ -1,0 +1,25 @@
+"""Environment mappings for apps built in tests.
+
+Every app built by a test shares one throwaway SQLite file (so the accounts signing key is
+generated once per session, not per app) and, unless a test asks for it, runs without rate
+limiting: hundreds of requests from 127.0.0.1 would otherwise measure the limiter instead of
+the behaviour under test. The limiter has its own tests, and tests/integration/test_app_http.py
+drives the fully wired app with it on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+_DB_DIR = tempfile.mkdtemp(prefix="tg-test-db-")
+atexit.register(shutil.rmtree, _DB_DIR, True)
+TEST_DATABASE_PATH = str(Path(_DB_DIR) / "ticketgate.db")
+
+
+def app_env(**overrides: str) -> dict[str, str]:
+    env = {"DATABASE_PATH": TEST_DATABASE_PATH, "RATE_LIMIT_ENABLED": "false"}
+    env.update(overrides)
+    return env
