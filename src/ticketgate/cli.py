@@ -92,7 +92,68 @@ def serve(
         access_log=False,
         server_header=False,
         date_header=False,
+        # Client addresses come from the socket; only RATE_LIMIT_TRUSTED_PROXIES may vouch
+        # for X-Forwarded-For (uvicorn's own rewrite would bypass that list).
+        proxy_headers=False,
     )
+
+
+admin = typer.Typer(no_args_is_help=True, help="Operator commands")
+cli.add_typer(admin, name="admin")
+
+
+@admin.command("create-user")
+def create_user(
+    username: Annotated[str, typer.Option(help="Login name (3-64 of A-Z a-z 0-9 _ . @ -)")],
+    role: Annotated[
+        list[str] | None, typer.Option(help="Role to grant; repeat for several")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Create an account in the configured database (the way to make the first admin:
+    `ticketgate admin create-user --username ops --role admin --role user`).
+
+    The password is prompted for (or read from stdin), never taken as an argument, so it
+    stays out of shell history; there is no default password anywhere.
+    """
+    import asyncio
+
+    from ticketgate.accounts.database import Database
+    from ticketgate.accounts.keys import TokenSigner
+    from ticketgate.accounts.service import AccountError, AccountService
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]ticketgate: configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    roles = tuple(role or ("user",))
+    database_settings, account_settings = settings.database, settings.accounts
+    assert database_settings is not None
+    assert account_settings is not None
+
+    async def run() -> str:
+        database = Database.from_settings(database_settings)
+        signer = TokenSigner(database, account_settings.signing_key_pem)
+        service = AccountService(database, signer, account_settings)
+        try:
+            user = await service.create_user(username, password, roles=roles)
+            return user.id
+        finally:
+            await database.dispose()
+
+    try:
+        user_id = asyncio.run(run())
+    except AccountError as exc:
+        console.print(f"[red]ticketgate: {exc.message}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"created [bold]{username}[/bold] ({user_id}) with roles {', '.join(roles)}")
 
 
 @cli.command()
@@ -103,3 +164,7 @@ def version() -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from ticketgate.http.errors import ApiError, error_body
+from ticketgate.metrics import AUTH_FAILURES
 from ticketgate.middleware.auth import Authenticator, AuthError, Principal
 from ticketgate.middleware.request_id import request_id_from, trace_id_from
 from ticketgate.waitingroom.model import QueueError
@@ -38,6 +39,7 @@ class AuthPolicy(enum.Enum):
     NONE = "none"  # credentials ignored (health, version)
     OPTIONAL = "optional"  # anonymous allowed; a valid token still identifies the caller
     REQUIRED = "required"
+    ADMIN = "admin"  # required, and the principal must hold the `admin` role
 
 
 class Request:
@@ -115,6 +117,7 @@ class Idempotency(enum.Enum):
     NONE = "none"
     OPTIONAL = "optional"
     REQUIRED = "required"
+    ADMIN = "admin"  # required, and the principal must hold the `admin` role
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +281,8 @@ class Gateway:
     async def _authenticate(self, request: Request, policy: AuthPolicy) -> None:
         authorization = request.headers.get(b"authorization")
         if authorization is None:
-            if policy is AuthPolicy.REQUIRED:
+            if policy is not AuthPolicy.OPTIONAL:
+                AUTH_FAILURES.labels(code="MISSING_AUTHORIZATION").inc()
                 raise ApiError(
                     "MISSING_AUTHORIZATION",
                     "this endpoint needs 'Authorization: Bearer <token>'",
@@ -290,6 +294,7 @@ class Gateway:
                 authorization.decode("latin-1"), request.header(b"x-load-test-user")
             )
         except AuthError as exc:
+            AUTH_FAILURES.labels(code=exc.code).inc()
             challenge = (
                 f'Bearer realm="ticketgate", error="invalid_token", '
                 f'error_description="{exc.message}"'
@@ -297,6 +302,9 @@ class Gateway:
             raise ApiError(
                 exc.code, exc.message, headers=((b"www-authenticate", challenge.encode()),)
             ) from None
+        if policy is AuthPolicy.ADMIN and "admin" not in request.principal.roles:
+            AUTH_FAILURES.labels(code="FORBIDDEN").inc()
+            raise ApiError("FORBIDDEN", "this endpoint needs the admin role")
 
     @staticmethod
     def _error(exc: ApiError, trace_id: str) -> Response:

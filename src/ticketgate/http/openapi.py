@@ -7,10 +7,32 @@ from typing import Any
 import msgspec
 
 from ticketgate import __version__
-from ticketgate.http.core import AuthPolicy, Route
+from ticketgate.http.core import AuthPolicy, Idempotency, Route
 from ticketgate.http.errors import ErrorEnvelope
 
 _REF = "#/components/schemas/{name}"
+
+
+def _with_edge_responses(route: Route) -> list[tuple[int, type | None, str]]:
+    """The route's own responses plus what the interceptors in front of it may answer."""
+    responses = {status: (schema, text) for status, schema, text in route.responses}
+
+    def add(status: int, text: str) -> None:
+        schema, old = responses.get(status, (None, ""))
+        responses[status] = (schema, f"{old}, {text}" if old else text)
+
+    if route.idempotency is not Idempotency.NONE:
+        required = route.idempotency is Idempotency.REQUIRED
+        add(
+            400,
+            "IDEMPOTENCY_REQUIRED, INVALID_IDEMPOTENCY_KEY"
+            if required
+            else "INVALID_IDEMPOTENCY_KEY",
+        )
+        add(409, "IDEMPOTENCY_CONFLICT, IDEMPOTENCY_IN_PROGRESS")
+    if route.rate_limited:
+        add(429, "RATE_LIMITED (Retry-After, RateLimit headers)")
+    return [(status, *responses[status]) for status in sorted(responses)]
 
 
 def build_openapi(routes: list[Route]) -> bytes:
@@ -45,11 +67,11 @@ def build_openapi(routes: list[Route]) -> bytes:
                 "required": route.method != "POST" or "leave" not in route.path,
                 "content": {"application/json": {"schema": ref_of[route.request_schema]}},
             }
-        if route.auth is AuthPolicy.REQUIRED:
+        if route.auth in (AuthPolicy.REQUIRED, AuthPolicy.ADMIN):
             operation["security"] = [{"bearerAuth": []}]
         elif route.auth is AuthPolicy.OPTIONAL:
             operation["security"] = [{}, {"bearerAuth": []}]
-        for status, schema, description in route.responses:
+        for status, schema, description in _with_edge_responses(route):
             body_schema = (
                 ref_of[schema]
                 if schema is not None

@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from ticketgate.http.core import AuthPolicy, Request, Response, Route
+from ticketgate.http.core import AuthPolicy, Idempotency, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.http.schemas import (
     EnterRequest,
@@ -77,7 +77,6 @@ class QueueRoutes:
 
     async def enter(self, request: Request) -> Response:
         body = request.json(EnterRequest)
-        idempotency_key(request)
         admission = await self.room.enter(_required_token(body.waiting_token), request.user_id)
         return Response.json(
             200, EnterResponse(admission.reservation_token, admission.ttl_sec), _NO_STORE
@@ -150,6 +149,7 @@ class QueueRoutes:
                     (429, err, "ADMISSION_THROTTLED (Retry-After)"),
                     (503, err, "QUEUE_UNAVAILABLE"),
                 ),
+                idempotency=Idempotency.OPTIONAL,
             ),
             *(
                 Route(

@@ -76,6 +76,7 @@ class SystemRoutes:
                 "Liveness",
                 None,
                 ((200, HealthResponse, "The process is alive"),),
+                rate_limited=False,
             ),
             Route(
                 "GET",
@@ -85,6 +86,7 @@ class SystemRoutes:
                 "Readiness",
                 None,
                 ((200, ReadyResponse, "Ready"), (503, ReadyResponse, "Redis unavailable")),
+                rate_limited=False,
             ),
             Route(
                 "GET",
@@ -94,6 +96,7 @@ class SystemRoutes:
                 "Build and runtime",
                 None,
                 ((200, VersionResponse, "Version"),),
+                rate_limited=False,
             ),
             Route(
                 "GET",
@@ -103,5 +106,6 @@ class SystemRoutes:
                 "This document",
                 None,
                 ((200, None, "OpenAPI 3.1 document"),),
+                rate_limited=False,
             ),
         ]
