@@ -12,10 +12,10 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
-from ticketgate.accounts.database import Database
 from ticketgate.accounts.keys import LocalJwksSource, TokenSigner
 from ticketgate.accounts.service import AccountService
 from ticketgate.config import Settings, load_settings
+from ticketgate.database import Database
 from ticketgate.http.accounts import AccountRoutes
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes

@@ -120,9 +120,9 @@ def create_user(
     """
     import asyncio
 
-    from ticketgate.accounts.database import Database
     from ticketgate.accounts.keys import TokenSigner
     from ticketgate.accounts.service import AccountError, AccountService
+    from ticketgate.database import Database
 
     try:
         settings = load_settings()

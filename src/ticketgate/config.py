@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ticketgate.accounts.database import DatabaseSettings
     from ticketgate.accounts.settings import AccountSettings
+    from ticketgate.database import DatabaseSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
     from ticketgate.middleware.ratelimit import RateLimitSettings
@@ -259,8 +259,8 @@ def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
 
     Imported here, not at the top: those modules import `ConfigError` from this one.
     """
-    from ticketgate.accounts.database import DatabaseSettings
     from ticketgate.accounts.settings import AccountSettings
+    from ticketgate.database import DatabaseSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
     from ticketgate.middleware.ratelimit import RateLimitSettings

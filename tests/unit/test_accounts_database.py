@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from ticketgate.accounts.database import Database, DatabaseSettings, normalize_database_url
 from ticketgate.accounts.keys import generate_private_pem
 from ticketgate.accounts.settings import AccountSettings
 from ticketgate.config import ConfigError
+from ticketgate.database import Database, DatabaseSettings, normalize_database_url
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ("sqlite", "postgresql")

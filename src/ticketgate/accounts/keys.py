@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from ticketgate.accounts import tables
-from ticketgate.accounts.database import Database
+from ticketgate.database import Database
 
 log = logging.getLogger("ticketgate.accounts")
 

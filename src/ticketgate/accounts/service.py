@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import Row, select, update
 
 from ticketgate.accounts import tables
-from ticketgate.accounts.database import Database
 from ticketgate.accounts.keys import TokenSigner
 from ticketgate.accounts.passwords import PasswordHasher
 from ticketgate.accounts.settings import AccountSettings
+from ticketgate.database import Database
 
 log = logging.getLogger("ticketgate.accounts")
 

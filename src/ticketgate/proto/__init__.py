@@ -1,0 +1,1 @@
+"""gRPC contracts (.proto) and the modules generated from them at install."""
