@@ -182,3 +182,23 @@ def waiting(client: redis.Redis, event_id: str) -> int:
 
 def last_seq(client: redis.Redis, event_id: str) -> int:
     return int(client.get(_EventKeys(event_id).seq) or 0)
+
+
+def users_count(client: redis.Redis, event_id: str) -> int:
+    """Signed-in users recorded for the event (one users-HASH field per authenticated join)."""
+    return int(client.hlen(_EventKeys(event_id).users))
+
+
+def events_with_prefix(client: redis.Redis, prefix: str) -> list[str]:
+    """Events whose id starts with `prefix` and that have a join counter in Redis."""
+    head, _, tail = _EventKeys("\x00").seq.partition("\x00")  # the store's key layout
+    pattern = f"{head}{_glob_escape(prefix)}*{tail}"
+    events = []
+    for raw in client.scan_iter(match=pattern, count=10_000):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        events.append(key[len(head) : -len(tail)])
+    return sorted(events)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

@@ -1,7 +1,9 @@
 """Turn a run's summary into the terminal table, the goal check and docs/benchmarks.md rows.
 
-The goals are issue 2's "Done when" figures; a run reports what it reached against them rather
-than a bare pass/fail, and any error or lost waiter is listed, never folded into an average.
+The goals are issue 2's "Done when" figures (measured on the gateway with its edge off, as in
+the foundation) and issue 3's (each scenario with the edge on within 10% of the same scenario
+with it off, in the same session); a run reports what it reached against them rather than a
+bare pass/fail, and any error or lost waiter is listed, never folded into an average.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ RESULTS_START = "<!-- bench:results:start -->"
 RESULTS_END = "<!-- bench:results:end -->"
 RUNS_START = "<!-- bench:runs:start -->"
 RUNS_END = "<!-- bench:runs:end -->"
+EDGE_START = "<!-- bench:edge:start -->"
+EDGE_END = "<!-- bench:edge:end -->"
 TABLE_HEADER = (
     "| Date | Commit | Setup | join | status (small) | status (large) | ceiling "
     "| ceiling (batched) | join / ceiling | status / ceiling | large / small "
@@ -29,6 +33,21 @@ MIN_SHARE_OF_CEILING = 0.6
 MAX_STATUS_DROP = 0.1
 MAX_P99_MS = 25.0
 MAX_BYTES_PER_WAITER = 256.0
+EDGE_TABLE_HEADER = (
+    "| Date | Commit | Setup | join: off → on | status (small): off → on "
+    "| status (large): off → on | join JWT (on) vs join (off) | Limiter | Errors |\n"
+    "|---|---|---|---|---|---|---|---|---|\n"
+)
+MIN_EDGE_SHARE = 0.9
+# (edge-on result, edge-off result it is compared with): a signed-in join is held to the
+# anonymous join's figure, since that is the "previous req/s" issue 3 speaks of.
+EDGE_PAIRS = (
+    ("join:on", "join"),
+    ("status-small:on", "status-small"),
+    ("status-large:on", "status-large"),
+    ("join-jwt:on", "join"),
+)
+FOUNDATION = ("join", "status-small", "status-large", "ceiling", "ceiling-batched")
 
 
 def _label(summary: dict[str, Any], name: str) -> str:
@@ -36,7 +55,32 @@ def _label(summary: dict[str, Any], name: str) -> str:
 
 
 def goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each goal of issue 2 that this run has the data for, with the value reached."""
+    """Each goal of issues 2 and 3 that this run has the data for, with the value reached."""
+    out = [{"issue": 2, **goal} for goal in _foundation_goals(summary)]
+    ratios: dict[str, float] = summary["ratios"]
+    for on, off in EDGE_PAIRS:
+        key = f"{on}/{off}"
+        if key in ratios:
+            out.append(
+                {
+                    "issue": 3,
+                    "goal": f"{_label(summary, on)} ≥ 90% of {_label(summary, off)} req/s",
+                    "value": f"{ratios[key]:.0%}",
+                    "met": ratios[key] >= MIN_EDGE_SHARE,
+                }
+            )
+    out.append(
+        {
+            "issue": "all",
+            "goal": "no errors, no lost waiters",
+            "value": f"{len(summary['problems'])} problems",
+            "met": not summary["problems"],
+        }
+    )
+    return out
+
+
+def _foundation_goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
     scenarios: dict[str, dict[str, Any]] = summary["scenarios"]
     ratios: dict[str, float] = summary["ratios"]
     out: list[dict[str, Any]] = []
@@ -80,14 +124,15 @@ def goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": per <= MAX_BYTES_PER_WAITER,
             }
         )
-    out.append(
-        {
-            "goal": "no errors, no lost waiters",
-            "value": f"{len(summary['problems'])} problems",
-            "met": not summary["problems"],
-        }
-    )
     return out
+
+
+def _edge_ratio(summary: dict[str, Any], name: str) -> float | None:
+    ratios: dict[str, float] = summary["ratios"]
+    for on, off in EDGE_PAIRS:
+        if on == name:
+            return ratios.get(f"{on}/{off}")
+    return None
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -102,10 +147,12 @@ def print_summary(summary: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column == "scenario" else "right")
     table.add_column("errors", justify="right")
     table.add_column("× ceiling", justify="right")
+    table.add_column("on / off", justify="right")
     table.add_column("scripts/req", justify="right")
     table.add_column("redis µs/call", justify="right")
     table.add_column("redis CPU", justify="right")
-    for result in scenarios.values():
+    for name, result in scenarios.items():
+        edge = _edge_ratio(summary, name)
         lat = result["latency_ms"]
         errors = int(result["error_count"])
         redis = result.get("redis") or {}
@@ -119,6 +166,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{lat['max']:.1f}",
             f"[red]{errors}[/red]" if errors else "0",
             f"{result['rps'] / ceiling:.2f}" if ceiling else "-",
+            "-" if edge is None else f"[{'green' if edge >= MIN_EDGE_SHARE else 'red'}]{edge:.0%}",
             f"{redis['scripts_per_request']:.2f}" if redis else "-",
             f"{redis['evalsha_usec_per_call']:.1f}" if redis else "-",
             f"{redis['cpu_share']:.0%}" if redis else "-",
@@ -141,13 +189,20 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"with Idempotency-Key {side['idempotency_bytes_per_waiter']} B "
             f"(+{side['idempotency_key_bytes_per_join']} B per key)"
         )
-    goal_table = Table(title="goals (issue 2)")
+    edge = summary.get("edge", {})
+    if "preflight" in edge or "jwt" in edge:
+        console.print(_edge_text(summary))
+    goal_table = Table(title="goals")
+    goal_table.add_column("issue")
     goal_table.add_column("goal")
     goal_table.add_column("reached", justify="right")
     goal_table.add_column("met")
     for goal in summary["goals"]:
         goal_table.add_row(
-            goal["goal"], goal["value"], "[green]yes[/green]" if goal["met"] else "[red]no[/red]"
+            str(goal["issue"]),
+            goal["goal"],
+            goal["value"],
+            "[green]yes[/green]" if goal["met"] else "[red]no[/red]",
         )
     console.print(goal_table)
     for problem in summary["problems"]:
@@ -171,23 +226,26 @@ def _commit(summary: dict[str, Any]) -> str:
     return f"`{git['short']}`" + (f" +{dirty} uncommitted src files" if dirty else "")
 
 
-def table_row(summary: dict[str, Any]) -> str:
-    s = summary["scenarios"]
-    r = summary["ratios"]
+def _setup(summary: dict[str, Any]) -> str:
     plan = summary["plan"]
-    large = summary["memory"].get("large")
-    setup = (
+    return (
         f"{plan['workers']} workers, wrk -t{plan['wrk_threads']} -c{plan['wrk_connections']} "
         f"-d{plan['duration_s']}s"
     )
+
+
+def table_row(summary: dict[str, Any]) -> str:
+    s = summary["scenarios"]
+    r = summary["ratios"]
+    large = summary["memory"].get("large")
     small_label = _label(summary, "status-small")
     large_label = _label(summary, "status-large")
     status_ratio = f"{_ratio(r, 'status-small/ceiling')}; {_ratio(r, 'status-large/ceiling')}"
-    errors = sum(int(v.get("error_count", 0)) for v in s.values())
+    errors = sum(int(v.get("error_count", 0)) for k, v in s.items() if k in FOUNDATION)
     cells = [
         summary["date_utc"],
         _commit(summary),
-        setup,
+        _setup(summary),
         _cell(s.get("join")),
         f"{small_label}: {_cell(s.get('status-small'))}",
         f"{large_label}: {_cell(s.get('status-large'))}",
@@ -203,10 +261,101 @@ def table_row(summary: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |\n"
 
 
+def _pair_cell(summary: dict[str, Any], on: str, off: str) -> str:
+    """`off → on req/s = ratio · p99 off → on ms` for one scenario."""
+    s = summary["scenarios"]
+    a, b = s.get(off), s.get(on)
+    if not a or not b:
+        return _cell(b) if b else "–"
+    ratio = _ratio(summary["ratios"], f"{on}/{off}")
+    return (
+        f"{a['rps']:,.0f} → {b['rps']:,.0f} = **{ratio}** · p99 "
+        f"{a['latency_ms']['p99']:.1f} → {b['latency_ms']['p99']:.1f}"
+    )
+
+
+def edge_row(summary: dict[str, Any]) -> str:
+    """The issue-3 comparison: every gateway scenario with the edge off, then on."""
+    s = summary["scenarios"]
+    plan = summary["plan"]
+    limits = summary["edge"]["rate_limit"]
+    setup = f"{_setup(summary)}; {plan['clients']:,} client addresses"
+    if "join-jwt:on" in s:
+        setup += f", {plan['jwt_users']:,} JWT users"
+    errors = sum(int(v.get("error_count", 0)) for v in s.values())
+    jwt = s.get("join-jwt:on")
+    cells = [
+        summary["date_utc"],
+        _commit(summary),
+        setup,
+        _pair_cell(summary, "join:on", "join"),
+        _pair_cell(summary, "status-small:on", "status-small"),
+        _pair_cell(summary, "status-large:on", "status-large"),
+        _pair_cell(summary, "join-jwt:on", "join") if jwt else "–",
+        f"{limits['rps']:g}/s, burst {limits['burst']}",
+        f"**{errors}**" if errors or summary["problems"] else "0",
+    ]
+    return "| " + " | ".join(cells) + " |\n"
+
+
+def _edge_text(summary: dict[str, Any]) -> str:
+    """How the edge-on gateway was driven, and what the preflight saw."""
+    edge = summary["edge"]
+    plan = summary["plan"]
+    s = summary["scenarios"]
+    limits = edge["rate_limit"]
+    parts = [
+        f"rate limiting at {limits['rps']:g}/s, burst {limits['burst']} per client key, "
+        f"X-Forwarded-For trusted from {limits['trusted_proxies']}; anonymous requests from "
+        f"{plan['clients']:,} addresses (status: one address per token)"
+    ]
+    jwt = edge.get("jwt")
+    if jwt:
+        text = (
+            f"join JWT: {jwt['users']:,} users with RS256 tokens (kid {jwt['kid']}, "
+            f"iss {jwt['issuer']}, aud {jwt['audience']}, minted in {jwt['mint_seconds']} s)"
+        )
+        if "join-jwt:on" in s:
+            text += f", each joining once per event, {s['join-jwt:on'].get('events', 0)} events"
+        parts.append(text)
+    busiest = [
+        f"{v['label']} {v['per_client_rps']:g}/s" for v in s.values() if "per_client_rps" in v
+    ]
+    if busiest:
+        parts.append("load per client: " + ", ".join(busiest))
+    pre = edge.get("preflight", {})
+    if "rate_limit" in pre:
+        rl = pre["rate_limit"]
+        parts.append(
+            f"preflight: remaining {rl['remaining_after_5_same_client']} after 5 joins from one "
+            f"address vs {rl['remaining_first_other_client']} for the next address"
+        )
+    if "jwt" in pre:
+        statuses = " → ".join(str(code) for code in pre["jwt"]["statuses"])
+        parts.append(f"JWT join, same user again, forged signature: {statuses}")
+    keys = [v["ratelimit_keys_in_redis"] for v in s.values() if "ratelimit_keys_in_redis" in v]
+    if keys:
+        parts.append(f"rate-limit keys synced to Redis by the end: {keys[-1]:,}")
+    return "Edge on: " + "; ".join(parts)
+
+
+def _env_text(env: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in env.items())
+
+
 def run_details(summary: dict[str, Any], json_path: str) -> str:
     m = summary["machine"]
     plan = summary["plan"]
-    env = " ".join(f"{k}={v}" for k, v in summary["gateway_env"].items())
+    envs: dict[str, dict[str, str]] = summary["gateway_env"]
+    shared = {
+        k: v
+        for k, v in next(iter(envs.values()), {}).items()
+        if all(env.get(k) == v for env in envs.values())
+    }
+    gateway = f"`ticketgate serve --workers {plan['workers']}` with {_env_text(shared)}"
+    for mode, env in envs.items():
+        only = {k: v for k, v in env.items() if k not in shared}
+        gateway += f"; edge {mode}: {_env_text(only)}"
     lines = [
         f"### {summary['date_utc']} · {_commit(summary)}",
         "",
@@ -214,8 +363,7 @@ def run_details(summary: dict[str, Any], json_path: str) -> str:
         f"- Machine: {m['nproc']} × {m['cpu_model']}, {m['ram_gib']} GiB RAM, "
         f"Linux {m['kernel']}, Python {m['python']}, redis-server {m['redis_server']}, "
         f"{m['wrk']}; load average {m['loadavg_start']} at start, {m['loadavg_end']} at end",
-        f"- Gateway: `ticketgate serve --workers {plan['workers']}` with {env} "
-        "QUEUE_TOKEN_SECRET=(random); ceiling: `uvicorn bench.ceiling:app "
+        f"- Gateway: {gateway}; ceiling: `uvicorn bench.ceiling:app "
         f"--workers {plan['workers']} --loop uvloop --http httptools` with plain redis-py "
         "asyncio (ceiling) or ticketgate's pipelined executor (ceiling-batched), "
         "driven with the same POST as join",
@@ -223,6 +371,8 @@ def run_details(summary: dict[str, Any], json_path: str) -> str:
         f"{plan['warmup_s']} s warm-up then {plan['duration_s']} s measured per scenario; "
         f"status cycles through {plan['token_sample']:,} tokens spread over the queue",
     ]
+    if any(k.endswith(":on") for k in summary["scenarios"]):
+        lines.append(f"- {_edge_text(summary)}")
     memory = summary["memory"]
     if "large" in memory:
         large = memory["large"]
@@ -241,7 +391,11 @@ def run_details(summary: dict[str, Any], json_path: str) -> str:
                 "(string key, 24 h TTL)"
             )
         lines.append(text)
-    met = [f"{'✓' if g['met'] else '✗'} {g['goal']}: {g['value']}" for g in summary["goals"]]
+    met = [
+        f"{'✓' if g['met'] else '✗'} {g['goal']}: {g['value']}"
+        + ("" if g["issue"] == "all" else f" (issue {g['issue']})")
+        for g in summary["goals"]
+    ]
     lines.append("- Goals: " + "; ".join(met))
     for problem in summary["problems"]:
         lines.append(f"- **Problem:** {problem}")
@@ -259,15 +413,26 @@ def _insert_before(text: str, start: str, end: str, block: str, scaffold: str) -
 
 
 def update_docs(docs: Path, summary: dict[str, Any], json_path: str) -> None:
-    """Append the run's row to the results table and its details to the run log."""
+    """Append the run's rows to the results tables (foundation, edge on/off: each only when
+    the run measured something for it) and its details to the run log."""
     text = docs.read_text() if docs.exists() else "# Benchmarks\n"
-    text = _insert_before(
-        text,
-        RESULTS_START,
-        RESULTS_END,
-        table_row(summary),
-        f"## Results\n\n{RESULTS_START}\n{TABLE_HEADER}{RESULTS_END}\n",
-    )
+    scenarios = summary["scenarios"]
+    if any(name in scenarios for name in FOUNDATION):
+        text = _insert_before(
+            text,
+            RESULTS_START,
+            RESULTS_END,
+            table_row(summary),
+            f"## Results\n\n{RESULTS_START}\n{TABLE_HEADER}{RESULTS_END}\n",
+        )
+    if any(name.endswith(":on") for name in scenarios):
+        text = _insert_before(
+            text,
+            EDGE_START,
+            EDGE_END,
+            edge_row(summary),
+            f"## Edge on vs off\n\n{EDGE_START}\n{EDGE_TABLE_HEADER}{EDGE_END}\n",
+        )
     text = _insert_before(
         text,
         RUNS_START,

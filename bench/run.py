@@ -4,6 +4,14 @@ One run owns everything it measures: a private redis-server, the gateway with N 
 the Redis store, the ceiling app on the same uvicorn stack, and wrk. Waiters are preloaded
 through the gateway's own join script, status is driven with tokens signed by the gateway's
 own signer, and every child process is stopped on exit, Ctrl-C or error.
+
+`--edge` decides how the gateway's edge (auth, rate limiting) is set up. `off` is the
+foundation's measurement: rate limiting disabled, anonymous requests with the foundation's
+exact bytes. `on` is the gateway as deployed: rate limiting at its defaults behind a trusted
+proxy, every request from one of many client addresses (X-Forwarded-For), plus a join by
+signed-in users carrying RS256 JWTs the gateway really validates. `both` (the default) runs
+an `off` and an `on` gateway side by side and measures each scenario on one, then at once on
+the other, so the on/off ratio of issue 3 comes from one session on one machine state.
 """
 
 from __future__ import annotations
@@ -29,17 +37,38 @@ from typing import Any
 import httpx
 import redis
 
-from bench import machine, preload, report
+from bench import jwts, machine, preload, report
 from bench.processes import HOST, Child, ChildFailed, free_port, start_redis, wait_http_ready
 from bench.wrkrun import WrkFailed, WrkResult, run_wrk
+from ticketgate.accounts.settings import AccountSettings
+from ticketgate.config import ConfigError
+from ticketgate.middleware.ratelimit import RateLimitSettings
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = ("join", "status-small", "status-large", "ceiling", "ceiling-batched")
+SCENARIOS = ("join", "status-small", "status-large", "join-jwt", "ceiling", "ceiling-batched")
+GATEWAY_SCENARIOS = ("join", "status-small", "status-large", "join-jwt")
 CEILINGS = {"ceiling": "redis-py", "ceiling-batched": "batched"}
+EDGE_MODES = ("off", "on")
+EDGE_ONLY = frozenset({"join-jwt"})  # a JWT is the edge; there is no "off" version of it
 JOIN_EVENT = "bench-join"
+JOIN_EDGE_EVENT = "bench-join-edge"
+JWT_EVENT_PREFIX = "bench-jwt"
 SMALL_EVENT = "bench-status-small"
 LARGE_EVENT = "bench-status-large"
 HEARTBEAT_TTL_SEC = 3600
+# The load balancer in front of the `on` gateway: wrk connects from here.
+TRUSTED_PROXY = HOST
+# Settings the harness decides per mode; `--gateway-env` may not override them.
+_OWNED_ENV = frozenset(
+    {
+        "RATE_LIMIT_ENABLED",
+        "RATE_LIMIT_TRUSTED_PROXIES",
+        "AUTH_SIGNING_KEY",
+        "AUTH_SIGNING_KEY_FILE",
+        "DATABASE_PATH",
+        "QUEUE_TOKEN_SECRET",
+    }
+)
 # Gateway settings the caller's shell might carry; the run decides them, not the shell.
 _ENV_PREFIXES = (
     "SERVER_",
@@ -51,8 +80,14 @@ _ENV_PREFIXES = (
     "BACKEND_",
     "OBSERVABILITY_",
     "DATABASE_",
+    "IDEMPOTENCY_",
     "LOG_LEVEL",
 )
+
+
+def result_key(name: str, mode: str) -> str:
+    """Results of the `off` gateway keep the foundation's names; `on` results get `:on`."""
+    return name if mode == "off" else f"{name}:on"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +106,9 @@ class Plan:
     record: bool
     note: str
     gateway_env: dict[str, str]
+    edge_modes: tuple[str, ...]
+    clients: int
+    jwt_users: int
     results_dir: Path
     docs: Path
     keep_logs: bool
@@ -85,12 +123,29 @@ def _pick(value: int | None, quick: bool, normal: int, small: int) -> int:
 def parse_args(argv: list[str] | None = None) -> Plan:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
-        description="Measure join, status (small and large queue) and the ceiling app with wrk.",
+        description="Measure join, status (small and large queue) and the ceiling app with wrk; "
+        "with the gateway's edge (auth, rate limiting) off, on, or both for the on/off ratio.",
     )
     parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
         help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument(
+        "--edge",
+        choices=("off", "on", "both"),
+        default="both",
+        help="gateway edge: off = rate limiting disabled, anonymous requests (the foundation's "
+        "measurement); on = rate limiting at its defaults, many client addresses, JWT join; "
+        "both = each gateway scenario on both, back to back (default)",
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=65_536,
+        help="distinct client addresses (X-Forwarded-For) with the edge on (65536)",
+    )
+    parser.add_argument(
+        "--jwt-users", type=int, help="signed-in users minted for join-jwt (20000; quick 4000)"
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
@@ -125,22 +180,30 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="extra environment for the gateway (repeatable), e.g. RATE_LIMIT_RPS=1000000",
+        help="extra environment for both gateways (repeatable), e.g. RATE_LIMIT_BURST=80",
     )
     parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--keep-logs", action="store_true", help="keep child logs and tokens")
     args = parser.parse_args(argv)
 
-    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    edge_modes = EDGE_MODES if args.edge == "both" else (args.edge,)
+    if args.scenarios is None:
+        scenarios = tuple(s for s in SCENARIOS if "on" in edge_modes or s not in EDGE_ONLY)
+    else:
+        scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown or not scenarios:
         parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
+    if "on" not in edge_modes and EDGE_ONLY & set(scenarios):
+        parser.error(f"{', '.join(sorted(EDGE_ONLY & set(scenarios)))} needs --edge on or both")
     extra_env: dict[str, str] = {}
     for item in args.gateway_env:
         name, sep, value = item.partition("=")
         if not sep or not name:
             parser.error(f"--gateway-env wants NAME=VALUE, got {item!r}")
+        if name in _OWNED_ENV:
+            parser.error(f"{name} is set by the harness (see --edge), not by --gateway-env")
         extra_env[name] = value
     quick = bool(args.quick)
     plan = Plan(
@@ -158,6 +221,9 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         record=not (quick or args.no_record),
         note=args.note,
         gateway_env=extra_env,
+        edge_modes=edge_modes,
+        clients=args.clients,
+        jwt_users=_pick(args.jwt_users, quick, 20_000, 4_000),
         results_dir=args.results_dir,
         docs=args.docs,
         keep_logs=bool(args.keep_logs),
@@ -165,6 +231,15 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     for name in ("workers", "threads", "connections", "duration", "token_sample"):
         if getattr(plan, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not plan.threads <= plan.clients < 2**24 - 1:
+        parser.error("--clients must be at least --threads and below 16,777,215")
+    if plan.jwt_users < plan.threads:
+        parser.error("--jwt-users must be at least --threads")
+    try:
+        RateLimitSettings.from_env(extra_env)
+        AccountSettings.from_env(extra_env)
+    except ConfigError as exc:
+        parser.error(f"--gateway-env: {exc}")
     if plan.preload_small < 1 or plan.preload_large < 1:
         parser.error("preload sizes must be at least 1")
     if plan.connections < plan.threads:
@@ -207,7 +282,13 @@ class Run:
         self.problems: list[str] = []
         self.token_files: dict[str, Path] = {}
         self.preloaded: dict[str, int] = {}
-        self.gateway_env_shown: dict[str, str] = {}
+        self.gateway_env_shown: dict[str, dict[str, str]] = {}
+        # What the `on` gateway limits with (defaults unless --gateway-env changed them).
+        self.limits = RateLimitSettings.from_env(plan.gateway_env)
+        self.accounts = AccountSettings.from_env(plan.gateway_env)
+        self.signing_pem, self.signing_key = jwts.new_key()
+        self.jwt_file: Path | None = None
+        self.edge: dict[str, Any] = {}
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -227,20 +308,30 @@ class Run:
             child.stop()
 
     def wrk(
-        self, port: int, script: str, args: list[str], on_measure: Callable[[], None] | None = None
-    ) -> WrkResult:
+        self,
+        port: int,
+        script: str,
+        args: list[str],
+        on_measure: Callable[[], None] | None = None,
+        warmup_args: list[str] | None = None,
+    ) -> tuple[WrkResult | None, WrkResult]:
         """Warm up (connections, pools, caches), then the measured run; `on_measure` runs in
-        between, after the warm-up's last requests have drained."""
+        between, after the warm-up's last requests have drained.
+
+        The warm-up counts every response's status (the measured run does not: that costs
+        wrk CPU per response), so a scenario answered with 429 or 409 is caught by name."""
         url = f"http://{HOST}:{port}"
         plan = self.plan
+        warmup: WrkResult | None = None
         if plan.warmup > 0:
-            run_wrk(
+            warmup = run_wrk(
                 url,
                 script,
-                args,
+                warmup_args if warmup_args is not None else args,
                 threads=plan.threads,
                 connections=plan.connections,
                 duration_s=plan.warmup,
+                count_statuses=True,
             )
             time.sleep(0.5)
         if on_measure is not None:
@@ -256,7 +347,7 @@ class Run:
             duration_s=plan.duration,
         )
         result.redis = self._redis_stats(result, self._redis_cpu() - cpu_before)
-        return result
+        return warmup, result
 
     def _redis_cpu(self) -> float:
         cpu = self.redis.info("cpu")
@@ -267,8 +358,9 @@ class Run:
 
         Redis counts the commands a script calls in commandstats too, so the round-trip
         figure is EVALSHA+EVAL per request; `commands` keeps the full breakdown. Counted from
-        CONFIG RESETSTAT after the warm-up; it includes the sweeper's calls and the requests in
-        flight when wrk stopped, so slightly above 1.00 is expected.
+        CONFIG RESETSTAT after the warm-up; it includes the sweeper's calls, the rate
+        limiter's background sync (edge on) and the requests in flight when wrk stopped, so
+        slightly above 1.00 is expected.
         """
         stats = self.redis.info("commandstats")
         calls = {
@@ -285,10 +377,27 @@ class Run:
             "cpu_share": round(cpu_seconds / max(result.duration_s, 1e-9), 3),
         }
 
-    def record(self, name: str, label: str, result: WrkResult, **extra: Any) -> None:
+    def record(
+        self, name: str, label: str, warmup: WrkResult | None, result: WrkResult, **extra: Any
+    ) -> None:
+        seen = ""
+        if warmup is not None:
+            odd = warmup.unexpected_statuses()
+            sockets = {k: v for k, v in warmup.errors.items() if k != "status" and v}
+            seen = ", ".join(f"HTTP {code} × {n:,}" for code, n in odd.items())
+            if odd or sockets:
+                detail = ", ".join([seen, *(f"{k} {v}" for k, v in sockets.items())])
+                self.problems.append(f"{label} warm-up: {detail.strip(', ')}")
+            extra["warmup"] = {
+                "requests": warmup.requests,
+                "duration_s": round(warmup.duration_s, 3),
+                "errors": warmup.errors,
+                "status_counts": warmup.status_counts,
+            }
         if result.error_count:
             detail = ", ".join(f"{k} {v}" for k, v in result.errors.items() if v)
-            self.problems.append(f"{label}: {result.error_count} errors ({detail})")
+            hint = f"; the warm-up saw {seen}" if seen else ""
+            self.problems.append(f"{label}: {result.error_count} errors ({detail}){hint}")
         self.results[name] = {"label": label, **extra, **result.as_dict()}
         lat = result.latency_ms
         self.log(
@@ -337,6 +446,29 @@ class Run:
         preload.write_tokens(path, self.secret.encode(), event_id, sample)
         return path
 
+    def mint_jwts(self) -> None:
+        """RS256 access tokens for `--jwt-users` distinct users, signed with the key the `on`
+        gateway is given, with the issuer and audience it checks."""
+        if "join-jwt" not in self.plan.scenarios or "on" not in self.plan.edge_modes:
+            return
+        users = self.plan.jwt_users
+        self.log(f"minting {users:,} RS256 access tokens (kid {self.signing_key.kid})")
+        self.jwt_file = self.workdir / "jwts.txt"
+        seconds = jwts.mint(
+            self.jwt_file,
+            self.signing_key,
+            users,
+            issuer=self.accounts.issuer,
+            audience=self.accounts.audience,
+        )
+        self.edge["jwt"] = {
+            "users": users,
+            "kid": self.signing_key.kid,
+            "issuer": self.accounts.issuer,
+            "audience": self.accounts.audience,
+            "mint_seconds": round(seconds, 2),
+        }
+
     def side_memory(self) -> None:
         """Per-waiter cost of anonymous, authenticated and Idempotency-Key joins at one size."""
         n = self.plan.memory_extra
@@ -362,7 +494,9 @@ class Run:
             "idempotency_key_bytes_per_join": round(per["idempotency"] - per["anonymous"], 1),
         }
 
-    def gateway_env(self) -> dict[str, str]:
+    def gateway_env(self, mode: str) -> dict[str, str]:
+        """Both gateways get the same settings except the rate limiter (and the trusted proxy
+        it reads X-Forwarded-For from); secrets and temp paths are not shown in the docs."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES)}
         shown = {
             "REDIS_ADDRESS": f"{HOST}:{self.redis_port}",
@@ -370,51 +504,215 @@ class Run:
             "LOG_LEVEL": "warning",
             "QUEUE_HEARTBEAT_TTL_SEC": str(HEARTBEAT_TTL_SEC),
             **self.plan.gateway_env,
+            "RATE_LIMIT_ENABLED": "true" if mode == "on" else "false",
         }
-        self.gateway_env_shown = dict(shown)
+        if mode == "on":
+            shown["RATE_LIMIT_TRUSTED_PROXIES"] = TRUSTED_PROXY
         env.update(shown)
         env["QUEUE_TOKEN_SECRET"] = self.secret
+        env["AUTH_SIGNING_KEY"] = self.signing_pem.decode("ascii")
+        env["DATABASE_PATH"] = str(self.workdir / f"accounts-{mode}.db")
+        self.gateway_env_shown[mode] = {
+            **shown,
+            "QUEUE_TOKEN_SECRET": "(random)",
+            "AUTH_SIGNING_KEY": f"(bench RSA key, kid {self.signing_key.kid})",
+            "DATABASE_PATH": "(temp file)",
+        }
         return env
 
-    def run_gateway(self) -> None:
+    def run_gateways(self) -> None:
+        """Start one gateway per edge mode, side by side, then measure each scenario on every
+        mode back to back: drift of the machine then hits both sides of a ratio alike."""
         plan = self.plan
-        wanted = [s for s in plan.scenarios if s not in CEILINGS]
+        wanted = [s for s in GATEWAY_SCENARIOS if s in plan.scenarios]
         if not wanted:
             return
-        port = free_port()
         binary = Path(sys.executable).with_name("ticketgate")
-        argv = [str(binary), "serve", "--workers", str(plan.workers), "--port", str(port)]
-        self.log(f"starting gateway: {' '.join(argv)}")
-        gateway = Child("gateway", argv, env=self.gateway_env(), cwd=REPO, log_dir=self.workdir)
-        with self.child(gateway):
-            wait_http_ready(gateway, f"http://{HOST}:{port}/readyz")
-            if "join" in wanted:
-                before: list[int] = []
-                result = self.wrk(
-                    port,
-                    "join.lua",
-                    [JOIN_EVENT],
-                    lambda: before.append(preload.last_seq(self.redis, JOIN_EVENT)),
+        gateways: dict[str, tuple[Child, int]] = {}
+        with contextlib.ExitStack() as stack:
+            for mode in plan.edge_modes:
+                port = free_port()
+                argv = [str(binary), "serve", "--workers", str(plan.workers), "--port", str(port)]
+                self.log(f"starting gateway (edge {mode}): {' '.join(argv)}")
+                gateway = Child(
+                    f"gateway-{mode}",
+                    argv,
+                    env=self.gateway_env(mode),
+                    cwd=REPO,
+                    log_dir=self.workdir,
                 )
-                time.sleep(0.5)
-                joined = preload.last_seq(self.redis, JOIN_EVENT) - before[0]
-                ok = result.requests - result.errors["status"]
-                if not ok <= joined <= result.requests + self.plan.connections:
-                    self.problems.append(
-                        f"join: {joined} waiters created for {ok} successful responses"
-                    )
-                self.record("join", "join", result, server_joins=joined)
-            for name, event_id in (("status-small", SMALL_EVENT), ("status-large", LARGE_EVENT)):
-                if name not in wanted:
-                    continue
-                label = f"status@{count_label(self.preloaded[event_id])}"
-                result = self.wrk(port, "status.lua", [str(self.token_files[name])])
-                checks = self.check_status(port, name, event_id, label)
-                self.record(name, label, result, waiters=self.preloaded[event_id], checks=checks)
-            if not gateway.alive():
-                self.problems.append("gateway exited during the run")
+                stack.callback(gateway.stop)
+                gateways[mode] = (gateway, port)
+            for gateway, port in gateways.values():
+                wait_http_ready(gateway, f"http://{HOST}:{port}/readyz")
+            if "on" in gateways:
+                self.preflight_edge(gateways["on"][1])
+            for name in wanted:
+                for mode, (_, port) in gateways.items():
+                    if mode == "off" and name in EDGE_ONLY:
+                        continue
+                    self.run_scenario(name, mode, port)
+            for mode, (gateway, _) in gateways.items():
+                if not gateway.alive():
+                    self.problems.append(f"gateway (edge {mode}) exited during the run")
 
-    def check_status(self, port: int, name: str, event_id: str, label: str) -> dict[str, Any]:
+    def run_scenario(self, name: str, mode: str, port: int) -> None:
+        key = result_key(name, mode)
+        on = mode == "on"
+        suffix = " (edge on)" if on else ""
+        if name == "join":
+            event_id = JOIN_EDGE_EVENT if on else JOIN_EVENT
+            script, args = (
+                ("join_clients.lua", [event_id, str(self.plan.clients), str(self.plan.threads)])
+                if on
+                else ("join.lua", [event_id])
+            )
+            before: list[int] = []
+            warmup, result = self.wrk(
+                port, script, args, lambda: before.append(preload.last_seq(self.redis, event_id))
+            )
+            time.sleep(0.5)
+            joined = preload.last_seq(self.redis, event_id) - before[0]
+            self._check_joins(f"join{suffix}", result, joined)
+            extra = self._client_rate(f"join{suffix}", result, self.plan.clients) if on else {}
+            self.record(key, f"join{suffix}", warmup, result, server_joins=joined, **extra)
+        elif name == "join-jwt":
+            self.run_join_jwt(key, port)
+        else:
+            event_id = SMALL_EVENT if name == "status-small" else LARGE_EVENT
+            label = f"status@{count_label(self.preloaded[event_id])}{suffix}"
+            tokens = self.token_files[name]
+            clients = min(self.plan.clients, self.plan.token_sample)
+            warmup, result = self.wrk(
+                port, "status.lua", [str(tokens), *([str(clients)] if on else [])]
+            )
+            checks = self.check_status(port, name, event_id, label, on)
+            extra = self._client_rate(label, result, clients) if on else {}
+            self.record(
+                key,
+                label,
+                warmup,
+                result,
+                waiters=self.preloaded[event_id],
+                checks=checks,
+                **extra,
+            )
+        if on:
+            self.results[key]["ratelimit_keys_in_redis"] = self._ratelimit_keys()
+
+    def run_join_jwt(self, key: str, port: int) -> None:
+        """Signed-in users join, each at most once per event: every pass over the users goes
+        to a fresh event (join_jwt.lua), the warm-up and the measured run to different ones.
+        Afterwards Redis must hold one waiter and one users-HASH entry per 202."""
+        assert self.jwt_file is not None
+        label = "join JWT (edge on)"
+        users = self.plan.jwt_users
+
+        def args(prefix: str) -> list[str]:
+            return [str(self.jwt_file), prefix, str(self.plan.threads), str(self.plan.clients)]
+
+        measured = f"{JWT_EVENT_PREFIX}-m"
+        warmup, result = self.wrk(
+            port, "join_jwt.lua", args(measured), warmup_args=args(f"{JWT_EVENT_PREFIX}-w")
+        )
+        time.sleep(0.5)
+        events = preload.events_with_prefix(self.redis, f"{measured}-")
+        joined = sum(preload.last_seq(self.redis, event) for event in events)
+        signed_in = sum(preload.users_count(self.redis, event) for event in events)
+        self._check_joins(label, result, joined)
+        if signed_in != joined:
+            self.problems.append(
+                f"{label}: {joined} waiters but {signed_in} users recorded (a join was anonymous)"
+            )
+        self.record(
+            key,
+            label,
+            warmup,
+            result,
+            server_joins=joined,
+            users_recorded=signed_in,
+            events=len(events),
+            **self._client_rate(label, result, users),
+        )
+
+    def _check_joins(self, label: str, result: WrkResult, joined: int) -> None:
+        """One waiter per successful response; requests still in flight when wrk stopped may
+        have joined too (at most one per connection)."""
+        ok = result.requests - result.errors["status"]
+        if not ok <= joined <= result.requests + self.plan.connections:
+            self.problems.append(f"{label}: {joined} waiters created for {ok} successful responses")
+
+    def _client_rate(self, label: str, result: WrkResult, clients: int) -> dict[str, Any]:
+        """Each client's share of the load: must stay far below the limit, or a refusal would
+        be the scenario's fault rather than the gateway's."""
+        per_client = result.rps / clients
+        if per_client > self.limits.rps / 2:
+            self.problems.append(
+                f"{label}: {clients:,} clients at {result.rps:,.0f} req/s is "
+                f"{per_client:.1f} req/s each, too close to the limit of {self.limits.rps:g}/s"
+            )
+        return {"clients": clients, "per_client_rps": round(per_client, 3)}
+
+    def _ratelimit_keys(self) -> int:
+        """Rate-limit keys the gateways' background sync has written to Redis so far."""
+        return sum(1 for _ in self.redis.scan_iter(match="rl:*", count=10_000))
+
+    def preflight_edge(self, port: int) -> None:
+        """Before measuring, prove the `on` gateway is set up as claimed: the limiter is on
+        and keyed by the X-Forwarded-For address, and the bench's JWTs are accepted (a
+        second join by the same user is refused as a duplicate; a forged one is 401)."""
+        found: dict[str, Any] = {}
+        path = "/api/v1/queue/join"
+        with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=5) as http:
+            same = [
+                http.post(
+                    path,
+                    json={"event_id": "bench-preflight"},
+                    headers={"X-Forwarded-For": "192.0.2.1"},
+                )
+                for _ in range(5)
+            ]
+            other = http.post(
+                path, json={"event_id": "bench-preflight"}, headers={"X-Forwarded-For": "192.0.2.2"}
+            )
+            limit = other.headers.get("x-ratelimit-limit")
+            remaining_same = int(same[-1].headers.get("x-ratelimit-remaining", -1))
+            remaining_other = int(other.headers.get("x-ratelimit-remaining", -1))
+            found["rate_limit"] = {
+                "statuses": [r.status_code for r in [*same, other]],
+                "x_ratelimit_limit": limit,
+                "ratelimit_policy": other.headers.get("ratelimit-policy"),
+                "remaining_after_5_same_client": remaining_same,
+                "remaining_first_other_client": remaining_other,
+            }
+            if limit is None or any(r.status_code != 202 for r in [*same, other]):
+                self.problems.append(f"edge on: rate limiter not answering as expected: {found}")
+            elif not remaining_same < remaining_other:
+                self.problems.append(
+                    "edge on: X-Forwarded-For does not pick the rate-limit key "
+                    f"(remaining {remaining_same} vs {remaining_other})"
+                )
+            if self.jwt_file is not None:
+                token = self.jwt_file.read_text().split("\n", 1)[0]
+                event = {"event_id": "bench-preflight-jwt"}
+                bearer = {"Authorization": f"Bearer {token}"}
+                first = http.post(path, json=event, headers=bearer)
+                again = http.post(path, json=event, headers=bearer)
+                forged = token[:-8] + ("AAAAAAAA" if not token.endswith("AAAAAAAA") else "BBBBBBBB")
+                bad = http.post(path, json=event, headers={"Authorization": f"Bearer {forged}"})
+                codes = [_code(again), _code(bad)]
+                found["jwt"] = {
+                    "statuses": [first.status_code, again.status_code, bad.status_code],
+                    "codes": codes,
+                }
+                expected = ([202, 409, 401], ["DUPLICATE_REQUEST", "INVALID_TOKEN"])
+                if (found["jwt"]["statuses"], codes) != expected:
+                    self.problems.append(f"edge on: JWT check failed: {found['jwt']}")
+        self.edge["preflight"] = found
+
+    def check_status(
+        self, port: int, name: str, event_id: str, label: str, on: bool
+    ) -> dict[str, Any]:
         """After the run: nobody was swept, and sampled tokens still answer `waiting`."""
         left = preload.waiting(self.redis, event_id)
         expected = self.preloaded[event_id]
@@ -422,7 +720,9 @@ class Run:
             self.problems.append(f"{label}: {expected - left} preloaded waiters disappeared")
         tokens = self.token_files[name].read_text().split()[:20]
         seen: dict[str, int] = {}
-        with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=5) as http:
+        # Edge on: from a client of its own, so 2 x 20 checks never meet the limit.
+        headers = {"X-Forwarded-For": "192.0.2.10"} if on else {}
+        with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=5, headers=headers) as http:
             for token in tokens:
                 response = http.get("/api/v1/queue/status", params={"token": token})
                 key = (
@@ -470,8 +770,8 @@ class Run:
         ceiling = Child(name, argv, env=env, cwd=REPO, log_dir=self.workdir)
         with self.child(ceiling):
             wait_http_ready(ceiling, f"http://{HOST}:{port}/readyz")
-            result = self.wrk(port, "join.lua", [JOIN_EVENT])
-            self.record(name, name, result, client=client)
+            warmup, result = self.wrk(port, "join.lua", [JOIN_EVENT])
+            self.record(name, name, warmup, result, client=client)
 
     def execute(self) -> None:
         redis_child, self.redis_port = start_redis(self.workdir)
@@ -480,11 +780,19 @@ class Run:
             try:
                 self.preload_queues()
                 self.side_memory()
-                self.run_gateway()
+                self.mint_jwts()
+                self.run_gateways()
                 self.run_ceilings()
                 self.memory["used_memory_end"] = preload.used_memory(self.redis)
             finally:
                 self.client.close()
+
+
+def _code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"
 
 
 def summarize(
@@ -506,6 +814,10 @@ def summarize(
                 ratios[f"{name}/{base}"] = round(value / ceiling, 3)
     if small and large is not None:
         ratios["status-large/status-small"] = round(large / small, 3)
+    for on, off in report.EDGE_PAIRS:
+        on_rps, off_rps = rps(on), rps(off)
+        if on_rps is not None and off_rps:
+            ratios[f"{on}/{off}"] = round(on_rps / off_rps, 3)
     info["loadavg_end"] = machine.load_average()
     summary: dict[str, Any] = {
         "date_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -523,8 +835,21 @@ def summarize(
             "preload_large": plan.preload_large,
             "token_sample": plan.token_sample,
             "quick": plan.quick,
+            "edge": list(plan.edge_modes),
+            "clients": plan.clients,
+            "jwt_users": plan.jwt_users,
         },
         "gateway_env": run.gateway_env_shown,
+        "edge": {
+            **run.edge,
+            "rate_limit": {
+                "rps": run.limits.rps,
+                "burst": run.limits.burst,
+                "trusted_proxies": TRUSTED_PROXY,
+                "sync_interval_ms": run.limits.sync_interval_ms,
+                "max_keys": run.limits.max_keys,
+            },
+        },
         "scenarios": results,
         "memory": run.memory,
         "ratios": ratios,

@@ -1,12 +1,15 @@
 """Run wrk with a scenario script and read its exact figures.
 
 The figures come from the `TGBENCH {json}` line that bench/wrk/report.lua prints in wrk's
-`done` hook; wrk's own text summary is kept alongside, for a human to check against.
+`done` hook; wrk's own text summary is kept alongside, for a human to check against. wrk only
+counts "status >= 400" as one number; `count_statuses=True` (used for the unmeasured warm-up)
+makes the scripts count every status code, at some client CPU per response.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -29,6 +32,8 @@ class WrkResult:
     command: list[str]
     output: str
     redis: dict[str, object] = field(default_factory=dict)
+    # Responses per HTTP status, only when the run counted them (count_statuses=True).
+    status_counts: dict[str, int] | None = None
 
     @property
     def rps(self) -> float:
@@ -39,8 +44,12 @@ class WrkResult:
         """Non-2xx/3xx responses plus socket errors: any of them flags the run."""
         return sum(self.errors.values())
 
+    def unexpected_statuses(self) -> dict[str, int]:
+        """Counted responses that were not 2xx (empty when statuses were not counted)."""
+        return {k: v for k, v in (self.status_counts or {}).items() if not k.startswith("2")}
+
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "requests": self.requests,
             "duration_s": round(self.duration_s, 3),
             "rps": round(self.rps, 1),
@@ -51,6 +60,9 @@ class WrkResult:
             "command": self.command,
             "wrk_output": self.output,
         }
+        if self.status_counts is not None:
+            out["status_counts"] = self.status_counts
+        return out
 
 
 def wrk_binary() -> str:
@@ -69,6 +81,7 @@ def run_wrk(
     connections: int,
     duration_s: int,
     timeout_s: int = 5,
+    count_statuses: bool = False,
 ) -> WrkResult:
     command = [
         wrk_binary(),
@@ -90,6 +103,7 @@ def run_wrk(
             text=True,
             timeout=duration_s + timeout_s + 30,
             check=False,
+            env={**os.environ, "TGBENCH_STATUS_COUNTS": "1" if count_statuses else "0"},
         )
     except subprocess.TimeoutExpired as exc:
         raise WrkFailed(f"wrk did not finish: {' '.join(command)}") from exc
@@ -108,6 +122,11 @@ def run_wrk(
         errors={name: int(value) for name, value in data["errors"].items()},
         command=command,
         output=output,
+        status_counts=(
+            {str(k): int(v) for k, v in sorted(data["status_counts"].items())}
+            if "status_counts" in data
+            else None
+        ),
     )
 
 
