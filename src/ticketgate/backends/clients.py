@@ -1,0 +1,423 @@
+"""gRPC clients of the reservation and payment services.
+
+Each backend gets one grpc.aio channel (opened on first use, closed at shutdown), a deadline
+per call from the settings, a circuit breaker, and metadata that ties the call to the HTTP
+request: W3C `traceparent` (the request's trace id with a new span id), `x-request-id`, and
+`idempotency-key`, which also travels in the request message for backends that dedupe on it.
+
+Retries are where they cannot double an effect: reads (GetReservation, GetPaymentStatus) and
+writes that carry an idempotency key get one more attempt on UNAVAILABLE, inside the same
+deadline. A timed-out write is never retried: it may have happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from prometheus_client import Histogram
+
+from ticketgate.backends.breaker import BreakerOpen, BreakerState, CircuitBreaker
+from ticketgate.backends.errors import BackendError, from_error, from_status
+from ticketgate.backends.settings import BackendSettings
+from ticketgate.proto.common.v1 import common_pb2
+from ticketgate.proto.payment.v1 import payment_pb2, payment_pb2_grpc
+from ticketgate.proto.reservation.v1 import reservation_pb2, reservation_pb2_grpc
+
+log = logging.getLogger("ticketgate.backends")
+
+Resp = TypeVar("Resp")
+Metadata = tuple[tuple[str, str], ...]
+# (timeout in seconds, metadata, wait_for_ready) -> the response
+Invoke = Callable[[float, Metadata, bool], Awaitable[Resp]]
+
+BACKEND_CALLS = Histogram(
+    "backend_call_duration_seconds",
+    "Duration of gRPC calls to the booking backends, retries included",
+    ["service", "method", "status"],  # status: OK, a wire error code, or BREAKER_OPEN
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+# Reconnect quickly once a backend is back: the default backoff grows to two minutes, which
+# would fail the breaker's half-open probe long after the backend recovered. A refused
+# connection attempt to a dead backend twice a second costs nothing worth saving.
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+)
+# A retry needs time to be worth starting; below this it could only end as a timeout.
+MIN_RETRY_BUDGET_SEC = 0.02
+
+SCENARIOS: dict[str, payment_pb2.PaymentScenario.ValueType] = {
+    "approve": payment_pb2.PAYMENT_SCENARIO_APPROVE,
+    "fail": payment_pb2.PAYMENT_SCENARIO_FAIL,
+    "delay": payment_pb2.PAYMENT_SCENARIO_DELAY,
+    "random": payment_pb2.PAYMENT_SCENARIO_RANDOM,
+    "timeout": payment_pb2.PAYMENT_SCENARIO_TIMEOUT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a backend call carries from the HTTP request that caused it."""
+
+    trace_id: str
+    request_id: str = ""
+    idempotency_key: str = ""
+
+    def metadata(self) -> Metadata:
+        pairs = [("traceparent", f"00-{self.trace_id}-{os.urandom(8).hex()}-01")]
+        if self.request_id:
+            pairs.append(("x-request-id", self.request_id))
+        if self.idempotency_key:
+            pairs.append(("idempotency-key", self.idempotency_key))
+        return tuple(pairs)
+
+
+class _Backend:
+    """One backend: channel, deadline, breaker and the call discipline shared by its RPCs."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        tls: bool,
+        timeout_ms: int,
+        breaker: CircuitBreaker,
+    ) -> None:
+        self.name = name
+        self.address = address
+        self.tls = tls
+        self.timeout_sec = timeout_ms / 1000
+        self.breaker = breaker
+        self._channel: grpc.aio.Channel | None = None
+
+    def channel(self) -> grpc.aio.Channel:
+        """Opened lazily: grpc.aio binds a channel to the running loop, which the app
+        factory does not have yet."""
+        if self._channel is None:
+            if not self.address:
+                raise RuntimeError(f"no address configured for the {self.name} service")
+            if self.tls:
+                self._channel = grpc.aio.secure_channel(
+                    self.address, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
+                )
+            else:
+                self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        return self._channel
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close(grace=None)
+
+    def check(self) -> None:
+        """Raise the breaker's fast 503 now, before the caller spends anything single-use."""
+        try:
+            self.breaker.check()
+        except BreakerOpen as exc:
+            raise self._open_error(exc) from None
+
+    async def call(
+        self,
+        method: str,
+        invoke: Invoke[Resp],
+        error_of: Callable[[Resp], common_pb2.Error | None],
+        context: CallContext,
+        *,
+        retry: bool,
+    ) -> Resp:
+        started = time.perf_counter()
+        status = "OK"
+        try:
+            return await self._call(invoke, error_of, context, retry)
+        except BreakerOpen as exc:
+            status = "BREAKER_OPEN"
+            raise self._open_error(exc) from None
+        except BackendError as exc:
+            status = exc.code
+            raise
+        finally:
+            BACKEND_CALLS.labels(self.name, method, status).observe(time.perf_counter() - started)
+
+    async def _call(
+        self,
+        invoke: Invoke[Resp],
+        error_of: Callable[[Resp], common_pb2.Error | None],
+        context: CallContext,
+        retry: bool,
+    ) -> Resp:
+        breaker = self.breaker
+        probe = breaker.acquire()  # BreakerOpen: refused without a call
+        deadline = time.monotonic() + self.timeout_sec
+        metadata = context.metadata()
+        attempts_left = 2 if retry else 1
+        try:
+            while True:
+                attempts_left -= 1
+                try:
+                    # The probe waits for the channel to connect (within its deadline): a
+                    # channel still in reconnect backoff would otherwise fail it at once.
+                    response = await invoke(max(0.0, deadline - time.monotonic()), metadata, probe)
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    if (
+                        code is grpc.StatusCode.UNAVAILABLE
+                        and attempts_left > 0
+                        and deadline - time.monotonic() > MIN_RETRY_BUDGET_SEC
+                    ):
+                        continue
+                    failure = from_status(code, self.name)
+                    break
+                refusal = error_of(response)
+                if refusal is None:
+                    breaker.success(probe)
+                    return response
+                failure = from_error(refusal, self.name)
+                break
+        except BaseException:
+            breaker.release(probe)  # cancelled: the call told us nothing about the backend
+            raise
+        if failure.trips_breaker:
+            was_open = breaker.state is not BreakerState.CLOSED
+            breaker.failure(probe)
+            if not was_open and breaker.state is BreakerState.OPEN:
+                log.warning(
+                    "%s circuit opened after %d failures (%s); fast 503 for %.1f s",
+                    self.name,
+                    breaker.failures,
+                    failure.code,
+                    breaker.reset_sec,
+                )
+        else:
+            breaker.success(probe)
+        raise failure
+
+    def _open_error(self, exc: BreakerOpen) -> BackendError:
+        return BackendError(
+            503,
+            "UPSTREAM_UNAVAILABLE",
+            f"the {self.name} service is unavailable; retry shortly",
+            retry_after_sec=exc.retry_after_sec,
+            backend=self.name,
+        )
+
+
+def _reservation_error(
+    response: reservation_pb2.CreateReservationResponse
+    | reservation_pb2.GetReservationResponse
+    | reservation_pb2.ConfirmReservationResponse
+    | reservation_pb2.CancelReservationResponse,
+) -> common_pb2.Error | None:
+    return response.error if response.HasField("error") else None
+
+
+def _payment_error(
+    response: payment_pb2.CreatePaymentIntentResponse | payment_pb2.GetPaymentStatusResponse,
+) -> common_pb2.Error | None:
+    return response.error if response.HasField("error") else None
+
+
+def _breaker(name: str, settings: BackendSettings, clock: Callable[[], float]) -> CircuitBreaker:
+    return CircuitBreaker(name, settings.breaker_failures, settings.breaker_reset_sec, clock)
+
+
+class ReservationClient:
+    """ReservationService over one channel. Errors come out as `BackendError`."""
+
+    def __init__(
+        self, settings: BackendSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.backend = _Backend(
+            "reservation",
+            settings.reservation_address,
+            settings.reservation_tls,
+            settings.reservation_timeout_ms,
+            _breaker("reservation", settings, clock),
+        )
+        self._stub: reservation_pb2_grpc.ReservationServiceAsyncStub | None = None
+
+    def _rpc(self) -> reservation_pb2_grpc.ReservationServiceAsyncStub:
+        if self._stub is None:
+            self._stub = reservation_pb2_grpc.ReservationServiceStub(self.backend.channel())
+        return self._stub
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.backend.breaker
+
+    def check_available(self) -> None:
+        self.backend.check()
+
+    async def close(self) -> None:
+        self._stub = None
+        await self.backend.close()
+
+    async def create(
+        self,
+        context: CallContext,
+        *,
+        event_id: str,
+        seat_ids: Sequence[str],
+        quantity: int,
+        user_id: str,
+        reservation_token: str,
+    ) -> reservation_pb2.CreateReservationResponse:
+        request = reservation_pb2.CreateReservationRequest(
+            event_id=event_id,
+            seat_ids=seat_ids,
+            quantity=quantity,
+            user_id=user_id,
+            reservation_token=reservation_token,
+            idempotency_key=context.idempotency_key,
+        )
+        stub = self._rpc()
+        return await self.backend.call(
+            "CreateReservation",
+            lambda timeout, md, ready: stub.CreateReservation(
+                request, timeout=timeout, metadata=md, wait_for_ready=ready
+            ),
+            _reservation_error,
+            context,
+            retry=bool(context.idempotency_key),
+        )
+
+    async def get(
+        self, context: CallContext, *, reservation_id: str, user_id: str
+    ) -> reservation_pb2.GetReservationResponse:
+        request = reservation_pb2.GetReservationRequest(
+            reservation_id=reservation_id, user_id=user_id
+        )
+        stub = self._rpc()
+        return await self.backend.call(
+            "GetReservation",
+            lambda timeout, md, ready: stub.GetReservation(
+                request, timeout=timeout, metadata=md, wait_for_ready=ready
+            ),
+            _reservation_error,
+            context,
+            retry=True,
+        )
+
+    async def confirm(
+        self, context: CallContext, *, reservation_id: str, user_id: str, payment_intent_id: str
+    ) -> reservation_pb2.ConfirmReservationResponse:
+        request = reservation_pb2.ConfirmReservationRequest(
+            reservation_id=reservation_id,
+            user_id=user_id,
+            payment_intent_id=payment_intent_id,
+            idempotency_key=context.idempotency_key,
+        )
+        stub = self._rpc()
+        return await self.backend.call(
+            "ConfirmReservation",
+            lambda timeout, md, ready: stub.ConfirmReservation(
+                request, timeout=timeout, metadata=md, wait_for_ready=ready
+            ),
+            _reservation_error,
+            context,
+            retry=bool(context.idempotency_key),
+        )
+
+    async def cancel(
+        self, context: CallContext, *, reservation_id: str, user_id: str, reason: str = ""
+    ) -> reservation_pb2.CancelReservationResponse:
+        request = reservation_pb2.CancelReservationRequest(
+            reservation_id=reservation_id,
+            user_id=user_id,
+            idempotency_key=context.idempotency_key,
+            reason=reason,
+        )
+        stub = self._rpc()
+        return await self.backend.call(
+            "CancelReservation",
+            lambda timeout, md, ready: stub.CancelReservation(
+                request, timeout=timeout, metadata=md, wait_for_ready=ready
+            ),
+            _reservation_error,
+            context,
+            retry=bool(context.idempotency_key),
+        )
+
+
+class PaymentClient:
+    """PaymentService over one channel. Errors come out as `BackendError`."""
+
+    def __init__(
+        self, settings: BackendSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.backend = _Backend(
+            "payment",
+            settings.payment_address,
+            settings.payment_tls,
+            settings.payment_timeout_ms,
+            _breaker("payment", settings, clock),
+        )
+        self._stub: payment_pb2_grpc.PaymentServiceAsyncStub | None = None
+
+    def _rpc(self) -> payment_pb2_grpc.PaymentServiceAsyncStub:
+        if self._stub is None:
+            self._stub = payment_pb2_grpc.PaymentServiceStub(self.backend.channel())
+        return self._stub
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.backend.breaker
+
+    def check_available(self) -> None:
+        self.backend.check()
+
+    async def close(self) -> None:
+        self._stub = None
+        await self.backend.close()
+
+    async def create_intent(
+        self,
+        context: CallContext,
+        *,
+        reservation_id: str,
+        amount: int,
+        currency: str,
+        user_id: str,
+        scenario: str,
+        webhook_url: str,
+    ) -> payment_pb2.CreatePaymentIntentResponse:
+        request = payment_pb2.CreatePaymentIntentRequest(
+            reservation_id=reservation_id,
+            amount=common_pb2.Money(amount=amount, currency=currency),
+            user_id=user_id,
+            scenario=SCENARIOS[scenario],
+            webhook_url=webhook_url,
+            idempotency_key=context.idempotency_key,
+        )
+        stub = self._rpc()
+        return await self.backend.call(
+            "CreatePaymentIntent",
+            lambda timeout, md, ready: stub.CreatePaymentIntent(
+                request, timeout=timeout, metadata=md, wait_for_ready=ready
+            ),
+            _payment_error,
+            context,
+            retry=bool(context.idempotency_key),
+        )
+
+    async def status(
+        self, context: CallContext, *, payment_intent_id: str
+    ) -> payment_pb2.GetPaymentStatusResponse:
+        request = payment_pb2.GetPaymentStatusRequest(payment_intent_id=payment_intent_id)
+        stub = self._rpc()
+        return await self.backend.call(
+            "GetPaymentStatus",
+            lambda timeout, md, ready: stub.GetPaymentStatus(
+                request, timeout=timeout, metadata=md, wait_for_ready=ready
+            ),
+            _payment_error,
+            context,
+            retry=True,
+        )

@@ -1,0 +1,170 @@
+"""Settings of the gRPC backends: addresses, deadlines, breaker and the payment webhook.
+
+Empty addresses mean "embedded": the application starts the reference services in-process
+and hands their loopback addresses in (`with_addresses`), so a newcomer gets the whole flow
+from one command. Deadlines accept the reference gateway's spellings ("600ms", "0.6s") and a
+bare number of milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ticketgate.config import MIN_SECRET_LENGTH, ConfigError
+
+WEBHOOK_PATH = "/api/v1/payment/webhook"
+_DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s)?")
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+MAX_TIMEOUT_MS = 60_000
+_Get = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSettings:
+    reservation_address: str = ""
+    payment_address: str = ""
+    reservation_tls: bool = False
+    payment_tls: bool = False
+    reservation_timeout_ms: int = 600
+    payment_timeout_ms: int = 400
+    breaker_failures: int = 5
+    breaker_reset_sec: float = 5.0
+    webhook_secret: str = ""
+    webhook_secret_generated: bool = False
+    webhook_url: str = f"http://127.0.0.1:8000{WEBHOOK_PATH}"
+
+    @property
+    def embedded(self) -> bool:
+        """True when at least one backend is to be started in-process by the application."""
+        return not self.reservation_address or not self.payment_address
+
+    def with_addresses(self, reservation: str, payment: str) -> BackendSettings:
+        """The same settings aimed at in-process services (embedded mode)."""
+        return dataclasses.replace(
+            self,
+            reservation_address=self.reservation_address or reservation,
+            payment_address=self.payment_address or payment,
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BackendSettings:
+        """Read BACKEND_* and PAYMENT_WEBHOOK_*; an unset or empty variable takes the default."""
+
+        def get(name: str) -> str:
+            return env.get(name, "").strip()
+
+        defaults = cls()
+        reservation = _address(get, "BACKEND_RESERVATION_API_GRPC_ADDRESS")
+        payment = _address(get, "BACKEND_PAYMENT_API_GRPC_ADDRESS")
+        secret = get("PAYMENT_WEBHOOK_SECRET")
+        generated = False
+        if not secret:
+            if payment:
+                raise ConfigError(
+                    "PAYMENT_WEBHOOK_SECRET is required with BACKEND_PAYMENT_API_GRPC_ADDRESS: "
+                    "the gateway must verify the payment service's webhook signatures"
+                )
+            # Embedded: the in-process simulator is handed the same generated secret.
+            secret = secrets.token_urlsafe(32)
+            generated = True
+        elif len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"PAYMENT_WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters"
+            )
+        port = get("SERVER_PORT") or "8000"
+        if not port.isdigit() or not 1 <= int(port) <= 65_535:
+            raise ConfigError(f"SERVER_PORT must be between 1 and 65535, got {port!r}")
+        webhook_url = get("PAYMENT_WEBHOOK_URL") or f"http://127.0.0.1:{int(port)}{WEBHOOK_PATH}"
+        parts = urlsplit(webhook_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"PAYMENT_WEBHOOK_URL must be an absolute http(s) URL, got {webhook_url!r}"
+            )
+        return cls(
+            reservation_address=reservation,
+            payment_address=payment,
+            reservation_tls=_flag(get, "BACKEND_RESERVATION_API_TLS_ENABLED"),
+            payment_tls=_flag(get, "BACKEND_PAYMENT_API_TLS_ENABLED"),
+            reservation_timeout_ms=_duration_ms(
+                get, "BACKEND_RESERVATION_API_TIMEOUT", defaults.reservation_timeout_ms
+            ),
+            payment_timeout_ms=_duration_ms(
+                get, "BACKEND_PAYMENT_API_TIMEOUT", defaults.payment_timeout_ms
+            ),
+            breaker_failures=_failures(get, defaults.breaker_failures),
+            breaker_reset_sec=_reset_sec(get, defaults.breaker_reset_sec),
+            webhook_secret=secret,
+            webhook_secret_generated=generated,
+            webhook_url=webhook_url,
+        )
+
+
+def parse_duration_ms(name: str, raw: str) -> int:
+    """`600ms`, `0.6s` or `600` (milliseconds) -> 600; between 1 ms and 60 s."""
+    match = _DURATION.fullmatch(raw.strip().lower())
+    if match is None:
+        raise ConfigError(f"{name} must be a duration like '600ms', '0.6s' or '600', got {raw!r}")
+    value = float(match.group("number"))
+    ms = value * 1000 if match.group("unit") == "s" else value
+    if not 1 <= ms <= MAX_TIMEOUT_MS:
+        raise ConfigError(f"{name} must be between 1ms and {MAX_TIMEOUT_MS // 1000}s, got {raw!r}")
+    return round(ms)
+
+
+def _duration_ms(get: _Get, name: str, default: int) -> int:
+    raw = get(name)
+    return parse_duration_ms(name, raw) if raw else default
+
+
+def _address(get: _Get, name: str) -> str:
+    """host:port, [v6]:port, or a gRPC target with a scheme (dns:///..., unix:...)."""
+    raw = get(name)
+    if not raw or ":///" in raw or raw.startswith("unix:"):
+        return raw
+    match = _HOST_PORT.fullmatch(raw)
+    if match is None or not 1 <= int(match.group("port")) <= 65_535:
+        raise ConfigError(f"{name} must be host:port, got {raw!r}")
+    return raw
+
+
+def _flag(get: _Get, name: str) -> bool:
+    raw = get(name).lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _failures(get: _Get, default: int) -> int:
+    raw = get("BACKEND_BREAKER_FAILURES")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"BACKEND_BREAKER_FAILURES must be an integer, got {raw!r}") from None
+    if not 1 <= value <= 10_000:
+        raise ConfigError(f"BACKEND_BREAKER_FAILURES must be between 1 and 10000, got {value}")
+    return value
+
+
+def _reset_sec(get: _Get, default: float) -> float:
+    raw = get("BACKEND_BREAKER_RESET_SEC")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"BACKEND_BREAKER_RESET_SEC must be a number, got {raw!r}") from None
+    if math.isnan(value) or not 0.01 <= value <= 3600:
+        raise ConfigError(f"BACKEND_BREAKER_RESET_SEC must be between 0.01 and 3600, got {raw}")
+    return value
