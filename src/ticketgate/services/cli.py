@@ -1,0 +1,96 @@
+"""`ticketgate services`: the three reference services in one process, until Ctrl-C.
+
+Registered by the main CLI as `cli.command("services")(services_command)`; everything else
+(settings, database, banner, signals) lives here so the main CLI stays a thin dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ticketgate.config import ConfigError
+from ticketgate.database import Database, DatabaseSettings
+from ticketgate.services.inventory import DEMO_EVENT_ID
+from ticketgate.services.server import RunningServices, ServiceSettings, run_services
+
+console = Console(stderr=True)
+
+
+def services_command(
+    inventory_address: Annotated[
+        str | None, typer.Option(help="Inventory listen address (SERVICES_INVENTORY_ADDRESS)")
+    ] = None,
+    reservation_address: Annotated[
+        str | None,
+        typer.Option(help="Reservation listen address (SERVICES_RESERVATION_ADDRESS)"),
+    ] = None,
+    payment_address: Annotated[
+        str | None, typer.Option(help="Payment listen address (SERVICES_PAYMENT_ADDRESS)")
+    ] = None,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Shorthand for SERVER_ENVIRONMENT=development")
+    ] = False,
+) -> None:
+    """Run the reference inventory, reservation and payment gRPC services (SQLite by
+    default, PostgreSQL via DATABASE_URL) until interrupted."""
+    overrides = {
+        "SERVICES_INVENTORY_ADDRESS": inventory_address,
+        "SERVICES_RESERVATION_ADDRESS": reservation_address,
+        "SERVICES_PAYMENT_ADDRESS": payment_address,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[name] = value
+    if dev:
+        os.environ["SERVER_ENVIRONMENT"] = "development"
+    try:
+        settings = ServiceSettings.from_env(os.environ)
+        database_settings = DatabaseSettings.from_env(os.environ)
+    except ConfigError as exc:
+        console.print(f"[red]ticketgate: configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    level = os.environ.get("LOG_LEVEL", "info").strip().upper() or "INFO"
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(_serve(settings, database_settings))
+    except OSError as exc:
+        console.print(f"[red]ticketgate services: {exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+async def _serve(settings: ServiceSettings, database_settings: DatabaseSettings) -> None:
+    database = Database.from_settings(database_settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with run_services(settings, database) as running:
+            _banner(running, database)
+            await stop.wait()
+            console.print("stopping…")
+    finally:
+        await database.dispose()
+
+
+def _banner(running: RunningServices, database: Database) -> None:
+    console.print("[bold]ticketgate services[/bold] listening")
+    console.print(f"  inventory    [cyan]{running.inventory_address}[/cyan]")
+    console.print(f"  reservation  [cyan]{running.reservation_address}[/cyan]")
+    console.print(f"  payment      [cyan]{running.payment_address}[/cyan]")
+    console.print(f"  database     {database.display_url}")
+    if running.settings.seed_demo_event:
+        console.print(f"  demo event   {DEMO_EVENT_ID} (300 seats, rows A-J)")
+    if running.settings.webhook_secret_generated:
+        console.print(
+            "  [yellow]PAYMENT_WEBHOOK_SECRET not set: generated one for this run; a gateway "
+            "in another process cannot verify these webhooks — set the same secret on both"
+            "[/yellow]"
+        )

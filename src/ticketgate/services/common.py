@@ -1,0 +1,159 @@
+"""What the three services share: refusals as `common.v1.Error`, trace ids, clocks, and
+write transactions that survive the database's own concurrency errors.
+
+Business refusals travel inside responses (the contract's `error` field) so callers branch on
+codes, never on text. Infrastructure failures (database down) become gRPC status UNAVAILABLE
+instead: the gateway's breaker counts those, and the caller may retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import Row
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ticketgate.database import Database
+from ticketgate.proto.common.v1 import common_pb2
+
+log = logging.getLogger("ticketgate.services")
+
+ErrorCode: TypeAlias = common_pb2.ErrorCode.ValueType
+# A result row of any shape (SQLAlchemy types rows by their column count).
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
+T = TypeVar("T")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+# PostgreSQL deadlock_detected, serialization_failure: the transaction did nothing; rerun it.
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+_WRITE_ATTEMPTS = 5
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class ServiceError(Exception):
+    """A refusal the caller should see as `error {code, message}` in the response."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def to_proto(self, trace_id: str = "") -> common_pb2.Error:
+        return common_pb2.Error(code=self.code, message=self.message, trace_id=trace_id)
+
+
+def invalid(message: str) -> ServiceError:
+    return ServiceError(common_pb2.ERROR_CODE_INVALID_ARGUMENT, message)
+
+
+def not_found(message: str) -> ServiceError:
+    return ServiceError(common_pb2.ERROR_CODE_NOT_FOUND, message)
+
+
+def now_ms(clock: Callable[[], float] = time.time) -> int:
+    return int(clock() * 1000)
+
+
+def timestamp_from_ms(ms: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
+def _metadata_value(context: Context, key: str) -> str:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return ""
+
+
+def traceparent_of(context: Context) -> str:
+    """The caller's W3C traceparent, to pass on to the services this call reaches."""
+    value = _metadata_value(context, "traceparent").strip().lower()
+    return value if _TRACEPARENT.fullmatch(value) else ""
+
+
+def trace_id_of(context: Context) -> str:
+    """The trace id of the caller's traceparent ("" without one), echoed in errors."""
+    match = _TRACEPARENT.fullmatch(traceparent_of(context))
+    return match.group(1) if match else ""
+
+
+def outgoing_metadata(traceparent: str) -> tuple[tuple[str, str], ...]:
+    return (("traceparent", traceparent),) if traceparent else ()
+
+
+async def answer(
+    context: Context,
+    work: Callable[[], Awaitable[T]],
+    refused: Callable[[common_pb2.Error], T],
+) -> T:
+    """Run one RPC: refusals become the response's `error`, storage trouble UNAVAILABLE."""
+    try:
+        return await work()
+    except ServiceError as exc:
+        return refused(exc.to_proto(trace_id_of(context)))
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("storage unavailable: %s", exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "storage unavailable")
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    original = exc.orig
+    if getattr(original, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        return True
+    return "database is locked" in str(original)
+
+
+# SQLite has one writer at a time. Writers of this process queue on an asyncio lock instead
+# of polling the file lock (busy timeout), which is fairer and much faster under load;
+# other processes still meet on the file lock.
+_sqlite_gates: weakref.WeakKeyDictionary[
+    Database, tuple[asyncio.AbstractEventLoop, asyncio.Lock]
+] = weakref.WeakKeyDictionary()
+
+
+def _gate(database: Database) -> contextlib.AbstractAsyncContextManager[Any]:
+    if not database.is_sqlite:
+        return contextlib.nullcontext()
+    loop = asyncio.get_running_loop()
+    entry = _sqlite_gates.get(database)
+    if entry is None or entry[0] is not loop:
+        entry = _sqlite_gates[database] = (loop, asyncio.Lock())
+    return entry[1]
+
+
+@contextlib.asynccontextmanager
+async def _write(database: Database) -> AsyncIterator[AsyncConnection]:
+    async with _gate(database), database.write() as conn:
+        yield conn
+
+
+async def write_transaction(
+    database: Database, work: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
+    """Run `work` in one write transaction, rerun on deadlock or serialization failure.
+
+    A ServiceError raised by `work` rolls the transaction back and reaches the caller as is.
+    """
+    for attempt in range(1, _WRITE_ATTEMPTS + 1):
+        try:
+            async with _write(database) as conn:
+                return await work(conn)
+        except DBAPIError as exc:
+            if attempt == _WRITE_ATTEMPTS or not _retryable(exc):
+                raise
+            log.debug("retrying a write transaction (attempt %d): %s", attempt, exc.orig)
+            await asyncio.sleep(random.uniform(0.001, 0.005) * attempt)
+    raise AssertionError("unreachable")
