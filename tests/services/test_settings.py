@@ -35,6 +35,18 @@ def test_the_webhook_secret_is_required_outside_development() -> None:
     assert settings.webhook_secret_generated is False
 
 
+def test_an_in_process_gateway_hands_over_its_own_secret() -> None:
+    for environment in ("production", "development"):
+        settings = ServiceSettings.from_env(
+            {"SERVER_ENVIRONMENT": environment, "PAYMENT_WEBHOOK_SECRET": "ignored" * 8},
+            webhook_secret=b"gateway-secret-gateway-secret-gateway",
+        )
+        assert settings.webhook_secret == b"gateway-secret-gateway-secret-gateway"
+        assert settings.webhook_secret_generated is False
+    # No variable needed at all, even in production.
+    assert ServiceSettings.from_env({}, webhook_secret=b"x" * 32).webhook_secret == b"x" * 32
+
+
 def test_every_variable_is_read() -> None:
     settings = ServiceSettings.from_env(
         {

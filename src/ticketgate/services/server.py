@@ -64,12 +64,15 @@ class ServiceSettings:
     stop_grace_sec: float = 1.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ServiceSettings:
+    def from_env(
+        cls, env: Mapping[str, str], *, webhook_secret: bytes | None = None
+    ) -> ServiceSettings:
         """Validate every variable; raise ConfigError naming the first bad one.
 
         PAYMENT_WEBHOOK_SECRET is required outside SERVER_ENVIRONMENT=development; in
-        development one is generated (`webhook_secret_generated`), which the gateway can only
-        verify if it shares this settings object (embedded mode) or the same variable.
+        development one is generated (`webhook_secret_generated`), which a gateway in another
+        process cannot know. A gateway running the services in-process passes its own secret
+        as `webhook_secret` instead: then nothing is read, required or generated.
         """
 
         def get(name: str) -> str:
@@ -82,7 +85,10 @@ class ServiceSettings:
             )
         secret = get("PAYMENT_WEBHOOK_SECRET")
         generated = False
-        if not secret:
+        if webhook_secret is not None:
+            if not webhook_secret:
+                raise ValueError("webhook_secret must not be empty")
+        elif not secret:
             if environment != "development":
                 raise ConfigError(
                     "PAYMENT_WEBHOOK_SECRET is required outside development "
@@ -105,7 +111,7 @@ class ServiceSettings:
             hold_ttl_sec=int(_number(env, "RESERVATION_HOLD_TTL_SEC", 60, 1, 3600, int)),
             sweep_interval_sec=_number(env, "RESERVATION_SWEEP_INTERVAL_SEC", 1.0, 0.05, 3600),
             upstream_timeout_sec=_number(env, "SERVICES_UPSTREAM_TIMEOUT_SEC", 5.0, 0.05, 600),
-            webhook_secret=secret.encode(),
+            webhook_secret=secret.encode() if webhook_secret is None else webhook_secret,
             webhook_secret_generated=generated,
             payment_delay_sec=_number(env, "PAYMENT_DELAY_SEC", 3.0, 0, 3600),
             webhook_timeout_sec=_number(env, "PAYMENT_WEBHOOK_TIMEOUT_SEC", 2.0, 0.05, 60),
