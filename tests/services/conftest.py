@@ -32,7 +32,7 @@ HUNDRED_SEATS = seat_map(
 )
 
 
-def test_settings(**overrides: Any) -> ServiceSettings:
+def fast_settings(**overrides: Any) -> ServiceSettings:
     """Free ports, fast payments and sweeps; the hold TTL stays 60 s unless a test shortens it."""
     base = ServiceSettings(
         inventory_address="127.0.0.1:0",
@@ -47,9 +47,6 @@ def test_settings(**overrides: Any) -> ServiceSettings:
         webhook_timeout_sec=1.0,
     )
     return replace(base, **overrides)
-
-
-test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 class Clock:
@@ -161,7 +158,7 @@ async def booking(
     clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Booking]:
     database = factory.open()
-    async with run_services(settings or test_settings(), database, rng=rng, clock=clock) as running:
+    async with run_services(settings or fast_settings(), database, rng=rng, clock=clock) as running:
         channels = [
             grpc.aio.insecure_channel(address)
             for address in (

@@ -19,7 +19,7 @@ from tests.services.conftest import (
     Clock,
     booking,
     error_code,
-    test_settings,
+    fast_settings,
 )
 from tests.unit.test_accounts_database import DatabaseFactory
 from ticketgate.proto.common.v1 import common_pb2
@@ -64,7 +64,7 @@ async def test_2000_concurrent_reservations_hold_exactly_100_seats(
     clock = Clock()
     # Generous upstream deadline: this test is about who gets a seat, not about latency on
     # a shared two-core box.
-    settings = test_settings(hold_ttl_sec=60, upstream_timeout_sec=30)
+    settings = fast_settings(hold_ttl_sec=60, upstream_timeout_sec=30)
     async with booking(databases, settings, clock=clock) as services:
         event_id = await services.seed(HUNDRED_SEATS)
 

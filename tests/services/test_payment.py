@@ -20,7 +20,7 @@ from tests.services.conftest import (
     WebhookReceiver,
     booking,
     error_code,
-    test_settings,
+    fast_settings,
 )
 from tests.unit.test_accounts_database import DatabaseFactory
 from ticketgate.proto.common.v1 import common_pb2
@@ -301,7 +301,7 @@ async def test_webhooks_are_retried_with_backoff_until_accepted(
 async def test_a_refused_or_unreachable_webhook_is_given_up_without_touching_the_payment(
     sqlite_databases: DatabaseFactory,
 ) -> None:
-    async with booking(sqlite_databases, test_settings(webhook_max_attempts=2)) as services:
+    async with booking(sqlite_databases, fast_settings(webhook_max_attempts=2)) as services:
         receiver = WebhookReceiver(statuses=[401])
         async with serve(receiver) as client:
             refused = await create(services, intent_request(webhook_url=f"{client.base_url}/hook"))

@@ -17,7 +17,7 @@ from tests.services.conftest import (
     WebhookReceiver,
     booking,
     error_code,
-    test_settings,
+    fast_settings,
 )
 from tests.unit.test_accounts_database import DatabaseFactory
 from ticketgate.proto.common.v1 import common_pb2
@@ -314,7 +314,7 @@ async def test_an_expired_hold_cannot_be_confirmed_even_when_paid(
     sqlite_databases: DatabaseFactory,
 ) -> None:
     clock = Clock()
-    settings = test_settings(sweep_interval_sec=3600)  # the confirm itself must notice
+    settings = fast_settings(sweep_interval_sec=3600)  # the confirm itself must notice
     async with booking(sqlite_databases, settings, clock=clock) as services:
         event_id = await services.seed()
         created = await services.reserve(event_id, quantity=1)
@@ -348,7 +348,7 @@ async def test_a_confirmation_interrupted_before_the_commit_is_finished(
 ) -> None:
     """A crash between claiming the row and committing the seats leaves CONFIRMING: the next
     confirm (a webhook retry) finishes it, and so does the sweeper."""
-    async with booking(sqlite_databases, test_settings(sweep_interval_sec=3600)) as services:
+    async with booking(sqlite_databases, fast_settings(sweep_interval_sec=3600)) as services:
         event_id = await services.seed()
         reservations = tables.reservations.c
         stuck = []

@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import wrappers_pb2
 
 from tests.redis_server import free_port
-from tests.services.conftest import booking, test_settings
+from tests.services.conftest import booking, fast_settings
 from tests.unit.test_accounts_database import DatabaseFactory
 from ticketgate.proto.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from ticketgate.services.inventory import DEMO_EVENT_ID
@@ -78,7 +78,7 @@ async def test_a_port_in_use_fails_the_start_and_leaves_nothing_running(
         taken.listen()
         port = taken.getsockname()[1]
         inventory_port = free_port()
-        settings = test_settings(
+        settings = fast_settings(
             inventory_address=f"127.0.0.1:{inventory_port}", payment_address=f"127.0.0.1:{port}"
         )
         with pytest.raises(OSError, match=str(port)):
@@ -89,7 +89,7 @@ async def test_a_port_in_use_fails_the_start_and_leaves_nothing_running(
 
 async def test_fixed_ports_are_free_again_after_a_stop(sqlite_databases: DatabaseFactory) -> None:
     ports = [free_port() for _ in range(3)]
-    settings = test_settings(
+    settings = fast_settings(
         inventory_address=f"127.0.0.1:{ports[0]}",
         reservation_address=f"127.0.0.1:{ports[1]}",
         payment_address=f"127.0.0.1:{ports[2]}",
