@@ -67,8 +67,9 @@ BY_ERROR_CODE: dict[int, Mapping] = {
     ErrorCode.ERROR_CODE_INVALID_ARGUMENT: Mapping(400, "INVALID_REQUEST"),
     ErrorCode.ERROR_CODE_NOT_FOUND: Mapping(404, "RESERVATION_NOT_FOUND"),
     ErrorCode.ERROR_CODE_ALREADY_EXISTS: Mapping(409, "DUPLICATE_REQUEST"),
-    # §3 has one precondition code; the reference services use it for "payment not done".
-    ErrorCode.ERROR_CODE_FAILED_PRECONDITION: Mapping(412, "PAYMENT_NOT_APPROVED"),
+    # The reservation is in no state for this (cancelled, sold, failed): PAYMENT_NOT_APPROVED
+    # has its own code, so a precondition is not reported as a payment problem.
+    ErrorCode.ERROR_CODE_FAILED_PRECONDITION: Mapping(409, "RESERVATION_NOT_HELD"),
     ErrorCode.ERROR_CODE_RATE_LIMITED: Mapping(429, "RATE_LIMITED", retry_after_sec=_RETRY_SOON),
     ErrorCode.ERROR_CODE_QUOTA_EXCEEDED: Mapping(429, "RATE_LIMITED", retry_after_sec=_RETRY_SOON),
     ErrorCode.ERROR_CODE_IDEMPOTENCY_REQUIRED: Mapping(400, "IDEMPOTENCY_REQUIRED"),
@@ -102,7 +103,7 @@ BY_STATUS: dict[grpc.StatusCode, Mapping] = {
     grpc.StatusCode.ALREADY_EXISTS: Mapping(409, "DUPLICATE_REQUEST"),
     grpc.StatusCode.PERMISSION_DENIED: Mapping(403, "FORBIDDEN"),
     grpc.StatusCode.RESOURCE_EXHAUSTED: Mapping(429, "RATE_LIMITED", retry_after_sec=_RETRY_SOON),
-    grpc.StatusCode.FAILED_PRECONDITION: Mapping(412, "PAYMENT_NOT_APPROVED"),
+    grpc.StatusCode.FAILED_PRECONDITION: Mapping(409, "RESERVATION_NOT_HELD"),
     grpc.StatusCode.ABORTED: Mapping(503, "UPSTREAM_UNAVAILABLE", retry_after_sec=_RETRY_SOON),
     grpc.StatusCode.OUT_OF_RANGE: Mapping(400, "INVALID_REQUEST"),
     grpc.StatusCode.UNIMPLEMENTED: _BAD_GATEWAY,  # gateway and backend disagree on contract
