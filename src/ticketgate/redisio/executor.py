@@ -71,6 +71,8 @@ class PipelinedExecutor:
         self._waiters: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_due = 0.0
+        self._last_reply = 0.0
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -135,6 +137,7 @@ class PipelinedExecutor:
             self._connecting = None
         self._backoff = self._min_backoff
         self._conn = conn
+        self._last_reply = _now()
         self._reader = loop.create_task(self._read_loop(conn))
         self._arm_watchdog()
         return conn
@@ -151,6 +154,7 @@ class PipelinedExecutor:
                     reply = exc
                 if not waiters:
                     raise RedisUnavailable("Redis sent a reply nobody asked for")
+                self._last_reply = _now()
                 future, _ = waiters.popleft()
                 if future.done():
                     continue
@@ -170,13 +174,24 @@ class PipelinedExecutor:
         delay = min(0.1, self._timeout / 4)
         if self._waiters:
             delay = max(0.001, min(delay, self._waiters[0][1] - _now()))
+        self._watchdog_due = _now() + delay
         self._watchdog = asyncio.get_running_loop().call_later(delay, self._check_deadline)
 
     def _check_deadline(self) -> None:
+        """Declare Redis hung only when a reply is overdue AND nothing at all has come back for
+        a whole timeout. A busy event loop (replies sitting unread in the socket) or a slow but
+        progressing Redis must not tear down a connection full of good replies."""
         self._watchdog = None
         if self._conn is None:
             return
-        if self._waiters and self._waiters[0][1] <= _now():
+        now = _now()
+        starved = now - self._watchdog_due > self._timeout / 2
+        if (
+            not starved
+            and self._waiters
+            and self._waiters[0][1] <= now
+            and now - self._last_reply >= self._timeout
+        ):
             self._fail(RedisUnavailable("Redis did not answer within the command timeout"))
             return
         self._arm_watchdog()
