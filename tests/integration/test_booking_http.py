@@ -689,7 +689,37 @@ async def test_webhook_is_checked_against_the_payment_service(
     assert fake.recorder.of("ConfirmReservation") == []
 
 
+async def test_webhook_with_another_outcome_is_acknowledged_and_ignored(
+    gw: BookingGateway, fake: FakeBackends, event_id: str
+) -> None:
+    raw = json.dumps({**(await paid(gw, event_id)), "status": "REFUNDED"}).encode()
+    response = await gw.http.post(WEBHOOK, content=raw, headers=signed(raw))
+    assert response.json() == {"received": True, "result": "ignored"}
+    assert fake.recorder.of("GetPaymentStatus") == []
+
+
+def test_each_route_documents_each_status_once(gw: BookingGateway) -> None:
+    for route in gw.routes.routes():
+        statuses = [status for status, _, _ in route.responses]
+        assert len(statuses) == len(set(statuses)), route.path
+
+
 async def test_webhook_body_must_match_the_schema(gw: BookingGateway) -> None:
     raw = b'{"payment_intent_id": "pay_1"}'
     response = await gw.http.post(WEBHOOK, content=raw, headers=signed(raw))
     assert_envelope(response, 400, "INVALID_REQUEST")
+
+
+async def test_embedded_mode_aims_the_clients_at_services_started_later(
+    fake: FakeBackends, event_id: str
+) -> None:
+    settings = backend_settings("", reservation_address="", payment_address="")
+    assert settings.embedded
+    async with booking_gateway(settings) as gw:
+        gw.routes.use_embedded(fake.address, fake.address)
+        assert not gw.routes.settings.embedded
+        body = await held(gw, event_id, 1)
+        shown = await gw.http.get(f"{RESERVATIONS}/{body['reservation_id']}", headers=user(1))
+        assert shown.status_code == 200
+        with pytest.raises(RuntimeError, match="already open"):
+            gw.routes.use_embedded(fake.address, fake.address)

@@ -112,6 +112,12 @@ class _Backend:
                 self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         return self._channel
 
+    def retarget(self, address: str) -> None:
+        """Aim at `address` (embedded services get their ports at start-up); before any call."""
+        if self._channel is not None:
+            raise RuntimeError(f"the {self.name} channel is already open")
+        self.address = address
+
     async def close(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:

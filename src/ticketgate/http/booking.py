@@ -145,7 +145,9 @@ class PaymentWebhook(msgspec.Struct, forbid_unknown_fields=True):
     payment_intent_id: Id
     reservation_id: Id
     user_id: str
-    status: Literal["COMPLETED", "FAILED"]
+    # COMPLETED or FAILED today; any other outcome is acknowledged and ignored, so a newer
+    # simulator never makes the gateway refuse (and the sender retry) a webhook forever.
+    status: Annotated[str, msgspec.Meta(max_length=32)]
     amount: int
     currency: str
     occurred_at: str
@@ -250,6 +252,13 @@ class BookingRoutes:
         self.payments = payments
         self.settings = settings
         self._clock = clock  # wall clock of the webhook timestamp check
+
+    def use_embedded(self, reservation_address: str, payment_address: str) -> None:
+        """Embedded mode: aim the clients at in-process services started at start-up (their
+        ports are known only then). Configured addresses win; call before serving."""
+        self.settings = self.settings.with_addresses(reservation_address, payment_address)
+        self.reservations.backend.retarget(self.settings.reservation_address)
+        self.payments.backend.retarget(self.settings.payment_address)
 
     async def close(self) -> None:
         """Close both channels (lifespan shutdown)."""
@@ -475,8 +484,9 @@ class BookingRoutes:
                     (403, err, "FORBIDDEN: token invalid, another user's, or another event's"),
                     (409, err, "SEAT_UNAVAILABLE, INSUFFICIENT_INVENTORY, DUPLICATE_REQUEST"),
                     (410, err, "RESERVATION_EXPIRED: token expired or already used"),
-                    (503, err, "QUEUE_UNAVAILABLE"),
-                    *upstream,
+                    upstream[0],
+                    (503, err, f"{upstream[1][2]}; QUEUE_UNAVAILABLE"),
+                    upstream[2],
                 ),
                 idempotency=Idempotency.REQUIRED,
             ),
