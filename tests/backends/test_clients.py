@@ -101,7 +101,8 @@ async def test_slow_backend_times_out_at_the_configured_deadline(
         await client.get(CTX, reservation_id="rsv_1", user_id="alice")
     elapsed = time.monotonic() - started
     assert (failed.value.status, failed.value.code) == (504, "UPSTREAM_TIMEOUT")
-    assert 0.28 <= elapsed < 0.6, elapsed
+    # At the deadline, not at the servicer's 2 s (slack for a busy shared box).
+    assert 0.28 <= elapsed < 1.2, elapsed
     # A timed-out read is not retried: the deadline is spent.
     assert len(backends.recorder.of("GetReservation")) == 1
 
@@ -198,7 +199,7 @@ async def test_open_breaker_answers_fast_without_calling(
     started = time.monotonic()
     with pytest.raises(BackendError) as refused:
         await client.get(CTX, reservation_id="rsv_1", user_id="alice")
-    assert time.monotonic() - started < 0.05
+    assert time.monotonic() - started < 0.15  # well inside the 0.3 s deadline
     assert (refused.value.status, refused.value.code) == (503, "UPSTREAM_UNAVAILABLE")
     assert refused.value.retry_after_sec is not None
     assert 0 < refused.value.retry_after_sec <= 0.3

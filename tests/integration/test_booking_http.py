@@ -474,13 +474,14 @@ async def test_slow_backend_is_504_at_the_deadline(fake: FakeBackends, event_id:
         response = await gw.http.get(f"{RESERVATIONS}/{rid}", headers=user(1))
         elapsed = time.monotonic() - started
         assert_envelope(response, 504, "UPSTREAM_TIMEOUT")
-        assert 0.28 <= elapsed < 0.7, elapsed
+        # At the deadline, not at the servicer's 2 s (slack for a busy shared box).
+        assert 0.28 <= elapsed < 1.2, elapsed
 
 
 async def test_backend_down_is_fast_503_then_breaker_opens_and_closes(event_id: str) -> None:
     port = free_port()
     settings = backend_settings(
-        f"127.0.0.1:{port}", breaker_failures=3, breaker_reset_sec=0.5, reservation_timeout_ms=400
+        f"127.0.0.1:{port}", breaker_failures=3, breaker_reset_sec=0.5, reservation_timeout_ms=1000
     )
     async with booking_gateway(settings) as gw:
         for _ in range(3):
@@ -488,7 +489,7 @@ async def test_backend_down_is_fast_503_then_breaker_opens_and_closes(event_id: 
             response = await gw.http.get(f"{RESERVATIONS}/rsv_1", headers=user(1))
             assert_envelope(response, 503, "UPSTREAM_UNAVAILABLE")
             assert response.headers["retry-after"] == "1"
-            assert time.monotonic() - started < 0.4  # within the deadline
+            assert time.monotonic() - started < 1.0  # within the deadline
         breaker = gw.routes.reservations.breaker
         assert state(breaker) is BreakerState.OPEN
         # Open: a fast 503 whose Retry-After says when the probe is due, and the
@@ -496,7 +497,7 @@ async def test_backend_down_is_fast_503_then_breaker_opens_and_closes(event_id: 
         token = await admitted(gw.http, event_id, 1)
         started = time.monotonic()
         refused = await reserve(gw.http, event_id, 1, token, key())
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 0.25  # no deadline waited
         assert_envelope(refused, 503, "UPSTREAM_UNAVAILABLE")
         assert refused.headers["retry-after"] == "1"
         async with fake_backends(port) as fake:
