@@ -14,9 +14,12 @@ from collections.abc import Awaitable, Callable
 
 from ticketgate.accounts.keys import LocalJwksSource, TokenSigner
 from ticketgate.accounts.service import AccountService
+from ticketgate.backends.clients import PaymentClient, ReservationClient
+from ticketgate.backends.settings import BackendSettings
 from ticketgate.config import Settings, load_settings
 from ticketgate.database import Database
 from ticketgate.http.accounts import AccountRoutes
+from ticketgate.http.booking import BookingRoutes
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.http.system import SystemRoutes
@@ -31,6 +34,7 @@ from ticketgate.middleware.jwks import JwksSource
 from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
 from ticketgate.redisio.executor import RedisExecutor, build_executor
+from ticketgate.services.server import run_services
 from ticketgate.waitingroom.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import QueueUnavailable
 from ticketgate.waitingroom.redis_store import RedisQueueStore
@@ -57,15 +61,21 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
             else MemoryQueueStore(settings.queue)
         )
     startup: list[Hook] = []
-    shutdown: list[Hook] = []
 
     room = WaitingRoom(store, settings.queue)
     routes = QueueRoutes(room).routes()
 
+    database: Database | None = None
+    if settings.accounts_enabled or settings.services is not None:
+        assert settings.database is not None
+        database = Database.from_settings(settings.database)
+
     jwt_settings = settings.jwt or JwtSettings()
     source: JwksSource | None = None
-    if settings.accounts_enabled and settings.accounts is not None:
-        accounts, signer = _accounts(settings, startup, shutdown)
+    if settings.accounts_enabled and settings.accounts is not None and database is not None:
+        signer = TokenSigner(database, settings.accounts.signing_key_pem)
+        accounts = AccountService(database, signer, settings.accounts)
+        startup.append(accounts.start)
         routes += AccountRoutes(accounts).routes()
         source = LocalJwksSource(signer)
         # Our own tokens carry our issuer and audience; check them unless told otherwise.
@@ -78,6 +88,19 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
     authenticator = JwtAuthenticator(
         jwt_settings, cache, DevBypassAuthenticator(settings.dev_bypass_enabled)
     )
+
+    backends = settings.backends or BackendSettings()
+    booking = BookingRoutes(room, ReservationClient(backends), PaymentClient(backends), backends)
+    routes += booking.routes()
+    services = contextlib.AsyncExitStack()
+    if settings.services is not None and database is not None:
+        service_settings, service_db = settings.services, database
+
+        async def start_services() -> None:
+            running = await services.enter_async_context(run_services(service_settings, service_db))
+            booking.use_embedded(running.reservation_address, running.payment_address)
+
+        startup.append(start_services)
 
     rate_limit = RateLimit(settings.rate_limit or RateLimitSettings(), executor)
     idempotency = build_idempotency(settings.idempotency or IdempotencySettings(), executor)
@@ -109,8 +132,10 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
                 await task
         await rate_limit.stop()  # pushes what is pending before the executor closes
         await authenticator.aclose()
-        for hook in shutdown:
-            await hook()
+        await booking.close()
+        await services.aclose()
+        if database is not None:
+            await database.dispose()
         await idempotency.store.close()
         await store.close()
         if executor is not None:
@@ -124,19 +149,6 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         on_startup=on_startup,
         on_shutdown=on_shutdown,
     )
-
-
-def _accounts(
-    settings: Settings, startup: list[Hook], shutdown: list[Hook]
-) -> tuple[AccountService, TokenSigner]:
-    assert settings.database is not None
-    assert settings.accounts is not None
-    database = Database.from_settings(settings.database)
-    signer = TokenSigner(database, settings.accounts.signing_key_pem)
-    service = AccountService(database, signer, settings.accounts)
-    startup.append(service.start)
-    shutdown.append(database.dispose)
-    return service, signer
 
 
 def app_factory() -> Gateway:

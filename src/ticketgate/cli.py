@@ -13,6 +13,7 @@ from rich.console import Console
 
 from ticketgate import __version__
 from ticketgate.config import ConfigError, Settings, load_settings
+from ticketgate.services.cli import services_command
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="ticketgate gateway")
 console = Console(stderr=True)
@@ -64,6 +65,9 @@ def serve(
         # One generated secret for all workers of this run, announced in the banner.
         os.environ["QUEUE_TOKEN_SECRET"] = secrets.token_urlsafe(32)
         os.environ["TICKETGATE_SECRET_GENERATED"] = "1"
+    if not env.get("PAYMENT_WEBHOOK_SECRET") and not env.get("BACKEND_PAYMENT_API_GRPC_ADDRESS"):
+        # Embedded payment simulator: every worker must sign and verify webhooks alike.
+        os.environ["PAYMENT_WEBHOOK_SECRET"] = secrets.token_urlsafe(32)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -96,6 +100,10 @@ def serve(
         # for X-Forwarded-For (uvicorn's own rewrite would bypass that list).
         proxy_headers=False,
     )
+
+
+# The reference gRPC services (inventory, reservation, payment simulator) until Ctrl-C.
+cli.command("services")(services_command)
 
 
 admin = typer.Typer(no_args_is_help=True, help="Operator commands")

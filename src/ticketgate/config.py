@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ticketgate.accounts.settings import AccountSettings
+    from ticketgate.backends.settings import BackendSettings
     from ticketgate.database import DatabaseSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
     from ticketgate.middleware.ratelimit import RateLimitSettings
+    from ticketgate.services.server import ServiceSettings
 
 ENVIRONMENTS = ("development", "staging", "production")
 _TRUE = {"1", "true", "yes", "on"}
@@ -93,6 +95,8 @@ class Settings:
     database: DatabaseSettings | None = None
     rate_limit: RateLimitSettings | None = None
     idempotency: IdempotencySettings | None = None
+    backends: BackendSettings | None = None
+    services: ServiceSettings | None = None  # the in-process services of embedded mode
 
     @property
     def is_development(self) -> bool:
@@ -260,12 +264,29 @@ def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
     Imported here, not at the top: those modules import `ConfigError` from this one.
     """
     from ticketgate.accounts.settings import AccountSettings
+    from ticketgate.backends.settings import BackendSettings
     from ticketgate.database import DatabaseSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
     from ticketgate.middleware.ratelimit import RateLimitSettings
+    from ticketgate.services.server import ServiceSettings
 
     jwt = JwtSettings.from_env(source)
+    backends = BackendSettings.from_env(source)
+    services = None
+    if backends.embedded:
+        # The services run inside the gateway: they sign webhooks with the gateway's secret
+        # and listen on free loopback ports that the gateway's clients are then aimed at.
+        services = ServiceSettings.from_env(
+            {
+                **source,
+                **{
+                    f"SERVICES_{name}_ADDRESS": "127.0.0.1:0"
+                    for name in ("INVENTORY", "RESERVATION", "PAYMENT")
+                },
+            },
+            webhook_secret=backends.webhook_secret.encode(),
+        )
     raw_accounts = source.get("AUTH_ACCOUNTS_ENABLED", "").strip()
     accounts_enabled = (
         not jwt.jwks_endpoint
@@ -284,6 +305,8 @@ def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
         "database": DatabaseSettings.from_env(source),
         "rate_limit": RateLimitSettings.from_env(source),
         "idempotency": IdempotencySettings.from_env(source),
+        "backends": backends,
+        "services": services,
     }
 
 
