@@ -523,6 +523,7 @@ class BookingRoutes:
                     *upstream,
                 ),
                 idempotency=Idempotency.REQUIRED,
+                body_required=False,
             ),
             Route(
                 "POST",
@@ -542,6 +543,7 @@ class BookingRoutes:
                     *upstream,
                 ),
                 idempotency=Idempotency.REQUIRED,
+                body_required=False,
             ),
             Route(
                 "POST",

@@ -149,6 +149,7 @@ class Route:
     query: tuple[tuple[str, str], ...] = ()
     rate_limited: bool = True
     idempotency: Idempotency = Idempotency.NONE
+    body_required: bool = True  # only read when request_schema is set
 
 
 def is_template(path: str) -> bool:

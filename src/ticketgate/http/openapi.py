@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -35,6 +36,14 @@ def _with_edge_responses(route: Route) -> list[tuple[int, type | None, str]]:
     return [(status, *responses[status]) for status in sorted(responses)]
 
 
+_PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _operation_id(route: Route) -> str:
+    words = re.sub(r"[^A-Za-z0-9]+", "_", route.path).strip("_")
+    return f"{route.method.lower()}_{words}"
+
+
 def build_openapi(routes: list[Route]) -> bytes:
     types: list[Any] = [ErrorEnvelope]
     for route in routes:
@@ -48,23 +57,28 @@ def build_openapi(routes: list[Route]) -> bytes:
     for route in routes:
         operation: dict[str, Any] = {
             "summary": route.summary,
-            "operationId": f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}",
+            "operationId": _operation_id(route),
             "responses": {},
         }
-        if route.query:
-            operation["parameters"] = [
-                {
-                    "name": n,
-                    "in": "query",
-                    "required": True,
-                    "description": d,
-                    "schema": {"type": "string"},
-                }
-                for n, d in route.query
-            ]
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _PATH_PARAM.findall(route.path)
+        ]
+        parameters += [
+            {
+                "name": n,
+                "in": "query",
+                "required": True,
+                "description": d,
+                "schema": {"type": "string"},
+            }
+            for n, d in route.query
+        ]
+        if parameters:
+            operation["parameters"] = parameters
         if route.request_schema is not None:
             operation["requestBody"] = {
-                "required": route.method != "POST" or "leave" not in route.path,
+                "required": route.body_required,
                 "content": {"application/json": {"schema": ref_of[route.request_schema]}},
             }
         if route.auth in (AuthPolicy.REQUIRED, AuthPolicy.ADMIN):

@@ -166,6 +166,7 @@ class QueueRoutes:
                         (503, err, "QUEUE_UNAVAILABLE"),
                     ),
                     (("token", "Waiting token from join"),),
+                    body_required=False,
                 )
                 for method in ("DELETE", "POST")
             ),
