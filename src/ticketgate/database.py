@@ -14,6 +14,7 @@ from its first statement, so it can never fail to upgrade its lock mid-way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -152,6 +153,7 @@ class Database:
         self.engine = self._build_engine(pool_size, busy_timeout_ms, connect_timeout_sec)
         # Same pool, but transactions opened through it take SQLite's write lock up front.
         self._write_engine = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     @classmethod
     def from_settings(cls, settings: DatabaseSettings) -> Database:
@@ -252,10 +254,23 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that will write: BEGIN IMMEDIATE on SQLite, a plain BEGIN elsewhere.
 
-        Committed on normal exit, rolled back on an exception.
+        Committed on normal exit, rolled back on an exception. On SQLite the writers of this
+        process queue on an asyncio lock first: SQLite has one writer at a time, and waiting
+        in the event loop is fair and cheap, where waiting on the file lock (busy timeout)
+        polls from driver threads and fails outright once a loaded loop stretches the holder's
+        transaction past the timeout. Other processes still meet on the file lock. Never nest
+        write() inside write().
         """
-        async with self._write_engine.begin() as conn:
+        async with self._writer_gate(), self._write_engine.begin() as conn:
             yield conn
+
+    def _writer_gate(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        if not self.is_sqlite:
+            return contextlib.nullcontext()
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate[0] is not loop:
+            self._gate = (loop, asyncio.Lock())
+        return self._gate[1]
 
     async def ping(self) -> bool:
         """True when a connection can be had and answers; for readiness probes."""

@@ -9,13 +9,11 @@ instead: the gateway's breaker counts those, and the caller may retry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import re
 import time
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -116,30 +114,6 @@ def _retryable(exc: DBAPIError) -> bool:
     return "database is locked" in str(original)
 
 
-# SQLite has one writer at a time. Writers of this process queue on an asyncio lock instead
-# of polling the file lock (busy timeout), which is fairer and much faster under load;
-# other processes still meet on the file lock.
-_sqlite_gates: weakref.WeakKeyDictionary[
-    Database, tuple[asyncio.AbstractEventLoop, asyncio.Lock]
-] = weakref.WeakKeyDictionary()
-
-
-def _gate(database: Database) -> contextlib.AbstractAsyncContextManager[Any]:
-    if not database.is_sqlite:
-        return contextlib.nullcontext()
-    loop = asyncio.get_running_loop()
-    entry = _sqlite_gates.get(database)
-    if entry is None or entry[0] is not loop:
-        entry = _sqlite_gates[database] = (loop, asyncio.Lock())
-    return entry[1]
-
-
-@contextlib.asynccontextmanager
-async def _write(database: Database) -> AsyncIterator[AsyncConnection]:
-    async with _gate(database), database.write() as conn:
-        yield conn
-
-
 async def write_transaction(
     database: Database, work: Callable[[AsyncConnection], Awaitable[T]]
 ) -> T:
@@ -149,7 +123,7 @@ async def write_transaction(
     """
     for attempt in range(1, _WRITE_ATTEMPTS + 1):
         try:
-            async with _write(database) as conn:
+            async with database.write() as conn:
                 return await work(conn)
         except DBAPIError as exc:
             if attempt == _WRITE_ATTEMPTS or not _retryable(exc):
