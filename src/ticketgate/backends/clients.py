@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import grpc
 from prometheus_client import Histogram
@@ -32,6 +32,7 @@ from ticketgate.proto.reservation.v1 import reservation_pb2, reservation_pb2_grp
 log = logging.getLogger("ticketgate.backends")
 
 Resp = TypeVar("Resp")
+Stub = TypeVar("Stub")
 Metadata = tuple[tuple[str, str], ...]
 # (timeout in seconds, metadata, wait_for_ready) -> the response
 Invoke = Callable[[float, Metadata, bool], Awaitable[Resp]]
@@ -234,24 +235,26 @@ def _breaker(name: str, settings: BackendSettings, clock: Callable[[], float]) -
     return CircuitBreaker(name, settings.breaker_failures, settings.breaker_reset_sec, clock)
 
 
-class ReservationClient:
-    """ReservationService over one channel. Errors come out as `BackendError`."""
+class _ServiceClient(Generic[Stub]):
+    """One backend: its channel (opened on first use), breaker and stub."""
 
     def __init__(
-        self, settings: BackendSettings, clock: Callable[[], float] = time.monotonic
+        self,
+        name: str,
+        address: str,
+        tls: bool,
+        timeout_ms: int,
+        settings: BackendSettings,
+        stub_type: Callable[[grpc.aio.Channel], Stub],
+        clock: Callable[[], float],
     ) -> None:
-        self.backend = _Backend(
-            "reservation",
-            settings.reservation_address,
-            settings.reservation_tls,
-            settings.reservation_timeout_ms,
-            _breaker("reservation", settings, clock),
-        )
-        self._stub: reservation_pb2_grpc.ReservationServiceAsyncStub | None = None
+        self.backend = _Backend(name, address, tls, timeout_ms, _breaker(name, settings, clock))
+        self._stub_type = stub_type
+        self._stub: Stub | None = None
 
-    def _rpc(self) -> reservation_pb2_grpc.ReservationServiceAsyncStub:
+    def _rpc(self) -> Stub:
         if self._stub is None:
-            self._stub = reservation_pb2_grpc.ReservationServiceStub(self.backend.channel())
+            self._stub = self._stub_type(self.backend.channel())
         return self._stub
 
     @property
@@ -264,6 +267,32 @@ class ReservationClient:
     async def close(self) -> None:
         self._stub = None
         await self.backend.close()
+
+
+# The async stub types exist only in the generated .pyi files, so only the type checker
+# sees the parameterised bases.
+if TYPE_CHECKING:
+    _ReservationBase = _ServiceClient[reservation_pb2_grpc.ReservationServiceAsyncStub]
+    _PaymentBase = _ServiceClient[payment_pb2_grpc.PaymentServiceAsyncStub]
+else:
+    _ReservationBase = _PaymentBase = _ServiceClient
+
+
+class ReservationClient(_ReservationBase):
+    """ReservationService over one channel. Errors come out as `BackendError`."""
+
+    def __init__(
+        self, settings: BackendSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(
+            "reservation",
+            settings.reservation_address,
+            settings.reservation_tls,
+            settings.reservation_timeout_ms,
+            settings,
+            reservation_pb2_grpc.ReservationServiceStub,
+            clock,
+        )
 
     async def create(
         self,
@@ -352,36 +381,21 @@ class ReservationClient:
         )
 
 
-class PaymentClient:
+class PaymentClient(_PaymentBase):
     """PaymentService over one channel. Errors come out as `BackendError`."""
 
     def __init__(
         self, settings: BackendSettings, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.backend = _Backend(
+        super().__init__(
             "payment",
             settings.payment_address,
             settings.payment_tls,
             settings.payment_timeout_ms,
-            _breaker("payment", settings, clock),
+            settings,
+            payment_pb2_grpc.PaymentServiceStub,
+            clock,
         )
-        self._stub: payment_pb2_grpc.PaymentServiceAsyncStub | None = None
-
-    def _rpc(self) -> payment_pb2_grpc.PaymentServiceAsyncStub:
-        if self._stub is None:
-            self._stub = payment_pb2_grpc.PaymentServiceStub(self.backend.channel())
-        return self._stub
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self.backend.breaker
-
-    def check_available(self) -> None:
-        self.backend.check()
-
-    async def close(self) -> None:
-        self._stub = None
-        await self.backend.close()
 
     async def create_intent(
         self,
