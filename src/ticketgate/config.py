@@ -119,6 +119,13 @@ def _int(name: str, raw: str, low: int, high: int) -> int:
     return value
 
 
+def env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer setting in [low, high]; `default` when unset or empty. Every module's
+    settings use it, so every integer variable is refused with the same one-line reason."""
+    raw = env.get(name, "").strip()
+    return default if raw == "" else _int(name, raw, low, high)
+
+
 def _float(name: str, raw: str, low: float, high: float) -> float:
     try:
         value = float(raw)

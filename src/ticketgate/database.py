@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from ticketgate.config import ConfigError
+from ticketgate.config import ConfigError, env_int
 
 DEFAULT_DATABASE_PATH = "./var/ticketgate.db"
 SQLITE_DRIVER = "sqlite+aiosqlite"
@@ -59,22 +59,9 @@ class DatabaseSettings:
             url = URL.create(SQLITE_DRIVER, database=str(path)).render_as_string()
         return cls(
             url=url,
-            pool_size=_int_env(env, "DATABASE_POOL_SIZE", 10, 1, 1_000),
-            busy_timeout_ms=_int_env(env, "DATABASE_BUSY_TIMEOUT_MS", 5_000, 0, 600_000),
+            pool_size=env_int(env, "DATABASE_POOL_SIZE", 10, 1, 1_000),
+            busy_timeout_ms=env_int(env, "DATABASE_BUSY_TIMEOUT_MS", 5_000, 0, 600_000),
         )
-
-
-def _int_env(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 def normalize_database_url(raw: str, name: str = "DATABASE_URL") -> str:

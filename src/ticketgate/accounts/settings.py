@@ -13,7 +13,7 @@ from pathlib import Path
 import argon2
 
 from ticketgate.accounts.keys import parse_private_key
-from ticketgate.config import ConfigError
+from ticketgate.config import ConfigError, env_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,18 +34,6 @@ class AccountSettings:
         def get(name: str, default: str = "") -> str:
             return env.get(name, "").strip() or default
 
-        def integer(name: str, default: int, low: int, high: int) -> int:
-            raw = get(name)
-            if not raw:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-            if not low <= value <= high:
-                raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-            return value
-
         issuer = get("AUTH_ISSUER", "ticketgate")
         audience = get("AUTH_AUDIENCE", "ticketgate")
         for name, value in (("AUTH_ISSUER", issuer), ("AUTH_AUDIENCE", audience)):
@@ -53,19 +41,23 @@ class AccountSettings:
                 raise ConfigError(f"{name} must be at most 256 characters")
 
         pem, source = _signing_key(env)
-        parallelism = integer("AUTH_ARGON2_PARALLELISM", argon2.DEFAULT_PARALLELISM, 1, 64)
+        parallelism = env_int(env, "AUTH_ARGON2_PARALLELISM", argon2.DEFAULT_PARALLELISM, 1, 64)
         return cls(
             issuer=issuer,
             audience=audience,
-            token_ttl_sec=integer("AUTH_TOKEN_TTL_SEC", 3600, 60, 7 * 86_400),
+            token_ttl_sec=env_int(env, "AUTH_TOKEN_TTL_SEC", 3600, 60, 7 * 86_400),
             signing_key_pem=pem,
             signing_key_source=source,
-            argon2_time_cost=integer("AUTH_ARGON2_TIME_COST", argon2.DEFAULT_TIME_COST, 1, 64),
-            argon2_memory_kib=integer(
-                "AUTH_ARGON2_MEMORY_KIB", argon2.DEFAULT_MEMORY_COST, 8 * parallelism, 4_194_304
+            argon2_time_cost=env_int(env, "AUTH_ARGON2_TIME_COST", argon2.DEFAULT_TIME_COST, 1, 64),
+            argon2_memory_kib=env_int(
+                env,
+                "AUTH_ARGON2_MEMORY_KIB",
+                argon2.DEFAULT_MEMORY_COST,
+                8 * parallelism,
+                4_194_304,
             ),
             argon2_parallelism=parallelism,
-            hash_concurrency=integer("AUTH_HASH_CONCURRENCY", 4, 1, 256),
+            hash_concurrency=env_int(env, "AUTH_HASH_CONCURRENCY", 4, 1, 256),
         )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ticketgate.config import MIN_SECRET_LENGTH, ConfigError
+from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_int
 
 WEBHOOK_PATH = "/api/v1/payment/webhook"
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s)?")
@@ -99,7 +99,9 @@ class BackendSettings:
             payment_timeout_ms=_duration_ms(
                 get, "BACKEND_PAYMENT_API_TIMEOUT", defaults.payment_timeout_ms
             ),
-            breaker_failures=_failures(get, defaults.breaker_failures),
+            breaker_failures=env_int(
+                env, "BACKEND_BREAKER_FAILURES", defaults.breaker_failures, 1, 10_000
+            ),
             breaker_reset_sec=_reset_sec(get, defaults.breaker_reset_sec),
             webhook_secret=secret,
             webhook_secret_generated=generated,
@@ -142,19 +144,6 @@ def _flag(get: _Get, name: str) -> bool:
     if raw in _FALSE:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
-def _failures(get: _Get, default: int) -> int:
-    raw = get("BACKEND_BREAKER_FAILURES")
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"BACKEND_BREAKER_FAILURES must be an integer, got {raw!r}") from None
-    if not 1 <= value <= 10_000:
-        raise ConfigError(f"BACKEND_BREAKER_FAILURES must be between 1 and 10000, got {value}")
-    return value
 
 
 def _reset_sec(get: _Get, default: float) -> float:

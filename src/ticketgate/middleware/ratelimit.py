@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ticketgate.config import ConfigError
+from ticketgate.config import ConfigError, env_int
 from ticketgate.http.core import Handler, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.metrics import RATELIMIT_DROPPED
@@ -103,17 +103,11 @@ class RateLimitSettings:
                 raise ConfigError(f"RATE_LIMIT_RPS must be a number, got {raw!r}") from None
             if not 0 < rps <= 1_000_000 or math.isnan(rps):
                 raise ConfigError(f"RATE_LIMIT_RPS must be > 0 and <= 1000000, got {raw}")
-        burst = _int(get("RATE_LIMIT_BURST"), "RATE_LIMIT_BURST", defaults.burst, 1, 10_000_000)
-        interval = _int(
-            get("RATE_LIMIT_SYNC_INTERVAL_MS"),
-            "RATE_LIMIT_SYNC_INTERVAL_MS",
-            defaults.sync_interval_ms,
-            10,
-            60_000,
+        burst = env_int(env, "RATE_LIMIT_BURST", defaults.burst, 1, 10_000_000)
+        interval = env_int(
+            env, "RATE_LIMIT_SYNC_INTERVAL_MS", defaults.sync_interval_ms, 10, 60_000
         )
-        max_keys = _int(
-            get("RATE_LIMIT_MAX_KEYS"), "RATE_LIMIT_MAX_KEYS", defaults.max_keys, 100, 50_000_000
-        )
+        max_keys = env_int(env, "RATE_LIMIT_MAX_KEYS", defaults.max_keys, 100, 50_000_000)
         exempt = defaults.exempt_paths
         if raw := get("RATE_LIMIT_EXEMPT_PATHS"):
             exempt = tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -147,18 +141,6 @@ class RateLimitSettings:
             elif path == entry:
                 return True
         return False
-
-
-def _int(raw: str, name: str, default: int, low: int, high: int) -> int:
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 @functools.lru_cache(maxsize=8192)
