@@ -119,6 +119,12 @@ def _int(name: str, raw: str, low: int, high: int) -> int:
     return value
 
 
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A true/false setting (1/0, true/false, yes/no, on/off); `default` when unset or empty."""
+    raw = env.get(name, "").strip()
+    return default if raw == "" else _bool(name, raw)
+
+
 def env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     """An integer setting in [low, high]; `default` when unset or empty. Every module's
     settings use it, so every integer variable is refused with the same one-line reason."""

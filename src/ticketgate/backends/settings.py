@@ -16,13 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_int
+from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_bool, env_int
 
 WEBHOOK_PATH = "/api/v1/payment/webhook"
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s)?")
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 MAX_TIMEOUT_MS = 60_000
 _Get = Callable[[str], str]
 
@@ -91,8 +89,8 @@ class BackendSettings:
         return cls(
             reservation_address=reservation,
             payment_address=payment,
-            reservation_tls=_flag(get, "BACKEND_RESERVATION_API_TLS_ENABLED"),
-            payment_tls=_flag(get, "BACKEND_PAYMENT_API_TLS_ENABLED"),
+            reservation_tls=env_bool(env, "BACKEND_RESERVATION_API_TLS_ENABLED", False),
+            payment_tls=env_bool(env, "BACKEND_PAYMENT_API_TLS_ENABLED", False),
             reservation_timeout_ms=_duration_ms(
                 get, "BACKEND_RESERVATION_API_TIMEOUT", defaults.reservation_timeout_ms
             ),
@@ -135,15 +133,6 @@ def _address(get: _Get, name: str) -> str:
     if match is None or not 1 <= int(match.group("port")) <= 65_535:
         raise ConfigError(f"{name} must be host:port, got {raw!r}")
     return raw
-
-
-def _flag(get: _Get, name: str) -> bool:
-    raw = get(name).lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _reset_sec(get: _Get, default: float) -> float:

@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ticketgate.config import ConfigError, env_int
+from ticketgate.config import ConfigError, env_bool, env_int
 from ticketgate.http.core import Handler, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.metrics import RATELIMIT_DROPPED
@@ -59,8 +59,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/version", "/openapi.json")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 _MAX_FORWARDED_HOPS = 32
 _HEADER_CACHE_LIMIT = 4096
 _FORWARDED_CACHE_LIMIT = 8192
@@ -90,11 +88,7 @@ class RateLimitSettings:
             return env.get(name, "").strip()
 
         defaults = cls()
-        enabled = defaults.enabled
-        if raw := get("RATE_LIMIT_ENABLED"):
-            if raw.lower() not in _TRUE | _FALSE:
-                raise ConfigError(f"RATE_LIMIT_ENABLED must be true or false, got {raw!r}")
-            enabled = raw.lower() in _TRUE
+        enabled = env_bool(env, "RATE_LIMIT_ENABLED", defaults.enabled)
         rps = defaults.rps
         if raw := get("RATE_LIMIT_RPS"):
             try:

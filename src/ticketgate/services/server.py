@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf import wrappers_pb2
 
-from ticketgate.config import MIN_SECRET_LENGTH, ConfigError
+from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_bool
 from ticketgate.database import Database
 from ticketgate.proto.payment.v1 import payment_pb2_grpc
 from ticketgate.proto.reservation.v1 import reservation_pb2_grpc
@@ -116,7 +116,7 @@ class ServiceSettings:
             payment_delay_sec=_number(env, "PAYMENT_DELAY_SEC", 3.0, 0, 3600),
             webhook_timeout_sec=_number(env, "PAYMENT_WEBHOOK_TIMEOUT_SEC", 2.0, 0.05, 60),
             webhook_max_attempts=int(_number(env, "PAYMENT_WEBHOOK_MAX_ATTEMPTS", 5, 1, 100, int)),
-            seed_demo_event=_flag(env, "SERVICES_SEED_DEMO_EVENT", True),
+            seed_demo_event=env_bool(env, "SERVICES_SEED_DEMO_EVENT", True),
         )
 
 
@@ -139,17 +139,6 @@ def _number(
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}")
     return value
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def split_address(address: str) -> tuple[str, int]:
