@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -38,6 +38,7 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Any constant works; it only has to be the same in every process of every release.
 _DDL_LOCK_KEY = 0x7469636B6574  # "ticket"
 _BEGIN_OPTION = "ticketgate_sqlite_begin"
+_CREATE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,14 +216,25 @@ class Database:
         Concurrent first starts (several workers or pods) serialise on a PostgreSQL advisory
         lock, or on SQLite's write lock, so no two of them race through CREATE TABLE.
         """
-        async with self.write() as conn:
-            if self.dialect == "postgresql":
-                await conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY}
-                )
-                if self.schema is not None:
-                    await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-            await conn.run_sync(self.metadata.create_all, checkfirst=True)
+        for attempt in range(1, _CREATE_ATTEMPTS + 1):
+            try:
+                async with self.write() as conn:
+                    if self.dialect == "postgresql":
+                        await conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY}
+                        )
+                        if self.schema is not None:
+                            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                    await conn.run_sync(self.metadata.create_all, checkfirst=True)
+                return
+            except OperationalError as exc:
+                # Several processes opening a brand-new SQLite file at once: the one switching
+                # it to WAL can make the others' first statement fail with "database is
+                # locked" without the busy timeout being consulted. Seen in tests (about one
+                # run in ten); a short wait and a retry is all it takes.
+                if not self.is_sqlite or "locked" not in str(exc) or attempt == _CREATE_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.05 * attempt)
 
     async def drop_schema(self) -> None:
         """Remove this instance's PostgreSQL schema and everything in it (test clean-up)."""
