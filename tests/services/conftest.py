@@ -87,6 +87,7 @@ class Booking:
         seat_ids: Iterable[str] = (),
         key: str = "",
         token: str = "",
+        deadline_sec: float = 10,
     ) -> reservation_pb2.CreateReservationResponse:
         return await self.reservations.CreateReservation(
             reservation_pb2.CreateReservationRequest(
@@ -97,7 +98,7 @@ class Booking:
                 reservation_token=token or f"rt_{uuid.uuid4().hex}",
                 idempotency_key=key,
             ),
-            timeout=10,
+            timeout=deadline_sec,
         )
 
     async def pay(

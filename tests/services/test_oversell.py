@@ -69,7 +69,11 @@ async def test_2000_concurrent_reservations_hold_exactly_100_seats(
         event_id = await services.seed(HUNDRED_SEATS)
 
         async def attempt(index: int) -> reservation_pb2.CreateReservationResponse:
-            return await services.reserve(event_id, user_id=f"usr_{index}", quantity=1)
+            # The client waits as long as the upstream deadline above: who gets a seat must
+            # not be decided by how long 100 queued SQLite writers take on a loaded box.
+            return await services.reserve(
+                event_id, user_id=f"usr_{index}", quantity=1, deadline_sec=60
+            )
 
         responses = await bounded(ATTEMPTS, attempt)
 
