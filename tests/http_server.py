@@ -4,38 +4,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import uvicorn
 
-from tests.redis_server import free_port
+
+def listening_socket() -> socket.socket:
+    """A socket already bound to a free 127.0.0.1 port and listening.
+
+    Handing uvicorn the bound socket closes the gap between choosing a free port and binding
+    it: the gateway's start-up opens outbound connections (Redis, gRPC) whose ephemeral local
+    port could otherwise land on the chosen one (CI failed on exactly that, EADDRINUSE).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    return sock
 
 
-@contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """Run `app` on 127.0.0.1:<free port>; yield an httpx client aimed at it."""
-    port = free_port()
-    config = uvicorn.Config(
+def gateway_config(app: Any, *, loop: str) -> uvicorn.Config:
+    """The uvicorn settings every in-test gateway runs with (quiet, httptools, lifespan on)."""
+    return uvicorn.Config(
         app,
-        host="127.0.0.1",
-        port=port,
-        loop="none",
+        loop=loop,
         http="httptools",
         log_level="warning",
         access_log=False,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Run `app` on 127.0.0.1:<free port>; yield an httpx client aimed at it."""
+    sock = listening_socket()
+    port = int(sock.getsockname()[1])
+    server = uvicorn.Server(gateway_config(app, loop="none"))
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             yield client
     finally:
         server.should_exit = True
         await task
+        sock.close()

@@ -20,8 +20,8 @@ import pytest
 import uvicorn
 
 from tests.envs import app_env
-from tests.http_server import serve
-from tests.redis_server import RedisServer, free_port, running_redis
+from tests.http_server import gateway_config, listening_socket, serve
+from tests.redis_server import RedisServer, running_redis
 from ticketgate.app import create_app
 from ticketgate.config import load_settings
 
@@ -133,19 +133,11 @@ def threaded_gateway(env: dict[str, str]) -> Iterator[str]:
     Hypothesis drives synchronous tests, so the property tests talk to a server that lives
     outside the test's (absent) event loop.
     """
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(load_settings(env)),
-        host="127.0.0.1",
-        port=port,
-        loop="asyncio",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
+    sock = listening_socket()
+    port = int(sock.getsockname()[1])
+    config = gateway_config(create_app(load_settings(env)), loop="asyncio")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
         while not server.started:
@@ -156,3 +148,4 @@ def threaded_gateway(env: dict[str, str]) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+        sock.close()
