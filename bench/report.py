@@ -151,11 +151,13 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_column("scripts/req", justify="right")
     table.add_column("redis µs/call", justify="right")
     table.add_column("redis CPU", justify="right")
+    table.add_column("server µs CPU/req", justify="right")
     for name, result in scenarios.items():
         edge = _edge_ratio(summary, name)
         lat = result["latency_ms"]
         errors = int(result["error_count"])
         redis = result.get("redis") or {}
+        server = result.get("server") or {}
         table.add_row(
             result["label"],
             f"{result['rps']:,.0f}",
@@ -170,6 +172,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{redis['scripts_per_request']:.2f}" if redis else "-",
             f"{redis['evalsha_usec_per_call']:.1f}" if redis else "-",
             f"{redis['cpu_share']:.0%}" if redis else "-",
+            f"{server['cpu_us_per_request']:.0f}" if server else "-",
         )
     console.print(table)
     memory = summary["memory"]

@@ -38,7 +38,15 @@ import httpx
 import redis
 
 from bench import jwts, machine, preload, report
-from bench.processes import HOST, Child, ChildFailed, free_port, start_redis, wait_http_ready
+from bench.processes import (
+    HOST,
+    Child,
+    ChildFailed,
+    free_port,
+    process_group_cpu,
+    start_redis,
+    wait_http_ready,
+)
 from bench.wrkrun import WrkFailed, WrkResult, run_wrk
 from ticketgate.accounts.settings import AccountSettings
 from ticketgate.config import ConfigError
@@ -289,6 +297,8 @@ class Run:
         self.signing_pem, self.signing_key = jwts.new_key()
         self.jwt_file: Path | None = None
         self.edge: dict[str, Any] = {}
+        # Port -> process group of the server listening there (CPU per request).
+        self.server_groups: dict[int, int] = {}
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -338,6 +348,8 @@ class Run:
             on_measure()
         self.redis.config_resetstat()
         cpu_before = self._redis_cpu()
+        group = self.server_groups.get(port)
+        server_before = process_group_cpu(group) if group is not None else 0.0
         result = run_wrk(
             url,
             script,
@@ -347,6 +359,12 @@ class Run:
             duration_s=plan.duration,
         )
         result.redis = self._redis_stats(result, self._redis_cpu() - cpu_before)
+        if group is not None:
+            used = process_group_cpu(group) - server_before
+            result.server = {
+                "cpu_us_per_request": round(used / max(1, result.requests) * 1e6, 1),
+                "cpu_share": round(used / max(result.duration_s, 1e-9), 3),
+            }
         return warmup, result
 
     def _redis_cpu(self) -> float:
@@ -543,6 +561,7 @@ class Run:
                 )
                 stack.callback(gateway.stop)
                 gateways[mode] = (gateway, port)
+                self.server_groups[port] = gateway.process.pid
             for gateway, port in gateways.values():
                 wait_http_ready(gateway, f"http://{HOST}:{port}/readyz")
             if "on" in gateways:
@@ -768,6 +787,7 @@ class Run:
         env["PYTHONPATH"] = str(REPO)
         self.log(f"starting {name} app (CEILING_CLIENT={client}): {' '.join(argv)}")
         ceiling = Child(name, argv, env=env, cwd=REPO, log_dir=self.workdir)
+        self.server_groups[port] = ceiling.process.pid
         with self.child(ceiling):
             wait_http_ready(ceiling, f"http://{HOST}:{port}/readyz")
             warmup, result = self.wrk(port, "join.lua", [JOIN_EVENT])

@@ -32,6 +32,8 @@ class WrkResult:
     command: list[str]
     output: str
     redis: dict[str, object] = field(default_factory=dict)
+    # The server's own CPU over the measured run (see processes.process_group_cpu).
+    server: dict[str, object] = field(default_factory=dict)
     # Responses per HTTP status, only when the run counted them (count_statuses=True).
     status_counts: dict[str, int] | None = None
 
@@ -57,6 +59,7 @@ class WrkResult:
             "errors": self.errors,
             "error_count": self.error_count,
             "redis": self.redis,
+            "server": self.server,
             "command": self.command,
             "wrk_output": self.output,
         }
