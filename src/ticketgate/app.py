@@ -13,15 +13,21 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable
 
+from opentelemetry.sdk.trace import TracerProvider
+
 from ticketgate.accounts.keys import LocalJwksSource, TokenSigner
 from ticketgate.accounts.service import AccountService
 from ticketgate.backends.clients import PaymentClient, ReservationClient
+from ticketgate.backends.health import GrpcHealthProbe
 from ticketgate.backends.settings import BackendSettings
 from ticketgate.config import Settings, load_settings
 from ticketgate.database import Database
 from ticketgate.http.accounts import AccountRoutes
+from ticketgate.http.admin import AdminRoutes
 from ticketgate.http.booking import BookingRoutes
 from ticketgate.http.core import Gateway
+from ticketgate.http.docs import SwaggerRoutes
+from ticketgate.http.metrics import MetricsRoutes
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.http.system import SystemRoutes
 from ticketgate.middleware.auth import DevBypassAuthenticator
@@ -34,8 +40,21 @@ from ticketgate.middleware.idempotency import (
 from ticketgate.middleware.jwks import JwksSource
 from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
+from ticketgate.observability import prometheus
+from ticketgate.observability.hooks import OperationObserver, RequestObserver, set_redis_observers
+from ticketgate.observability.logs import LogSettings, access_log, configure_logging
+from ticketgate.observability.queue_gauges import QueueGauges
+from ticketgate.observability.scrape import ScrapeSource
+from ticketgate.observability.tracing import (
+    RedisTracer,
+    RequestTracer,
+    TracingSettings,
+    start_tracing,
+    stop_tracing,
+)
 from ticketgate.redisio.executor import RedisExecutor, build_executor
 from ticketgate.services.server import run_services
+from ticketgate.waitingroom.events import EventAdmin
 from ticketgate.waitingroom.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import QueueUnavailable
 from ticketgate.waitingroom.redis_store import RedisQueueStore
@@ -62,8 +81,27 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
             else MemoryQueueStore(settings.queue)
         )
     startup: list[Hook] = []
+    # Instrumentation: each enabled instrument adds its observers and scrape sources here.
+    observers: list[RequestObserver] = []
+    redis_observers: list[OperationObserver] = []
+    scrape_sources: list[ScrapeSource] = []
+    metrics_flusher = prometheus.Flusher()  # the recorders buffer; this writes them out
+    if settings.metrics_enabled:
+        observers.append(prometheus.HttpMetrics())
+        redis_observers.append(prometheus.RedisMetrics())
+        startup.append(metrics_flusher.start)
+    tracing_settings = settings.tracing or TracingSettings()
+    if tracing_settings.enabled:
+        observers.append(RequestTracer())
+        redis_observers.append(RedisTracer())
+    access = access_log(settings.log_level, settings.logs or LogSettings())
+    if access is not None:
+        observers.append(access)
+    tracer_provider: list[TracerProvider] = []
 
-    room = WaitingRoom(store, settings.queue)
+    room = WaitingRoom(
+        store, settings.queue, prometheus.QueueMetrics() if settings.metrics_enabled else None
+    )
     routes = QueueRoutes(room).routes()
 
     database: Database | None = None
@@ -93,6 +131,10 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
     backends = settings.backends or BackendSettings()
     booking = BookingRoutes(room, ReservationClient(backends), PaymentClient(backends), backends)
     routes += booking.routes()
+    events = EventAdmin(room)  # operators: /api/v1/admin/events
+    routes += AdminRoutes(events).routes()
+    if settings.metrics_enabled:
+        scrape_sources.append(QueueGauges(events))  # queue depth and admission rate per event
     services = contextlib.AsyncExitStack()
     if settings.services is not None and database is not None:
         service_settings, service_db = settings.services, database
@@ -106,11 +148,28 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
     rate_limit = RateLimit(settings.rate_limit or RateLimitSettings(), executor)
     idempotency = build_idempotency(settings.idempotency or IdempotencySettings(), executor)
 
-    system = SystemRoutes(settings, store)
+    if settings.metrics_enabled:
+        routes += MetricsRoutes(scrape_sources).routes()
+    set_redis_observers(tuple(redis_observers))  # process-wide: the last app built wins
+
+    routes += SwaggerRoutes().routes()
+    system = SystemRoutes(
+        settings,
+        store,
+        {
+            "reservation": GrpcHealthProbe(booking.reservations),
+            "payment": GrpcHealthProbe(booking.payments),
+        },
+        settings.readiness,
+    )
     routes += system.routes(routes)
     sweeper: list[asyncio.Task[None]] = []
 
     async def on_startup() -> None:
+        if tracing_settings.enabled:
+            # Here, in the worker: the export thread must live in the process that traces
+            # (first, so the embedded services' servers see it and trace their RPCs too).
+            tracer_provider.append(start_tracing(tracing_settings))
         if isinstance(store, RedisQueueStore):
             try:
                 await store.preload()
@@ -141,12 +200,20 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         await store.close()
         if executor is not None:
             await executor.close()
+        if settings.metrics_enabled:
+            await metrics_flusher.stop()  # the last counts, before the files are finalised
+            prometheus.mark_process_dead()
+        if access is not None:
+            access.flush()
+        for provider in tracer_provider:  # flushes pending spans: blocking, so off the loop
+            await asyncio.to_thread(stop_tracing, provider)
 
     return Gateway(
         routes,
         authenticator,
         max_body_bytes=settings.max_body_bytes,
         interceptors=(rate_limit, idempotency),
+        observers=tuple(observers),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
     )
@@ -167,7 +234,10 @@ def tune_garbage_collector() -> None:
 
 
 def app_factory() -> Gateway:
-    """Entry for `uvicorn --factory` in worker processes."""
-    app = create_app()
+    """Entry for `uvicorn --factory` in worker processes (logging is set up here, per worker:
+    uvicorn's spawned workers inherit no handlers)."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.logs or LogSettings())
+    app = create_app(settings)
     tune_garbage_collector()
     return app

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
+import shutil
 import sys
 from typing import Annotated
 
@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 
 from ticketgate import __version__
+from ticketgate.admin_cli import register as register_admin_commands
 from ticketgate.config import ConfigError, Settings, load_settings
+from ticketgate.observability.logs import LogSettings, configure_logging
 from ticketgate.services.cli import services_command
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="ticketgate gateway")
@@ -78,12 +80,26 @@ def serve(
 
         settings = replace(settings, token_secret_generated=True)
     _banner(settings)
+    # The parent's own lines (uvicorn's supervisor) in the workers' format; each worker sets
+    # itself up again in app_factory.
+    configure_logging(settings.log_level, settings.logs or LogSettings())
+    metrics_dir = None
+    if settings.metrics_enabled and settings.workers > 1:
+        # Before the workers exist: they are spawned, import prometheus_client with this
+        # variable set and so write their values where any worker's /metrics can merge them.
+        from ticketgate.observability.prometheus import prepare_multiprocess_dir
 
+        metrics_dir = prepare_multiprocess_dir(os.environ)
+    try:
+        _run_uvicorn(settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
     uvicorn.run(
         "ticketgate.app:app_factory",
         factory=True,
@@ -93,7 +109,8 @@ def serve(
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         log_level=settings.log_level,
-        access_log=False,
+        log_config=None,  # uvicorn's loggers propagate to our root handler (observability/logs)
+        access_log=False,  # ours is one JSON line per request with the route template
         server_header=False,
         date_header=False,
         # Client addresses come from the socket; only RATE_LIMIT_TRUSTED_PROXIES may vouch
@@ -108,6 +125,8 @@ cli.command("services")(services_command)
 
 admin = typer.Typer(no_args_is_help=True, help="Operator commands")
 cli.add_typer(admin, name="admin")
+# events, event show/set/sweep: the HTTP admin API of a running gateway (admin_cli.py).
+register_admin_commands(admin)
 
 
 @admin.command("create-user")

@@ -16,9 +16,12 @@ if TYPE_CHECKING:
     from ticketgate.accounts.settings import AccountSettings
     from ticketgate.backends.settings import BackendSettings
     from ticketgate.database import DatabaseSettings
+    from ticketgate.http.system import ReadinessSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
     from ticketgate.middleware.ratelimit import RateLimitSettings
+    from ticketgate.observability.logs import LogSettings
+    from ticketgate.observability.tracing import TracingSettings
     from ticketgate.services.server import ServiceSettings
 
 ENVIRONMENTS = ("development", "staging", "production")
@@ -88,6 +91,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     token_secret_generated: bool = False
+    metrics_enabled: bool = True  # OBSERVABILITY_METRICS_ENABLED: /metrics and its recorders
     # Settings owned by the edge modules; loaded by load_settings (they import this module).
     jwt: JwtSettings | None = None
     accounts: AccountSettings | None = None
@@ -97,6 +101,9 @@ class Settings:
     idempotency: IdempotencySettings | None = None
     backends: BackendSettings | None = None
     services: ServiceSettings | None = None  # the in-process services of embedded mode
+    readiness: ReadinessSettings | None = None  # READINESS_REQUIRED (http/system.py)
+    tracing: TracingSettings | None = None  # OBSERVABILITY_TRACING_*, OTEL_* (tracing.py)
+    logs: LogSettings | None = None  # LOG_FORMAT, LOG_ACCESS (observability/logs.py)
 
     @property
     def is_development(self) -> bool:
@@ -265,6 +272,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis=redis,
         queue=queue,
         token_secret_generated=generated,
+        metrics_enabled=env_bool(source, "OBSERVABILITY_METRICS_ENABLED", True),
         **_edge_settings(source),
     )
     check_workers(settings)
@@ -279,9 +287,12 @@ def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
     from ticketgate.accounts.settings import AccountSettings
     from ticketgate.backends.settings import BackendSettings
     from ticketgate.database import DatabaseSettings
+    from ticketgate.http.system import ReadinessSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
     from ticketgate.middleware.ratelimit import RateLimitSettings
+    from ticketgate.observability.logs import LogSettings
+    from ticketgate.observability.tracing import TracingSettings
     from ticketgate.services.server import ServiceSettings
 
     jwt = JwtSettings.from_env(source)
@@ -320,6 +331,12 @@ def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
         "idempotency": IdempotencySettings.from_env(source),
         "backends": backends,
         "services": services,
+        "readiness": ReadinessSettings.from_env(source),
+        "tracing": TracingSettings.from_env(source),
+        "logs": LogSettings.from_env(
+            source,
+            development=source.get("SERVER_ENVIRONMENT", "").strip().lower() == "development",
+        ),
     }
 
 

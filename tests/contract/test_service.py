@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import pytest
 import redis
@@ -15,6 +15,8 @@ from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.model import (
     AlreadyAdmitted,
     EnterResult,
+    EventOverrides,
+    EventStats,
     Forbidden,
     JoinResult,
     LeaveOutcome,
@@ -64,6 +66,24 @@ class CountingStore:
     async def waiting_count(self, event_id: str) -> int:
         self.calls["waiting_count"] += 1
         return await self.inner.waiting_count(event_id)
+
+    async def event_stats(self, event_id: str) -> EventStats:
+        self.calls["event_stats"] += 1
+        return await self.inner.event_stats(event_id)
+
+    async def configure(
+        self, event_id: str, changes: Mapping[str, str]
+    ) -> tuple[EventOverrides, EventOverrides]:
+        self.calls["configure"] += 1
+        return await self.inner.configure(event_id, changes)
+
+    async def register_events(self, waiting: Mapping[str, int]) -> None:
+        self.calls["register_events"] += 1
+        await self.inner.register_events(waiting)
+
+    async def list_events(self, limit: int) -> list[str]:
+        self.calls["list_events"] += 1
+        return await self.inner.list_events(limit)
 
     async def ping(self) -> bool:
         self.calls["ping"] += 1

@@ -25,6 +25,7 @@ QUEUE_OPERATIONS = {
     ("get", "/version"),
     ("get", "/openapi.json"),
 }
+EVERYTHING_UP = {"redis": "connected", "reservation": "connected", "payment": "connected"}
 
 
 async def test_healthz_is_alive_with_a_utc_timestamp(client: httpx.AsyncClient) -> None:
@@ -45,9 +46,14 @@ async def test_readyz_on_the_memory_store_says_redis_is_not_configured() -> None
     async with serve(create_app(load_settings(dev_env()))) as client:
         response = await client.get("/readyz")
     assert response.status_code == 200
+    # Embedded mode: the reference services run in-process, so they are up too.
     assert response.json() == {
         "status": "ready",
-        "dependencies": {"redis": "not_configured", "store": "memory"},
+        "dependencies": {
+            "redis": "not_configured",
+            "reservation": "connected",
+            "payment": "connected",
+        },
     }
 
 
@@ -55,7 +61,7 @@ async def test_readyz_on_redis_says_connected(redis_address: str) -> None:
     async with serve(create_app(load_settings(dev_env(REDIS_ADDRESS=redis_address)))) as client:
         response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "dependencies": {"redis": "connected"}}
+    assert response.json() == {"status": "ready", "dependencies": EVERYTHING_UP}
 
 
 async def _assert_not_ready(client: httpx.AsyncClient) -> None:
@@ -64,7 +70,7 @@ async def _assert_not_ready(client: httpx.AsyncClient) -> None:
     assert response.headers["retry-after"] == "1"
     body = response.json()
     assert body["status"] == "not_ready"
-    assert body["dependencies"] == {"redis": "unavailable"}
+    assert body["dependencies"] == {**EVERYTHING_UP, "redis": "unavailable"}
     assert body["error"]["code"] == "QUEUE_UNAVAILABLE"
     assert body["error"]["message"]
     assert body["error"]["trace_id"] == response.headers["x-request-id"]
@@ -81,9 +87,7 @@ async def test_readyz_is_503_while_redis_is_down_and_200_once_back(
 
         async def ready() -> bool:
             response = await client.get("/readyz")
-            return response.status_code == 200 and response.json()["dependencies"] == {
-                "redis": "connected"
-            }
+            return response.status_code == 200 and response.json()["dependencies"] == EVERYTHING_UP
 
         await eventually(ready, within=5.0)
 
@@ -160,4 +164,6 @@ async def test_openapi_schemas_are_the_ones_the_handlers_validate_with(
             "/ErrorEnvelope"
         )
     status = spec["paths"]["/api/v1/queue/status"]["get"]
-    assert [p["name"] for p in status["parameters"]] == ["token"]
+    assert [(p["name"], p["required"]) for p in status["parameters"]] == [("token", True)]
+    events = spec["paths"]["/api/v1/admin/events"]["get"]
+    assert [(p["name"], p["required"]) for p in events["parameters"]] == [("limit", False)]

@@ -12,6 +12,8 @@ from collections.abc import Awaitable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from ticketgate.config import ConfigError
@@ -630,3 +632,31 @@ def test_the_same_chain_from_an_untrusted_peer_is_not_answered_from_the_cache() 
     assert chooser.client_ip("10.0.0.1", chain) == "198.51.100.9"
     assert chooser.client_ip("203.0.113.5", chain) == "203.0.113.5"
     assert chooser.client_ip("10.0.0.1", chain) == "198.51.100.9"
+
+
+_HOP = st.one_of(
+    st.builds(
+        lambda a, b, c, d: f"{a}.{b}.{c}.{d}",
+        st.sampled_from([10, 192, 198, 203]),
+        st.sampled_from([0, 51, 168]),
+        st.integers(0, 3),
+        st.integers(0, 255),
+    ),
+    st.sampled_from(["not-an-ip", "01.2.3.4", "198.51.100.9:80", "[2001:db8::1]:443", "::1", ""]),
+)
+
+
+@given(
+    peer=st.sampled_from(["10.0.0.1", "192.168.1.1", "203.0.113.5", "2001:db8::1", ""]),
+    hops=st.lists(_HOP, max_size=6),
+    spaced=st.booleans(),
+)
+def test_the_ipv4_fast_path_agrees_with_the_general_path(
+    peer: str, hops: list[str], spaced: bool
+) -> None:
+    proxies = "10.0.0.0/8,192.168.1.0/24,2001:db8::/32"
+    fast = keys(proxies)
+    general = keys(proxies)
+    general._v4_ranges = ()  # forces the ipaddress-based resolution
+    chain = (", " if spaced else ",").join(hops).encode()
+    assert fast.client_ip(peer, chain) == general.client_ip(peer, chain)

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import grpc
-from prometheus_client import Histogram
 
 from ticketgate.backends.breaker import BreakerOpen, BreakerState, CircuitBreaker
 from ticketgate.backends.errors import BackendError, from_error, from_status
 from ticketgate.backends.settings import BackendSettings
+from ticketgate.metrics import BACKEND_CALLS
+from ticketgate.observability import tracing
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2, payment_pb2_grpc
 from ticketgate.proto.reservation.v1 import reservation_pb2, reservation_pb2_grpc
@@ -36,13 +37,6 @@ Stub = TypeVar("Stub")
 Metadata = tuple[tuple[str, str], ...]
 # (timeout in seconds, metadata, wait_for_ready) -> the response
 Invoke = Callable[[float, Metadata, bool], Awaitable[Resp]]
-
-BACKEND_CALLS = Histogram(
-    "backend_call_duration_seconds",
-    "Duration of gRPC calls to the booking backends, retries included",
-    ["service", "method", "status"],  # status: OK, a wire error code, or BREAKER_OPEN
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
 
 # Reconnect quickly once a backend is back: the default backoff grows to two minutes, which
 # would fail the breaker's half-open probe long after the backend recovered. A refused
@@ -72,8 +66,11 @@ class CallContext:
     request_id: str = ""
     idempotency_key: str = ""
 
-    def metadata(self) -> Metadata:
-        pairs = [("traceparent", f"00-{self.trace_id}-{os.urandom(8).hex()}-01")]
+    def metadata(self, traceparent: str = "") -> Metadata:
+        """`traceparent` names the call's CLIENT span when tracing is on; without one the
+        call still carries the request's trace id (with a span id of its own)."""
+        traceparent = traceparent or f"00-{self.trace_id}-{os.urandom(8).hex()}-01"
+        pairs = [("traceparent", traceparent)]
         if self.request_id:
             pairs.append(("x-request-id", self.request_id))
         if self.idempotency_key:
@@ -142,8 +139,9 @@ class _Backend:
     ) -> Resp:
         started = time.perf_counter()
         status = "OK"
+        traced = tracing.client_span(self.name, method, self.address, context.trace_id)
         try:
-            return await self._call(invoke, error_of, context, retry)
+            return await self._call(invoke, error_of, context, retry, traced[1] if traced else "")
         except BreakerOpen as exc:
             status = "BREAKER_OPEN"
             raise self._open_error(exc) from None
@@ -152,6 +150,8 @@ class _Backend:
             raise
         finally:
             BACKEND_CALLS.labels(self.name, method, status).observe(time.perf_counter() - started)
+            if traced is not None:
+                tracing.end_client_span(traced[0], status)
 
     async def _call(
         self,
@@ -159,11 +159,12 @@ class _Backend:
         error_of: Callable[[Resp], common_pb2.Error | None],
         context: CallContext,
         retry: bool,
+        traceparent: str,
     ) -> Resp:
         breaker = self.breaker
         probe = breaker.acquire()  # BreakerOpen: refused without a call
         deadline = time.monotonic() + self.timeout_sec
-        metadata = context.metadata()
+        metadata = context.metadata(traceparent)
         attempts_left = 2 if retry else 1
         try:
             while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -23,6 +24,7 @@ from ticketgate.http.errors import ApiError, error_body
 from ticketgate.metrics import AUTH_FAILURES
 from ticketgate.middleware.auth import Authenticator, AuthError, Principal
 from ticketgate.middleware.request_id import request_id_from, trace_id_from
+from ticketgate.observability.hooks import RequestObserver
 from ticketgate.waitingroom.model import QueueError
 
 log = logging.getLogger("ticketgate.http")
@@ -146,7 +148,7 @@ class Route:
     summary: str = ""
     request_schema: type | None = None
     responses: tuple[tuple[int, type | None, str], ...] = ()
-    query: tuple[tuple[str, str], ...] = ()
+    query: tuple[tuple[str, str], ...] = ()  # (name, description); `name?` is optional
     rate_limited: bool = True
     idempotency: Idempotency = Idempotency.NONE
     body_required: bool = True  # only read when request_schema is set
@@ -184,6 +186,17 @@ class Interceptor(Protocol):
     def wrap(self, route: Route, handler: Handler) -> Handler: ...
 
 
+class _Served:
+    """What the observers learn of one request once it is answered."""
+
+    __slots__ = ("request", "route", "status")
+
+    def __init__(self) -> None:
+        self.request: Request | None = None
+        self.route = "unmatched"  # the template, never the raw path (bounded label values)
+        self.status = 500  # until a response is chosen (a crash before that is a 500)
+
+
 class Gateway:
     """The ASGI application: one dispatch per request, no per-layer send wrappers."""
 
@@ -194,6 +207,7 @@ class Gateway:
         *,
         max_body_bytes: int,
         interceptors: tuple[Interceptor, ...] = (),
+        observers: tuple[RequestObserver, ...] = (),
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -219,6 +233,7 @@ class Gateway:
                 self._paths.setdefault(route.path, []).append(route.method)
         self._auth = authenticator
         self._max_body = max_body_bytes
+        self._observers = observers
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
 
@@ -248,6 +263,28 @@ class Gateway:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._observers:
+            await self._serve(scope, receive, send, None)
+            return
+        started = time.perf_counter()
+        states: list[object] = []
+        served = _Served()
+        try:
+            await self._serve(scope, receive, send, (states, served))
+        finally:
+            duration = time.perf_counter() - started
+            request = served.request
+            if request is not None:
+                for observer, state in zip(self._observers, states, strict=False):
+                    observer.end(request, state, served.route, served.status, duration)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        observed: tuple[list[object], _Served] | None,
+    ) -> None:
         headers = dict(scope["headers"])
         trace_id = trace_id_from(headers.get(b"traceparent", b"").decode("latin-1"))
         request_id = request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"), trace_id)
@@ -261,11 +298,18 @@ class Gateway:
             trace_id,
             peer[0] if peer else "",
         )
+        if observed is not None:
+            states, served = observed
+            served.request = request
+            states += [observer.begin(request) for observer in self._observers]
+            trace_id = request.trace_id  # tracing may have continued a sampled trace
         try:
             entry = self._table.get((method, request.path))
             if entry is None:
                 entry = self._match_template(method, request)
             route, handler = entry
+            if observed is not None:
+                observed[1].route = route.path
             if method in _BODY_METHODS:
                 request.body = await self._read_body(headers, receive)
             if route.auth is not AuthPolicy.NONE:
@@ -280,6 +324,8 @@ class Gateway:
             response = self._error(
                 ApiError("INTERNAL_ERROR", "internal error; quote the trace_id"), trace_id
             )
+        if observed is not None:
+            observed[1].status = response.status
         await send(
             {
                 "type": "http.response.start",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -12,6 +12,17 @@ from ticketgate.http.core import AuthPolicy, Idempotency, Route
 from ticketgate.http.errors import ErrorEnvelope
 
 _REF = "#/components/schemas/{name}"
+
+
+class RawBody:
+    """Marks a response whose body is not JSON (Swagger UI's page and assets): subclass it,
+    name the media types, and use the subclass as the response's schema in a Route."""
+
+    media_types: ClassVar[tuple[str, ...]] = ("application/octet-stream",)
+
+
+def _raw(schema: type | None) -> bool:
+    return schema is not None and issubclass(schema, RawBody)
 
 
 def _with_edge_responses(route: Route) -> list[tuple[int, type | None, str]]:
@@ -44,20 +55,41 @@ def _operation_id(route: Route) -> str:
     return f"{route.method.lower()}_{words}"
 
 
+def _raw_response(status: int, schema: type | None, description: str) -> dict[str, Any]:
+    """A non-JSON body (its media types, a string) or a redirect or 304 with no body."""
+    response: dict[str, Any] = {"description": description}
+    if schema is not None and issubclass(schema, RawBody):
+        response["content"] = {
+            media: {"schema": {"type": "string"}} for media in schema.media_types
+        }
+    if status in (301, 302, 303, 307, 308):
+        response["headers"] = {
+            "Location": {"description": "Where to go instead", "schema": {"type": "string"}}
+        }
+    return response
+
+
 def build_openapi(routes: list[Route]) -> bytes:
     types: list[Any] = [ErrorEnvelope]
     for route in routes:
         if route.request_schema is not None:
             types.append(route.request_schema)
-        types += [schema for _, schema, _ in route.responses if schema is not None]
+        types += [s for _, s, _ in route.responses if s is not None and not _raw(s)]
     unique = list(dict.fromkeys(types))
     refs, components = msgspec.json.schema_components(unique, ref_template=_REF)
     ref_of = dict(zip(unique, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
+    operation_ids: set[str] = set()
     for route in routes:
+        # Unique, as OpenAPI requires: `/swagger` and `/swagger/` would both be `get_swagger`.
+        operation_id = base_id = _operation_id(route)
+        suffix = 2
+        while operation_id in operation_ids:
+            operation_id, suffix = f"{base_id}_{suffix}", suffix + 1
+        operation_ids.add(operation_id)
         operation: dict[str, Any] = {
             "summary": route.summary,
-            "operationId": _operation_id(route),
+            "operationId": operation_id,
             "responses": {},
         }
         parameters = [
@@ -66,9 +98,9 @@ def build_openapi(routes: list[Route]) -> bytes:
         ]
         parameters += [
             {
-                "name": n,
+                "name": n.removesuffix("?"),
                 "in": "query",
-                "required": True,
+                "required": not n.endswith("?"),  # `limit?`: optional
                 "description": d,
                 "schema": {"type": "string"},
             }
@@ -86,6 +118,9 @@ def build_openapi(routes: list[Route]) -> bytes:
         elif route.auth is AuthPolicy.OPTIONAL:
             operation["security"] = [{}, {"bearerAuth": []}]
         for status, schema, description in _with_edge_responses(route):
+            if _raw(schema) or 300 <= status < 400:
+                operation["responses"][str(status)] = _raw_response(status, schema, description)
+                continue
             body_schema = (
                 ref_of[schema]
                 if schema is not None

@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from ticketgate.http.core import AuthPolicy, Idempotency, Request, Response, Route
+from ticketgate.http.core import AuthPolicy, Handler, Idempotency, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.http.schemas import (
     EnterRequest,
@@ -17,6 +17,7 @@ from ticketgate.http.schemas import (
     LeaveResponse,
     StatusResponse,
 )
+from ticketgate.waitingroom.model import QueueError
 from ticketgate.waitingroom.service import WaitingRoom
 
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -96,14 +97,40 @@ class QueueRoutes:
         )
         return Response.json(200, LeaveResponse("left", message))
 
+    def _observed(self, operation: str, handler: Handler) -> Handler:
+        """`handler` reporting its outcome to the room's observer ("ok" or the error code);
+        the bare handler when nothing observes, so metrics off costs nothing."""
+        observer = self.room.observer
+        if observer is None:
+            return handler
+        report = observer.operation
+
+        async def observed(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except (ApiError, QueueError) as exc:
+                report(operation, exc.code)
+                raise
+            except Exception:
+                report(operation, "INTERNAL_ERROR")
+                raise
+            report(operation, "ok")
+            return response
+
+        return observed
+
     def routes(self) -> list[Route]:
         base = "/api/v1/queue"
         err = None
+        join = self._observed("join", self.join)
+        status = self._observed("status", self.status)
+        enter = self._observed("enter", self.enter)
+        leave = self._observed("leave", self.leave)
         return [
             Route(
                 "POST",
                 f"{base}/join",
-                self.join,
+                join,
                 AuthPolicy.OPTIONAL,
                 "Join an event's waiting queue",
                 JoinRequest,
@@ -112,14 +139,19 @@ class QueueRoutes:
                     (400, err, "MISSING_EVENT_ID, INVALID_REQUEST, INVALID_IDEMPOTENCY_KEY"),
                     (401, err, "INVALID_TOKEN_FORMAT, INVALID_TOKEN"),
                     (403, err, "FORBIDDEN: user_id differs from the token's user"),
-                    (409, err, "DUPLICATE_REQUEST: carries the existing waiting_token"),
+                    (
+                        409,
+                        err,
+                        "DUPLICATE_REQUEST: carries the existing waiting_token; "
+                        "QUEUE_CLOSED: an operator closed the queue to newcomers",
+                    ),
                     (503, err, "QUEUE_UNAVAILABLE"),
                 ),
             ),
             Route(
                 "GET",
                 f"{base}/status",
-                self.status,
+                status,
                 AuthPolicy.NONE,
                 "Position, ETA and readiness; also the heartbeat",
                 None,
@@ -134,7 +166,7 @@ class QueueRoutes:
             Route(
                 "POST",
                 f"{base}/enter",
-                self.enter,
+                enter,
                 AuthPolicy.REQUIRED,
                 "Leave the queue through the door: get a single-use reservation token",
                 EnterRequest,
@@ -147,7 +179,7 @@ class QueueRoutes:
                     (409, err, "NOT_READY, DUPLICATE_REQUEST (already admitted)"),
                     (410, err, "TOKEN_EXPIRED"),
                     (429, err, "ADMISSION_THROTTLED (Retry-After)"),
-                    (503, err, "QUEUE_UNAVAILABLE"),
+                    (503, err, "QUEUE_UNAVAILABLE, ADMISSIONS_PAUSED by an operator (Retry-After)"),
                 ),
                 idempotency=Idempotency.OPTIONAL,
             ),
@@ -155,7 +187,7 @@ class QueueRoutes:
                 Route(
                     method,
                     f"{base}/leave",
-                    self.leave,
+                    leave,
                     AuthPolicy.NONE,
                     "Leave the queue (POST for navigator.sendBeacon)",
                     LeaveRequest if method == "POST" else None,

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from ticketgate.http.errors import ErrorDetail
+
 EventId = Annotated[str, msgspec.Meta(max_length=64, description="Event identifier")]
 WaitingToken = Annotated[str, msgspec.Meta(max_length=512, description="Signed waiting token")]
 
@@ -59,9 +61,21 @@ class HealthResponse(msgspec.Struct):
     timestamp: str
 
 
-class ReadyResponse(msgspec.Struct):
+DependencyState = Literal["connected", "unavailable", "not_configured"]
+
+
+class ReadyDependencies(msgspec.Struct):
+    """What /readyz found; READINESS_REQUIRED says which of them may not be unavailable."""
+
+    redis: DependencyState
+    reservation: DependencyState
+    payment: DependencyState
+
+
+class ReadyResponse(msgspec.Struct, omit_defaults=True):
     status: Literal["ready", "not_ready"]
-    dependencies: dict[str, str]
+    dependencies: ReadyDependencies
+    error: ErrorDetail | None = None  # with 503: why, in the envelope's fields
 
 
 class VersionResponse(msgspec.Struct):

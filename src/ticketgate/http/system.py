@@ -1,25 +1,127 @@
-"""Liveness, readiness, version and the OpenAPI document."""
+"""Liveness, readiness, version and the OpenAPI document.
+
+Readiness reports each dependency the gateway serves with: Redis (the queue store) and the
+reservation and payment backends. A required one that is unavailable makes /readyz a fast 503
+with Retry-After, so a load balancer stops sending fans to a pod that would only fail them;
+READINESS_REQUIRED names the required ones (all three by default), and an optional one that is
+down is reported but keeps the pod in rotation. Backend probes are gRPC health checks whose
+answers are kept for PROBE_CACHE_SEC, so a load balancer polling every pod often costs each
+backend at most one check per second per worker; all probes run at once, each within
+READY_TIMEOUT_SEC, which bounds the whole answer.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import platform
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ticketgate import __version__
-from ticketgate.config import Settings
+from ticketgate.config import ConfigError, Settings
 from ticketgate.http.core import AuthPolicy, Request, Response, Route
+from ticketgate.http.errors import ErrorDetail
 from ticketgate.http.openapi import build_openapi
-from ticketgate.http.schemas import HealthResponse, ReadyResponse, VersionResponse
+from ticketgate.http.schemas import (
+    DependencyState,
+    HealthResponse,
+    ReadyDependencies,
+    ReadyResponse,
+    VersionResponse,
+)
 from ticketgate.waitingroom.store import QueueStore
 
+log = logging.getLogger("ticketgate.readiness")
+
 READY_TIMEOUT_SEC = 0.5
+PROBE_CACHE_SEC = 1.0
+DEPENDENCIES = ("redis", "reservation", "payment")
+CONNECTED: DependencyState = "connected"
+UNAVAILABLE: DependencyState = "unavailable"
+NOT_CONFIGURED: DependencyState = "not_configured"
+
+# `await probe(within_sec)` -> "connected" or "unavailable" (backends/health.GrpcHealthProbe).
+Probe = Callable[[float], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessSettings:
+    required: frozenset[str] = field(default_factory=lambda: frozenset(DEPENDENCIES))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReadinessSettings:
+        """READINESS_REQUIRED: comma-separated names out of redis, reservation, payment, or
+        `none`; unset or empty means all three."""
+        raw = env.get("READINESS_REQUIRED", "").strip().lower()
+        if not raw:
+            return cls()
+        if raw == "none":
+            return cls(frozenset())
+        names = {name.strip() for name in raw.split(",") if name.strip()}
+        unknown = sorted(names - set(DEPENDENCIES))
+        if unknown or not names:
+            raise ConfigError(
+                "READINESS_REQUIRED must list redis, reservation and/or payment "
+                f"(comma-separated) or be 'none', got {raw!r}"
+            )
+        return cls(frozenset(names))
+
+
+class CachedProbe:
+    """One backend's probe: its last answer is kept for `ttl` seconds, and concurrent readiness
+    requests share the one probe in flight instead of each sending their own."""
+
+    def __init__(
+        self,
+        probe: Probe,
+        ttl: float = PROBE_CACHE_SEC,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._probe = probe
+        self._ttl = ttl
+        self._clock = clock
+        self._answer: DependencyState | None = None
+        self._at = 0.0
+        self._running: asyncio.Task[DependencyState] | None = None
+
+    async def __call__(self, within_sec: float) -> DependencyState:
+        if self._answer is not None and self._clock() - self._at < self._ttl:
+            return self._answer
+        if self._running is None:
+            self._running = asyncio.get_running_loop().create_task(self._run(within_sec))
+        # Shielded: a client that hangs up must not cancel the probe other requests await.
+        return await asyncio.shield(self._running)
+
+    async def _run(self, within_sec: float) -> DependencyState:
+        try:
+            answer = await asyncio.wait_for(self._probe(within_sec), within_sec)
+        except TimeoutError:
+            answer = UNAVAILABLE
+        except Exception:  # a probe bug must not make readiness a 500
+            log.exception("readiness probe failed")
+            answer = UNAVAILABLE
+        state: DependencyState = CONNECTED if answer == CONNECTED else UNAVAILABLE
+        self._answer, self._at, self._running = state, self._clock(), None
+        return state
 
 
 class SystemRoutes:
-    def __init__(self, settings: Settings, store: QueueStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: QueueStore,
+        backends: Mapping[str, Probe] | None = None,
+        readiness: ReadinessSettings | None = None,
+    ) -> None:
+        """`backends` maps "reservation" and "payment" to their probes; one without a probe
+        is reported as not configured."""
         self.settings = settings
         self.store = store
+        self._backends = {name: CachedProbe(probe) for name, probe in (backends or {}).items()}
+        self._required = (readiness or ReadinessSettings()).required
         self._openapi: bytes | None = None
         self._routes: list[Route] = []
 
@@ -27,27 +129,37 @@ class SystemRoutes:
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         return Response.json(200, HealthResponse("healthy", now))
 
-    async def readyz(self, request: Request) -> Response:
+    async def _redis(self) -> DependencyState:
+        """Not cached: a ping rides the pipelined connection and costs next to nothing."""
         if not self.settings.redis.enabled:
-            return Response.json(
-                200, ReadyResponse("ready", {"redis": "not_configured", "store": "memory"})
-            )
+            return NOT_CONFIGURED
         try:
             up = await asyncio.wait_for(self.store.ping(), READY_TIMEOUT_SEC)
         except TimeoutError:
             up = False
-        if up:
-            return Response.json(200, ReadyResponse("ready", {"redis": "connected"}))
-        body = {
-            "status": "not_ready",
-            "dependencies": {"redis": "unavailable"},
-            "error": {
-                "code": "QUEUE_UNAVAILABLE",
-                "message": "Redis is unavailable",
-                "trace_id": request.trace_id,
-            },
-        }
-        return Response.json(503, body, ((b"retry-after", b"1"),))
+        return CONNECTED if up else UNAVAILABLE
+
+    async def _backend(self, name: str) -> DependencyState:
+        probe = self._backends.get(name)
+        return NOT_CONFIGURED if probe is None else await probe(READY_TIMEOUT_SEC)
+
+    async def readyz(self, request: Request) -> Response:
+        redis, reservation, payment = await asyncio.gather(
+            self._redis(), self._backend("reservation"), self._backend("payment")
+        )
+        dependencies = ReadyDependencies(redis, reservation, payment)
+        states = {"redis": redis, "reservation": reservation, "payment": payment}
+        down = [
+            name for name in DEPENDENCIES if name in self._required and states[name] == UNAVAILABLE
+        ]
+        if not down:
+            return Response.json(200, ReadyResponse("ready", dependencies))
+        # The code a client of the queue or of booking would get from the same outage.
+        code = "QUEUE_UNAVAILABLE" if "redis" in down else "UPSTREAM_UNAVAILABLE"
+        error = ErrorDetail(code, f"not ready: {', '.join(down)} unavailable", request.trace_id)
+        return Response.json(
+            503, ReadyResponse("not_ready", dependencies, error), ((b"retry-after", b"1"),)
+        )
 
     async def version(self, request: Request) -> Response:
         return Response.json(
@@ -83,9 +195,18 @@ class SystemRoutes:
                 "/readyz",
                 self.readyz,
                 AuthPolicy.NONE,
-                "Readiness",
+                "Readiness: each dependency's state",
                 None,
-                ((200, ReadyResponse, "Ready"), (503, ReadyResponse, "Redis unavailable")),
+                (
+                    (200, ReadyResponse, "Ready (an optional dependency may be unavailable)"),
+                    (
+                        503,
+                        ReadyResponse,
+                        "A required dependency (READINESS_REQUIRED) is unavailable; "
+                        "Retry-After, and `error` names it (QUEUE_UNAVAILABLE for Redis, "
+                        "else UPSTREAM_UNAVAILABLE)",
+                    ),
+                ),
                 rate_limited=False,
             ),
             Route(

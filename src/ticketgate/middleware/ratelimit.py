@@ -42,6 +42,7 @@ import dataclasses
 import functools
 import ipaddress
 import math
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -161,6 +162,18 @@ def _client_id(address: IPAddress) -> str:
     return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
+def _ipv4_int(text: str) -> int | None:
+    """A strict dotted-quad IPv4 address as an integer, or None for anything else.
+
+    inet_pton accepts only the canonical form (no leading zeros, ports or spaces), so the
+    text itself is the address's canonical spelling and can serve as the key unchanged.
+    """
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        return None
+
+
 class ClientKeys:
     """Which bucket a request draws from."""
 
@@ -168,6 +181,14 @@ class ClientKeys:
         self._proxies = trusted_proxies
         self._trusted = functools.lru_cache(maxsize=8192)(self._is_trusted)
         self._forwarded: dict[tuple[str, bytes], str] = {}
+        # The common chain (IPv4 proxy, IPv4 hops) is checked on integers: with many more
+        # clients than the caches hold, ipaddress parsing cost ~6 µs a request (65,536
+        # clients in the benchmark) against ~1 µs here.
+        self._v4_ranges = tuple(
+            (int(network.network_address), int(network.netmask))
+            for network in trusted_proxies
+            if isinstance(network, ipaddress.IPv4Network)
+        )
 
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in network for network in self._proxies)
@@ -197,7 +218,32 @@ class ClientKeys:
             self._forwarded[cache_key] = known
         return known
 
+    def _trusted_v4(self, address: int) -> bool:
+        return any(address & mask == network for network, mask in self._v4_ranges)
+
+    def _resolve_v4(self, peer: str, forwarded_for: bytes) -> str | None:
+        """`_resolve` for an all-IPv4 chain; None hands anything else to the general path."""
+        peer_address = _ipv4_int(peer)
+        if peer_address is None:
+            return None
+        if not self._trusted_v4(peer_address):
+            return peer
+        client = peer
+        for raw in reversed(forwarded_for.decode("latin-1").split(",")[-_MAX_FORWARDED_HOPS:]):
+            text = raw.strip()
+            address = _ipv4_int(text)
+            if address is None:
+                return None  # a port, IPv6 or garbage: the general path decides
+            if not self._trusted_v4(address):
+                return text
+            client = text
+        return client
+
     def _resolve(self, peer: str, forwarded_for: bytes) -> str:
+        if self._v4_ranges:
+            fast = self._resolve_v4(peer, forwarded_for)
+            if fast is not None:
+                return fast
         hop = _parse_address(peer)
         if hop is None:
             return _UNKNOWN_CLIENT

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from importlib import resources
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from ticketgate.observability import hooks
 from ticketgate.redisio.executor import RedisExecutor
 
 
@@ -26,6 +28,30 @@ class Script:
 
     async def run(self, executor: RedisExecutor, keys: tuple[str, ...], *args: Any) -> Any:
         """One EVALSHA; after a Redis restart or failover, one EVAL that reloads the script."""
+        observers = hooks.redis_observers()
+        if not observers:
+            return await self._run(executor, keys, args)
+        # Plain loops, not a comprehension and zip: on every script call of a join or
+        # status, and ~0.4 µs cheaper with one or two observers (bench.metrics_cost).
+        name = self.name
+        states: list[object] = []
+        for observer in observers:
+            states.append(observer.begin(name))
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await self._run(executor, keys, args)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            duration = time.perf_counter() - started
+            for index, observer in enumerate(observers):
+                observer.end(name, states[index], duration, error)
+
+    async def _run(
+        self, executor: RedisExecutor, keys: tuple[str, ...], args: tuple[Any, ...]
+    ) -> Any:
         try:
             return await executor.execute("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:

@@ -7,7 +7,6 @@ Registered by the main CLI as `cli.command("services")(services_command)`; every
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 from typing import Annotated
@@ -17,6 +16,8 @@ from rich.console import Console
 
 from ticketgate.config import ConfigError
 from ticketgate.database import Database, DatabaseSettings
+from ticketgate.observability.logs import LogSettings, configure_logging
+from ticketgate.observability.tracing import TracingSettings, start_tracing, stop_tracing
 from ticketgate.services.inventory import DEMO_EVENT_ID
 from ticketgate.services.server import RunningServices, ServiceSettings, run_services
 
@@ -53,19 +54,26 @@ def services_command(
     try:
         settings = ServiceSettings.from_env(os.environ)
         database_settings = DatabaseSettings.from_env(os.environ)
+        tracing_settings = TracingSettings.from_env(os.environ)
+        development = os.environ.get("SERVER_ENVIRONMENT", "").strip().lower() == "development"
+        log_settings = LogSettings.from_env(os.environ, development=development)
     except ConfigError as exc:
         console.print(f"[red]ticketgate: configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
-    level = os.environ.get("LOG_LEVEL", "info").strip().upper() or "INFO"
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s %(message)s")
+    level = os.environ.get("LOG_LEVEL", "info").strip() or "info"
+    configure_logging(level, log_settings)
     try:
-        asyncio.run(_serve(settings, database_settings))
+        asyncio.run(_serve(settings, database_settings, tracing_settings))
     except OSError as exc:
         console.print(f"[red]ticketgate services: {exc}[/red]")
         raise typer.Exit(1) from None
 
 
-async def _serve(settings: ServiceSettings, database_settings: DatabaseSettings) -> None:
+async def _serve(
+    settings: ServiceSettings, database_settings: DatabaseSettings, tracing: TracingSettings
+) -> None:
+    # Before the servers start: they add the tracing interceptor only while a tracer is active.
+    provider = start_tracing(tracing, "ticketgate-services") if tracing.enabled else None
     database = Database.from_settings(database_settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,6 +86,8 @@ async def _serve(settings: ServiceSettings, database_settings: DatabaseSettings)
             console.print("stopping…")
     finally:
         await database.dispose()
+        if provider is not None:
+            await asyncio.to_thread(stop_tracing, provider)  # flushes pending spans
 
 
 def _banner(running: RunningServices, database: Database) -> None:

@@ -21,6 +21,8 @@ from google.protobuf import wrappers_pb2
 
 from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_bool
 from ticketgate.database import Database
+from ticketgate.observability import tracing
+from ticketgate.observability.tracing import TracingServerInterceptor
 from ticketgate.proto.payment.v1 import payment_pb2_grpc
 from ticketgate.proto.reservation.v1 import reservation_pb2_grpc
 from ticketgate.services import tables
@@ -207,7 +209,10 @@ async def _serve(
     register: Callable[[grpc.aio.Server], None],
     grace: float,
 ) -> str:
-    server = grpc.aio.server()
+    # A SERVER span per RPC, continuing the caller's traceparent, while this process traces
+    # (the gateway's embedded services share its provider; `ticketgate services` has its own).
+    interceptors = [TracingServerInterceptor()] if tracing.active_tracer() is not None else []
+    server = grpc.aio.server(interceptors=interceptors)
     register(server)
     server.add_generic_rpc_handlers([_health_handler(frozenset({service_name}))])
     try:

@@ -19,9 +19,14 @@ def min_wait_ms(position: int, rules: tuple[MinWaitRule, ...]) -> int | None:
     return None
 
 
-def eligible_in_ms(position: int, waited_ms: int, settings: QueueSettings) -> int | None:
-    """Milliseconds until the waiter may enter (0 = now); None while outside the window."""
-    if position > settings.admission_window:
+def eligible_in_ms(
+    position: int, waited_ms: int, settings: QueueSettings, *, window: int | None = None
+) -> int | None:
+    """Milliseconds until the waiter may enter (0 = now); None while outside the window.
+
+    `window` is the event's effective admission window when an operator overrode it.
+    """
+    if position > (window or settings.admission_window):
         return None
     needed = min_wait_ms(position, settings.min_wait)
     if needed is None:

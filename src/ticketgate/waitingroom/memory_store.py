@@ -7,8 +7,9 @@ refuses to serve more than one worker process.
 
 from __future__ import annotations
 
+import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -18,11 +19,16 @@ from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.admission import TokenBucket, eligible_in_ms
 from ticketgate.waitingroom.eta import WINDOWS_MS
 from ticketgate.waitingroom.model import (
+    MARK_EVERY,
+    OVERRIDE_FIELDS,
     AdmissionCounts,
     EnterOutcome,
     EnterResult,
+    EventOverrides,
+    EventStats,
     JoinResult,
     LeaveOutcome,
+    QueueClosed,
     StatusResult,
     WaiterState,
 )
@@ -67,6 +73,11 @@ class _Event:
     admitted: dict[int, int] = field(default_factory=dict)
     admitted_order: SortedList = field(default_factory=SortedList)
     reservations: dict[int, tuple[str, int]] = field(default_factory=dict)
+    config: dict[str, str] = field(default_factory=dict)  # raw overrides, as Redis keeps them
+    marks: SortedList = field(default_factory=SortedList)  # (seq, joined_ms), see MARK_EVERY
+
+    def overrides(self) -> EventOverrides:
+        return EventOverrides.from_raw([self.config.get(name) for name in OVERRIDE_FIELDS])
 
 
 class MemoryQueueStore:
@@ -124,6 +135,8 @@ class MemoryQueueStore:
                 if not self._is_stale(event, seq, now):
                     return JoinResult(seq, joined, self._position(event, seq), duplicate=True)
                 self._remove_waiter(event, seq)
+        if event.config.get("closed") == "1":
+            raise QueueClosed("this event's queue is closed to new waiters")
         event.seq += 1
         seq = event.seq
         if seq == 1:
@@ -134,6 +147,11 @@ class MemoryQueueStore:
         if user_id:
             event.users[user_id] = (seq, now)
             event.seq_user[seq] = user_id
+        if seq % MARK_EVERY == 1:
+            event.marks.add((seq, now))
+            head = event.waiting[0]
+            while event.marks and event.marks[0][0] < head - (MARK_EVERY - 1):
+                event.marks.pop(0)
         if idem_slot:
             event.idempotency.pop(idem_slot, None)  # re-insert at the end: expiry order
             event.idempotency[idem_slot] = (seq, now, now + IDEMPOTENCY_TTL_MS)
@@ -155,19 +173,33 @@ class MemoryQueueStore:
         now = self._clock()
         event = self._event(event_id, now)
         if self._earlier_life(event, joined_ms):
-            return StatusResult(WaiterState.EXPIRED, 0, now, self._counts(event, now))
+            return self._status_result(event, WaiterState.EXPIRED, 0, now)
         if seq in event.last_seen:
             if self._is_stale(event, seq, now):
                 self._remove_waiter(event, seq)
-                return StatusResult(WaiterState.EXPIRED, 0, now, self._counts(event, now))
+                return self._status_result(event, WaiterState.EXPIRED, 0, now)
             old = event.last_seen[seq]
             event.seen_order.discard((old, seq))
             event.last_seen[seq] = now
             event.seen_order.add((now, seq))
             position = int(event.waiting.bisect_left(seq)) + 1
-            return StatusResult(WaiterState.WAITING, position, now, self._counts(event, now))
+            return self._status_result(event, WaiterState.WAITING, position, now)
         state = WaiterState.ADMITTED if seq in event.admitted else WaiterState.EXPIRED
-        return StatusResult(state, 0, now, self._counts(event, now))
+        return self._status_result(event, state, 0, now)
+
+    def _status_result(
+        self, event: _Event, state: WaiterState, position: int, now: int
+    ) -> StatusResult:
+        overrides = event.overrides()
+        return StatusResult(
+            state,
+            position,
+            now,
+            self._counts(event, now),
+            admission_window=overrides.admission_window or self._settings.admission_window,
+            refill_per_sec=overrides.bucket_refill_per_sec or self._settings.bucket_refill_per_sec,
+            paused=overrides.paused,
+        )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
         now = self._clock()
@@ -183,9 +215,19 @@ class MemoryQueueStore:
             self._remove_waiter(event, seq)
             return EnterResult(EnterOutcome.EXPIRED, 0, now)
         position = int(event.waiting.bisect_left(seq)) + 1
-        wait_left = eligible_in_ms(position, now - joined_ms, settings)
+        overrides = event.overrides()
+        if overrides.paused:
+            return EnterResult(EnterOutcome.PAUSED, position, now)
+        window = overrides.admission_window or settings.admission_window
+        wait_left = eligible_in_ms(position, now - joined_ms, settings, window=window)
         if wait_left is None or wait_left > 0:
             return EnterResult(EnterOutcome.NOT_READY, position, now, wait_left or 0)
+        bucket = event.bucket
+        bucket.capacity = float(overrides.bucket_capacity or settings.bucket_capacity)
+        refill = overrides.bucket_refill_per_sec or settings.bucket_refill_per_sec
+        bucket.refill_per_ms = refill / 1000.0
+        bucket.refill(now)
+        bucket.tokens = min(bucket.capacity, bucket.tokens)  # a lowered capacity binds now
         borrow = settings.bypass_top if position <= settings.bypass_top else 0
         retry_ms = event.bucket.try_take(now, borrow)
         if retry_ms:
@@ -239,6 +281,39 @@ class MemoryQueueStore:
             return False
         del event.reservations[seq]
         return True
+
+    async def event_stats(self, event_id: str) -> EventStats:
+        now = self._clock()
+        event = self._events.get(event_id)
+        if event is None:
+            return EventStats(0, now, AdmissionCounts(0, 0, 0, 0), 0, EventOverrides())
+        head_ms = 0
+        if event.waiting:
+            at = event.marks.bisect_right((event.waiting[0], now + 1))
+            if at:
+                head_ms = event.marks[at - 1][1]
+        return EventStats(
+            len(event.waiting), now, self._counts(event, now), head_ms, event.overrides()
+        )
+
+    async def configure(
+        self, event_id: str, changes: Mapping[str, str]
+    ) -> tuple[EventOverrides, EventOverrides]:
+        event = self._event(event_id, self._clock())
+        before = event.overrides()
+        for name, value in changes.items():
+            if value:
+                event.config[name] = value
+            else:
+                event.config.pop(name, None)
+        return before, event.overrides()
+
+    async def register_events(self, waiting: Mapping[str, int]) -> None:
+        """Nothing to do: this store's own table of events is the registry."""
+
+    async def list_events(self, limit: int) -> list[str]:
+        events = self._events
+        return heapq.nlargest(limit, events, key=lambda e: len(events[e].waiting))
 
     async def waiting_count(self, event_id: str) -> int:
         event = self._events.get(event_id)

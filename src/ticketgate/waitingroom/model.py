@@ -7,6 +7,7 @@ client sees, so both stores share one interpretation.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -24,6 +25,7 @@ class EnterOutcome(enum.IntEnum):
     THROTTLED = 3
     ALREADY_ADMITTED = 4
     EXPIRED = 5
+    PAUSED = 6  # an operator paused this event's admissions
 
 
 class LeaveOutcome(enum.IntEnum):
@@ -66,6 +68,24 @@ class Forbidden(QueueError):
     code = "FORBIDDEN"
 
 
+class QueueClosed(QueueError):
+    """An operator closed the event's queue: nobody new may join; those inside keep going."""
+
+    code = "QUEUE_CLOSED"
+
+
+class AdmissionsPaused(QueueError):
+    """An operator paused the event's admissions; waiters keep their places meanwhile."""
+
+    code = "ADMISSIONS_PAUSED"
+
+
+class InvalidSetting(QueueError):
+    """An operator asked for a value outside its range; the message names the field."""
+
+    code = "INVALID_REQUEST"
+
+
 class QueueUnavailable(QueueError):
     """The store cannot be reached now; callers answer 503 with Retry-After."""
 
@@ -96,10 +116,16 @@ class AdmissionCounts:
 
 @dataclass(frozen=True, slots=True)
 class StatusResult:
+    """`admission_window`, `refill_per_sec` and `paused` are the event's effective settings
+    (operator override, else the process settings), read in the same store step."""
+
     state: WaiterState
     position: int
     now_ms: int
     counts: AdmissionCounts
+    admission_window: int
+    refill_per_sec: float
+    paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +155,51 @@ class StatusView:
     waiting_time: int
     ready_for_entry: bool
     poll_after_ms: int
+
+
+# Field names of an event's runtime overrides as the stores keep them (a Redis HASH
+# `tg:{event_id}:cfg`, a dict in memory). An absent field means "the process setting".
+OVERRIDE_FIELDS = ("window", "capacity", "refill", "paused", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class EventOverrides:
+    """What an operator changed for one event at runtime; None = the process setting."""
+
+    admission_window: int | None = None
+    bucket_capacity: int | None = None
+    bucket_refill_per_sec: float | None = None
+    paused: bool = False
+    closed: bool = False
+
+    @classmethod
+    def from_raw(cls, values: Sequence[str | None]) -> EventOverrides:
+        """Decode the stores' raw field values, in OVERRIDE_FIELDS order ('' or None = unset)."""
+        window, capacity, refill, paused, closed = (v or None for v in values)
+        return cls(
+            admission_window=int(window) if window else None,
+            bucket_capacity=int(capacity) if capacity else None,
+            bucket_refill_per_sec=float(refill) if refill else None,
+            paused=paused == "1",
+            closed=closed == "1",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventStats:
+    """One event as the operator sees it, read in one store step.
+
+    `head_joined_ms` is when the head waiter joined, to within MARK_EVERY joins (the stores
+    note the join time of every MARK_EVERY-th waiter only, not of each); 0 when nobody waits.
+    """
+
+    waiting: int
+    now_ms: int
+    counts: AdmissionCounts
+    head_joined_ms: int
+    overrides: EventOverrides
+
+
+# The stores remember the join time of every MARK_EVERY-th seq (1, 33, 65, ...): enough to
+# age the head of the queue without a per-waiter timestamp (memory per waiter matters).
+MARK_EVERY = 32

@@ -8,6 +8,7 @@ are signed and stateless, so there is no key per token.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -19,8 +20,11 @@ from ticketgate.waitingroom.model import (
     AdmissionCounts,
     EnterOutcome,
     EnterResult,
+    EventOverrides,
+    EventStats,
     JoinResult,
     LeaveOutcome,
+    QueueClosed,
     QueueUnavailable,
     StatusResult,
     WaiterState,
@@ -29,10 +33,27 @@ from ticketgate.waitingroom.model import (
 _LUA = "ticketgate.waitingroom.lua"
 IDEMPOTENCY_TTL_MS = 86_400_000
 _KEY_CACHE_LIMIT = 4096
+# The event registry: a sorted set of event ids scored by their waiting count, outside every
+# event's slot (so written by plain commands, never by a script), trimmed to the largest
+# REGISTRY_CAP so ids made up by clients cannot grow it without bound.
+REGISTRY_KEY = "tg:events"
+REGISTRY_CAP = 10_000
+_REGISTRY_CHUNK = 500
 
 
 class _EventKeys:
-    __slots__ = ("admitted", "bucket", "epoch", "prefix", "seen", "seq", "users", "wait")
+    __slots__ = (
+        "admitted",
+        "bucket",
+        "cfg",
+        "epoch",
+        "marks",
+        "prefix",
+        "seen",
+        "seq",
+        "users",
+        "wait",
+    )
 
     def __init__(self, event_id: str) -> None:
         self.prefix = f"tg:{{{event_id}}}:"
@@ -43,6 +64,8 @@ class _EventKeys:
         self.admitted = self.prefix + "adm"
         self.bucket = self.prefix + "bucket"
         self.epoch = self.prefix + "epoch"
+        self.cfg = self.prefix + "cfg"  # operator overrides (model.OVERRIDE_FIELDS)
+        self.marks = self.prefix + "marks"
 
     def idempotency(self, user_id: str, key: str) -> str:
         digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()[:32]
@@ -65,6 +88,8 @@ class RedisQueueStore:
         self._leave = Script.load(_LUA, "leave")
         self._sweep = Script.load(_LUA, "sweep")
         self._consume = Script.load(_LUA, "consume_reservation")
+        self._stats = Script.load(_LUA, "stats")
+        self._configure = Script.load(_LUA, "configure")
         rules: list[int] = []
         for rule in settings.min_wait:
             rules += [rule.max_position, rule.min_wait_ms]
@@ -77,10 +102,20 @@ class RedisQueueStore:
             settings.reservation_token_ttl_ms,
             *rules,
         )
+        self._refill_per_sec = repr(float(settings.bucket_refill_per_sec))
 
     @property
     def scripts(self) -> tuple[Script, ...]:
-        return (self._join, self._status, self._enter, self._leave, self._sweep, self._consume)
+        return (
+            self._join,
+            self._status,
+            self._enter,
+            self._leave,
+            self._sweep,
+            self._consume,
+            self._stats,
+            self._configure,
+        )
 
     async def preload(self) -> None:
         """Load every script once at start, so the hot path is EVALSHA only."""
@@ -112,28 +147,38 @@ class RedisQueueStore:
         kind, seq, joined, position = await self._call(
             self._join.run(
                 self._redis,
-                (k.seq, k.wait, k.seen, k.users, slot, k.epoch),
+                (k.seq, k.wait, k.seen, k.users, slot, k.epoch, k.cfg, k.marks),
                 user_id,
                 "1" if idempotency_key else "0",
                 IDEMPOTENCY_TTL_MS,
                 self._settings.heartbeat_ttl_ms,
             )
         )
+        if kind == 3:
+            raise QueueClosed("this event's queue is closed to new waiters")
         return JoinResult(int(seq), int(joined), int(position), duplicate=kind == 2)
 
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         k = self._event(event_id)
-        state, position, now, c1, c5, c15, covered = await self._call(
+        state, position, now, c1, c5, c15, covered, window, refill, paused = await self._call(
             self._status.run(
                 self._redis,
-                (k.wait, k.seen, k.admitted, k.epoch),
+                (k.wait, k.seen, k.admitted, k.epoch, k.cfg),
                 seq,
                 self._settings.heartbeat_ttl_ms,
                 "" if joined_ms is None else joined_ms,
+                self._settings.admission_window,
+                self._refill_per_sec,
             )
         )
         return StatusResult(
-            WaiterState(state), int(position), int(now), AdmissionCounts(c1, c5, c15, covered)
+            WaiterState(state),
+            int(position),
+            int(now),
+            AdmissionCounts(c1, c5, c15, covered),
+            admission_window=int(window),
+            refill_per_sec=float(refill),
+            paused=paused == 1,
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
@@ -141,7 +186,16 @@ class RedisQueueStore:
         outcome, position, now, retry_ms = await self._call(
             self._enter.run(
                 self._redis,
-                (k.wait, k.seen, k.users, k.admitted, k.bucket, k.reservation(seq), k.epoch),
+                (
+                    k.wait,
+                    k.seen,
+                    k.users,
+                    k.admitted,
+                    k.bucket,
+                    k.reservation(seq),
+                    k.epoch,
+                    k.cfg,
+                ),
                 seq,
                 joined_ms,
                 user_id,
@@ -180,6 +234,46 @@ class RedisQueueStore:
     async def waiting_count(self, event_id: str) -> int:
         return int(await self._call(self._redis.execute("ZCARD", self._event(event_id).wait)))
 
+    async def event_stats(self, event_id: str) -> EventStats:
+        k = self._event(event_id)
+        reply = await self._call(self._stats.run(self._redis, (k.wait, k.admitted, k.cfg, k.marks)))
+        waiting, now, c1, c5, c15, covered, head = (int(v) for v in reply[:7])
+        return EventStats(
+            waiting,
+            now,
+            AdmissionCounts(c1, c5, c15, covered),
+            head,
+            EventOverrides.from_raw([_text(v) for v in reply[7:]]),
+        )
+
+    async def configure(
+        self, event_id: str, changes: Mapping[str, str]
+    ) -> tuple[EventOverrides, EventOverrides]:
+        flat: list[str] = []
+        for name, value in changes.items():
+            flat += [name, value]
+        reply = await self._call(
+            self._configure.run(self._redis, (self._event(event_id).cfg,), *flat)
+        )
+        values = [_text(v) for v in reply]
+        return EventOverrides.from_raw(values[:5]), EventOverrides.from_raw(values[5:])
+
+    async def register_events(self, waiting: Mapping[str, int]) -> None:
+        items = list(waiting.items())
+        for start in range(0, len(items), _REGISTRY_CHUNK):
+            flat: list[object] = []
+            for event_id, count in items[start : start + _REGISTRY_CHUNK]:
+                flat += [count, event_id]
+            await self._call(self._redis.execute("ZADD", REGISTRY_KEY, *flat))
+        if items:
+            await self._call(
+                self._redis.execute("ZREMRANGEBYRANK", REGISTRY_KEY, 0, -(REGISTRY_CAP + 1))
+            )
+
+    async def list_events(self, limit: int) -> list[str]:
+        members = await self._call(self._redis.execute("ZREVRANGE", REGISTRY_KEY, 0, limit - 1))
+        return [_text(m) for m in members]
+
     async def ping(self) -> bool:
         try:
             return bool(await self._redis.execute("PING"))
@@ -188,3 +282,9 @@ class RedisQueueStore:
 
     async def close(self) -> None:
         await self._redis.close()
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value

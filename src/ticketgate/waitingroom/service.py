@@ -7,15 +7,16 @@ turns the store's raw facts into ETA, readiness and poll hints, and runs the gho
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
+from typing import Protocol
 
 from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.admission import eligible_in_ms
 from ticketgate.waitingroom.eta import estimate, poll_after_ms
 from ticketgate.waitingroom.model import (
     Admission,
+    AdmissionsPaused,
     AdmissionThrottled,
     AlreadyAdmitted,
     EnterOutcome,
@@ -40,6 +41,8 @@ from ticketgate.waitingroom.tokens import (
 EVENT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 USER_ID_MAX = 128
 NOT_READY_RETRY_SEC = 5.0
+PAUSED_RETRY_SEC = 10.0
+SWEEP_NOW_ROUNDS = 1_000  # an operator's sweep drains at most this many batches per call
 log = logging.getLogger("ticketgate.waitingroom")
 
 
@@ -56,10 +59,25 @@ class JoinOutcome:
         self.duplicate = duplicate
 
 
+class QueueObserver(Protocol):
+    """What instrumentation learns from the waiting room; metrics implement it, so the domain
+    never imports them. The HTTP adapter reports join/status/enter/leave through the same
+    observer; the domain reports what only it sees (sweeps, the wait of a granted enter)."""
+
+    def operation(self, name: str, status: str) -> None:
+        """`status` is "ok" or the error code (a small fixed set)."""
+
+    def admitted(self, waited_ms: int) -> None:
+        """A waiter was admitted `waited_ms` after joining."""
+
+
 class WaitingRoom:
-    def __init__(self, store: QueueStore, settings: QueueSettings) -> None:
+    def __init__(
+        self, store: QueueStore, settings: QueueSettings, observer: QueueObserver | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.observer = observer
         self.signer = TokenSigner(settings.token_secret)
         self.active_events: set[str] = set()
 
@@ -101,9 +119,15 @@ class WaitingRoom:
                 ready_for_entry=False,
                 poll_after_ms=0,
             )
+        # The event's effective window and rate (an operator may have overridden them); while
+        # admissions are paused nobody is ready, though the ETA still shows the usual pace.
         counts = result.counts
-        guess = estimate(result.position, counts, counts.covered_ms, settings.bucket_refill_per_sec)
-        ready = eligible_in_ms(result.position, waited_ms, settings) == 0
+        window = result.admission_window
+        guess = estimate(result.position, counts, counts.covered_ms, result.refill_per_sec)
+        ready = (
+            not result.paused
+            and eligible_in_ms(result.position, waited_ms, settings, window=window) == 0
+        )
         return StatusView(
             status="ready" if ready else "waiting",
             position=result.position,
@@ -112,7 +136,7 @@ class WaitingRoom:
             waiting_time=waited_ms // 1000,
             ready_for_entry=ready,
             poll_after_ms=poll_after_ms(
-                result.position, guess.eta_sec, settings.admission_window, settings.heartbeat_ttl_ms
+                result.position, guess.eta_sec, window, settings.heartbeat_ttl_ms
             ),
         )
 
@@ -123,6 +147,8 @@ class WaitingRoom:
         result = await self.store.enter(claims.event_id, claims.seq, claims.joined_ms, user_id)
         outcome = result.outcome
         if outcome is EnterOutcome.GRANTED:
+            if self.observer is not None:
+                self.observer.admitted(max(0, result.now_ms - claims.joined_ms))
             ttl_ms = self.settings.reservation_token_ttl_ms
             reservation = self.signer.sign_reservation(
                 ReservationClaims(claims.event_id, claims.seq, user_id, result.now_ms + ttl_ms)
@@ -138,6 +164,11 @@ class WaitingRoom:
             raise AdmissionThrottled(
                 "admissions are throttled; retry shortly",
                 retry_after_sec=result.retry_after_ms / 1000,
+            )
+        if outcome is EnterOutcome.PAUSED:
+            raise AdmissionsPaused(
+                "admissions to this event are paused; keep polling status",
+                retry_after_sec=PAUSED_RETRY_SEC,
             )
         if outcome is EnterOutcome.ALREADY_ADMITTED:
             raise AlreadyAdmitted("this waiting token was already admitted")
@@ -162,23 +193,41 @@ class WaitingRoom:
         return await self.store.consume_reservation(claims.event_id, claims.seq, user_id)
 
     async def sweep_once(self) -> int:
-        """Drain ghosts of every event this process has seen, a bounded batch at a time."""
+        """Drain ghosts of every event this process has seen, a bounded batch at a time, and
+        record those events with their waiting counts in the store's event registry (one
+        batched write per round, off the hot path, so join stays one round trip)."""
         removed = 0
+        waiting: dict[str, int] = {}
         for event_id in list(self.active_events):
-            while True:
-                count = await self.store.sweep(event_id, self.settings.sweep_batch)
-                removed += count
-                if count < self.settings.sweep_batch:
-                    break
-            if await self.store.waiting_count(event_id) == 0:
+            removed += await self.sweep_event(event_id)
+            waiting[event_id] = await self.store.waiting_count(event_id)
+            if waiting[event_id] == 0:
                 self.active_events.discard(event_id)
+        if waiting:
+            await self.store.register_events(waiting)
+        return removed
+
+    async def sweep_event(self, event_id: str, rounds: int = SWEEP_NOW_ROUNDS) -> int:
+        """Remove one event's ghosts now, `sweep_batch` at a time, for at most `rounds`."""
+        removed = 0
+        for _ in range(rounds):
+            count = await self.store.sweep(event_id, self.settings.sweep_batch)
+            removed += count
+            if count < self.settings.sweep_batch:
+                break
         return removed
 
     async def run_sweeper(self) -> None:
         interval = self.settings.sweep_interval_ms / 1000
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(QueueUnavailable):
+            swept_any = bool(self.active_events)
+            status = "ok"
+            try:
                 removed = await self.sweep_once()
                 if removed:
                     log.info("swept %d ghost waiters", removed)
+            except QueueUnavailable as exc:
+                status = exc.code
+            if swept_any and self.observer is not None:
+                self.observer.operation("sweep", status)

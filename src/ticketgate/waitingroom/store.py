@@ -7,9 +7,17 @@ so pods with skewed clocks still agree on order and ages.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
-from ticketgate.waitingroom.model import EnterResult, JoinResult, LeaveOutcome, StatusResult
+from ticketgate.waitingroom.model import (
+    EnterResult,
+    EventOverrides,
+    EventStats,
+    JoinResult,
+    LeaveOutcome,
+    StatusResult,
+)
 
 
 class QueueStore(Protocol):
@@ -42,6 +50,23 @@ class QueueStore(Protocol):
 
     async def waiting_count(self, event_id: str) -> int:
         """How many are waiting for `event_id` now."""
+
+    async def event_stats(self, event_id: str) -> EventStats:
+        """Waiting count, admission counts, head age and overrides of one event, in one step."""
+
+    async def configure(
+        self, event_id: str, changes: Mapping[str, str]
+    ) -> tuple[EventOverrides, EventOverrides]:
+        """Set (or, for an empty value, remove) override fields (model.OVERRIDE_FIELDS) in
+        one atomic step; return the overrides before and after. Join, status and enter read
+        them in their own step, so every worker sees a change on its next call."""
+
+    async def register_events(self, waiting: Mapping[str, int]) -> None:
+        """Record events (with their waiting counts) in the registry that lists them; bounded,
+        so made-up event ids cannot grow it without limit."""
+
+    async def list_events(self, limit: int) -> list[str]:
+        """Up to `limit` registered events, most waiters first (counts as last recorded)."""
 
     async def ping(self) -> bool:
         """True when the store answers now."""

@@ -2,12 +2,13 @@
 -- concurrent enters on one token can never both win and the bucket is never overdrawn
 -- (beyond what the top N may borrow).
 -- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket, 6 reservation slot of this seq,
---       7 epoch
+--       7 epoch, 8 operator overrides (HASH: window, capacity, refill per second, paused)
 -- ARGV: 1 seq, 2 joined_ms, 3 user id, 4 heartbeat TTL ms, 5 admission window,
 --       6 bypass top N, 7 bucket capacity, 8 refill per ms, 9 reservation TTL ms,
---       10.. pairs of (max position, min wait ms), ascending
+--       10.. pairs of (max position, min wait ms), ascending. ARGV 5, 7 and 8 are the
+--       process settings; an operator's override in KEYS[8] wins over them.
 -- Returns {outcome, position, now_ms, retry_after_ms}: 1 granted, 2 not ready,
--- 3 throttled, 4 already admitted, 5 expired.
+-- 3 throttled, 4 already admitted, 5 expired, 6 admissions paused.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = ARGV[1]
@@ -30,7 +31,11 @@ if now - seen > tonumber(ARGV[4]) then
 end
 
 local position = rank + 1
-if position > tonumber(ARGV[5]) then
+local cfg = redis.call('HMGET', KEYS[8], 'window', 'capacity', 'refill', 'paused')
+if cfg[4] == '1' then
+  return {6, position, now, 0}
+end
+if position > (tonumber(cfg[1]) or tonumber(ARGV[5])) then
   return {2, position, now, 0}
 end
 local need = nil
@@ -53,15 +58,19 @@ local borrow = 0
 if position <= tonumber(ARGV[6]) then
   borrow = tonumber(ARGV[6])
 end
-local capacity = tonumber(ARGV[7])
+local capacity = tonumber(cfg[2]) or tonumber(ARGV[7])
 local refill = tonumber(ARGV[8])
+if cfg[3] then
+  refill = tonumber(cfg[3]) / 1000
+end
 local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'ts')
 local tokens = tonumber(bucket[1]) or capacity
 local ts = tonumber(bucket[2]) or now
 if now > ts then
-  tokens = math.min(capacity, tokens + (now - ts) * refill)
+  tokens = tokens + (now - ts) * refill
   ts = now
 end
+tokens = math.min(capacity, tokens)  -- also when an operator just lowered the capacity
 if tokens - 1 < -borrow then
   redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens), 'ts', ts)
   return {3, position, now, math.floor((1 - borrow - tokens) / refill) + 1}

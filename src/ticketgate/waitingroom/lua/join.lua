@@ -1,9 +1,11 @@
 -- Join: append a waiter at the tail, or return the place it already holds.
--- KEYS: 1 seq, 2 wait, 3 seen, 4 users, 5 idempotency slot, 6 epoch
+-- KEYS: 1 seq, 2 wait, 3 seen, 4 users, 5 idempotency slot, 6 epoch, 7 operator overrides
+--       (HASH; 'closed' = '1' refuses newcomers), 8 marks (join times of every 32nd seq)
 -- ARGV: 1 user id ('' for anonymous), 2 '1' when an Idempotency-Key was sent, 3 its TTL in ms,
 --       4 heartbeat TTL in ms
 -- Returns {kind, seq, joined_ms, position}: kind 1 new, 2 the user's existing place,
--- 0 replay of the same Idempotency-Key. A user's place unseen for the heartbeat TTL is
+-- 0 replay of the same Idempotency-Key, 3 refused: the queue is closed (those already in
+-- it keep their places and get them back on a repeated join). A user's place unseen for the heartbeat TTL is
 -- expired here (as status would) and the user joins again at the tail.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -43,6 +45,9 @@ if user ~= '' then
   end
 end
 
+if redis.call('HGET', KEYS[7], 'closed') == '1' then
+  return {3, 0, 0, 0}
+end
 local seq = redis.call('INCR', KEYS[1])
 if seq == 1 then
   -- A new life of this event's sequence (first join, or Redis lost the data): tokens
@@ -52,6 +57,13 @@ end
 redis.call('ZADD', KEYS[2], seq, seq)
 redis.call('ZADD', KEYS[3], now, seq)
 local value = seq .. ':' .. now
+if seq % 32 == 1 then
+  -- A mark ages the head of the queue for the operator (stats.lua); keep the last mark at or
+  -- before the head, drop the older ones.
+  redis.call('ZADD', KEYS[8], seq, value)
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. (tonumber(head) - 31))
+end
 if user ~= '' then
   redis.call('HSET', KEYS[4], user, value)
 end

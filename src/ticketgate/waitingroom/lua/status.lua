@@ -1,7 +1,9 @@
 -- Status: the waiter's place, a heartbeat refresh, and the admission counts for the ETA.
--- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch
--- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check)
--- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms};
+-- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH)
+-- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check),
+--       4 the process's admission window, 5 its refill per second (a decimal string)
+-- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms, window,
+-- refill per second (string: Lua numbers would be truncated), paused 0/1};
 -- state 1 waiting, 2 admitted, 3 expired.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,10 +32,14 @@ local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if oldest[2] then
   covered = now - tonumber(oldest[2])
 end
+local cfg = redis.call('HMGET', KEYS[5], 'window', 'refill', 'paused')
 return {
   state, position, now,
   redis.call('ZCOUNT', KEYS[3], now - 60000, '+inf'),
   redis.call('ZCOUNT', KEYS[3], now - 300000, '+inf'),
   redis.call('ZCOUNT', KEYS[3], now - 900000, '+inf'),
   covered,
+  tonumber(cfg[1]) or tonumber(ARGV[4]),
+  cfg[2] or ARGV[5],
+  cfg[3] == '1' and 1 or 0,
 }

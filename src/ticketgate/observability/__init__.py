@@ -1,0 +1,1 @@
+"""Metrics, tracing and logs: what operators see of the gateway while it runs."""

@@ -1,0 +1,30 @@
+-- Stats: one event as the operator sees it, read-only, in one step.
+-- KEYS: 1 wait, 2 admitted, 3 operator overrides (HASH), 4 marks (join times of every 32nd
+--       seq, see join.lua)
+-- Returns {waiting, now_ms, admitted 1m, 5m, 15m, covered_ms, head_joined_ms (0 when empty),
+-- window, capacity, refill, paused, closed} (override fields '' when unset).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local waiting = redis.call('ZCARD', KEYS[1])
+local head_ms = 0
+if waiting > 0 then
+  local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  local mark = redis.call('ZREVRANGEBYSCORE', KEYS[4], head, '-inf', 'LIMIT', 0, 1)[1]
+  if mark then
+    head_ms = tonumber(string.sub(mark, string.find(mark, ':', 1, true) + 1))
+  end
+end
+local covered = 0
+local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if oldest[2] then
+  covered = now - tonumber(oldest[2])
+end
+local cfg = redis.call('HMGET', KEYS[3], 'window', 'capacity', 'refill', 'paused', 'closed')
+return {
+  waiting, now,
+  redis.call('ZCOUNT', KEYS[2], now - 60000, '+inf'),
+  redis.call('ZCOUNT', KEYS[2], now - 300000, '+inf'),
+  redis.call('ZCOUNT', KEYS[2], now - 900000, '+inf'),
+  covered, head_ms,
+  cfg[1] or '', cfg[2] or '', cfg[3] or '', cfg[4] or '', cfg[5] or '',
+}
