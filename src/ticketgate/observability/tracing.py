@@ -199,9 +199,9 @@ def start_tracing(
     )
     exporter = settings.exporter
     if exporter is None:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from ticketgate.observability.otlp_export import FastEncodingOTLPSpanExporter
 
-        exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint or None)
+        exporter = FastEncodingOTLPSpanExporter(endpoint=settings.otlp_endpoint or None)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     bound = TraceIdRatioBased.get_bound_for_rate(settings.sample_rate)
     previous = _active
