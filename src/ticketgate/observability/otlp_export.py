@@ -2,16 +2,16 @@
 
 Encoding runs on the SDK's export thread but holds the GIL, so every microsecond of it is
 taken from request handling. The SDK's encoder (opentelemetry-exporter-otlp-proto-common
-1.45.2) costs about 22 us per span here; this one about 8 us, the same messages:
+1.45.2) costs about 22 us per span here; this one about 6 us, the same messages:
 
 - It groups spans by `Resource`, whose hash JSON-encodes every attribute, once per span. In
   this process every span shares one resource and one instrumentation scope, objects the
   provider made once, so grouping by identity gives the same groups, and each is encoded
   once per process instead of once per batch.
 - Our spans have a fixed shape (no events, links or trace state; a few attributes whose
-  values repeat: method, route template, status): their `Span` message is built directly,
-  and each attribute's `KeyValue` is built once and reused. Any other span goes through the
-  library's own `_encode_span`.
+  values repeat: method, route template, status): their `Span` message is built in place
+  in the request, and each attribute's `KeyValue` is built once and reused. Any other
+  span goes through the library's own `_encode_span`.
 - The SDK exporter encodes the batch again on every retry; a retried batch is the same
   list object, so its request is reused.
 
@@ -22,6 +22,7 @@ that take the library's path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry.exporter.otlp.proto.common._internal import (
     _encode_instrumentation_scope,
@@ -38,15 +39,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope as PB2Scope
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PB2Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PB2Span
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as PB2Status
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-# One resource group: the resource, its scopes by identity, each with its encoded spans.
-_ScopeGroup = tuple[InstrumentationScope | None, list[PB2Span]]
+if TYPE_CHECKING:
+    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
+# One resource group: the resource, its scopes by identity, each with its spans.
+_ScopeGroup = tuple[InstrumentationScope | None, list[ReadableSpan]]
 _ResourceGroup = tuple[Resource, dict[int, _ScopeGroup]]
 
 
@@ -54,7 +57,8 @@ def encode_spans_by_identity(spans: Sequence[ReadableSpan]) -> ExportTraceServic
     """The request `encode_spans` would build for `spans`, grouped by object identity.
 
     Two equal resources that are distinct objects become two groups here (the SDK would
-    merge them); a collector treats both requests alike.
+    merge them); a collector treats both requests alike. Messages are built in place in
+    the request (`add`): handing a list of built messages to a constructor copies each.
     """
     groups: dict[int, _ResourceGroup] = {}
     for span in spans:
@@ -66,24 +70,19 @@ def encode_spans_by_identity(spans: Sequence[ReadableSpan]) -> ExportTraceServic
         scoped = group[1].get(id(scope))
         if scoped is None:
             scoped = group[1][id(scope)] = (scope, [])
-        scoped[1].append(encode_span(span))
-    return ExportTraceServiceRequest(
-        resource_spans=[
-            ResourceSpans(
-                resource=_encoded_resource(resource),
-                scope_spans=[
-                    ScopeSpans(
-                        scope=_encoded_scope(scope),
-                        spans=encoded,
-                        schema_url=(scope.schema_url or "") if scope else "",
-                    )
-                    for scope, encoded in scopes.values()
-                ],
-                schema_url=resource.schema_url,
+        scoped[1].append(span)
+    request = ExportTraceServiceRequest()
+    for resource, scopes in groups.values():
+        resource_spans = request.resource_spans.add(schema_url=resource.schema_url)
+        resource_spans.resource.CopyFrom(_encoded_resource(resource))
+        for scope, grouped in scopes.values():
+            scope_spans = resource_spans.scope_spans.add(
+                schema_url=(scope.schema_url or "") if scope else ""
             )
-            for resource, scopes in groups.values()
-        ]
-    )
+            scope_spans.scope.CopyFrom(_encoded_scope(scope))
+            for span in grouped:
+                encode_span_into(scope_spans.spans, span)
+    return request
 
 
 _ATTRIBUTE_TYPES = (str, bool, int, float)
@@ -91,8 +90,11 @@ _MAX_CACHED_ATTRIBUTES = 4096
 _attributes: dict[tuple[str, type, object], KeyValue] = {}
 
 
-def encode_span(span: ReadableSpan) -> PB2Span:
-    """`_encode_span(span)`, built directly when the span has our spans' shape."""
+def encode_span_into(
+    container: RepeatedCompositeFieldContainer[PB2Span], span: ReadableSpan
+) -> None:
+    """Append `_encode_span(span)` to `container`, built in place when the span has our
+    spans' shape (else the library's message is appended)."""
     context = span.get_span_context()
     start, end = span.start_time, span.end_time
     if (
@@ -103,12 +105,14 @@ def encode_span(span: ReadableSpan) -> PB2Span:
         or span.links
         or len(context.trace_state)
     ):
-        return _encode_span(span)
+        container.append(_encode_span(span))
+        return
     attributes = []
     for key, value in (span.attributes or {}).items():
         kind = type(value)
         if kind not in _ATTRIBUTE_TYPES:
-            return _encode_span(span)
+            container.append(_encode_span(span))
+            return
         encoded = _attributes.get((key, kind, value))
         if encoded is None:
             if len(_attributes) >= _MAX_CACHED_ATTRIBUTES:
@@ -116,8 +120,7 @@ def encode_span(span: ReadableSpan) -> PB2Span:
             encoded = _attributes[(key, kind, value)] = _encode_key_value(key, value)
         attributes.append(encoded)
     parent = span.parent
-    status = span.status
-    return PB2Span(
+    message = container.add(
         trace_id=context.trace_id.to_bytes(16, "big"),
         span_id=context.span_id.to_bytes(8, "big"),
         parent_span_id=parent.span_id.to_bytes(8, "big") if parent else b"",
@@ -125,14 +128,14 @@ def encode_span(span: ReadableSpan) -> PB2Span:
         kind=_SPAN_KIND_MAP[span.kind],
         start_time_unix_nano=start,
         end_time_unix_nano=end,
-        attributes=attributes,
-        status=PB2Status(
-            code=PB2Status.StatusCode.ValueType(status.status_code.value),
-            message=status.description or "",
-        ),
         dropped_attributes_count=span.dropped_attributes,
         flags=_span_flags(parent),
     )
+    message.attributes.extend(attributes)
+    status = span.status
+    message.status.code = PB2Status.StatusCode.ValueType(status.status_code.value)
+    if status.description:
+        message.status.message = status.description
 
 
 # A provider's resource and tracer scope live as long as the process: encode each once.
