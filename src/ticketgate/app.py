@@ -13,8 +13,6 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable
 
-from opentelemetry.sdk.trace import TracerProvider
-
 from ticketgate.accounts.keys import LocalJwksSource, TokenSigner
 from ticketgate.accounts.service import AccountService
 from ticketgate.backends.clients import PaymentClient, ReservationClient
@@ -48,9 +46,9 @@ from ticketgate.observability.scrape import ScrapeSource
 from ticketgate.observability.tracing import (
     RedisTracer,
     RequestTracer,
+    Tracing,
     TracingSettings,
     start_tracing,
-    stop_tracing,
 )
 from ticketgate.redisio.executor import RedisExecutor, build_executor
 from ticketgate.services.server import run_services
@@ -97,7 +95,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
     access = access_log(settings.log_level, settings.logs or LogSettings())
     if access is not None:
         observers.append(access)
-    tracer_provider: list[TracerProvider] = []
+    tracings: list[Tracing] = []
 
     room = WaitingRoom(
         store, settings.queue, prometheus.QueueMetrics() if settings.metrics_enabled else None
@@ -167,9 +165,10 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
 
     async def on_startup() -> None:
         if tracing_settings.enabled:
-            # Here, in the worker: the export thread must live in the process that traces
-            # (first, so the embedded services' servers see it and trace their RPCs too).
-            tracer_provider.append(start_tracing(tracing_settings))
+            # Here, in the worker: spans are shipped from the worker's loop (and first, so
+            # the embedded services' servers see it and trace their RPCs too).
+            tracings.append(start_tracing(tracing_settings))
+            tracings[-1].start()
         if isinstance(store, RedisQueueStore):
             try:
                 await store.preload()
@@ -205,8 +204,8 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
             prometheus.mark_process_dead()
         if access is not None:
             access.flush()
-        for provider in tracer_provider:  # flushes pending spans: blocking, so off the loop
-            await asyncio.to_thread(stop_tracing, provider)
+        for tracing in tracings:  # sends the spans still waiting
+            await tracing.stop()
 
     return Gateway(
         routes,

@@ -42,7 +42,7 @@ async def traced_gateway(
     )
     async with serve(create_app(settings)) as client:
         yield client
-    assert tracing.active_tracer() is None  # shut down with the app
+    assert not tracing.is_active()  # shut down with the app
 
 
 def hex_id(value: int, width: int = 32) -> str:
@@ -194,5 +194,5 @@ async def test_tracing_off_adds_no_observer() -> None:
     app = create_app(load_settings(dev_env()))
     assert not any(isinstance(o, RequestTracer) for o in app._observers)
     assert not any(isinstance(o, RedisTracer) for o in hooks.redis_observers())
-    assert tracing.active_tracer() is None
+    assert not tracing.is_active()
     assert TracingSettings.from_env({}).enabled is False

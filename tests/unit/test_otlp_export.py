@@ -1,12 +1,13 @@
-"""The fast OTLP encoding builds exactly the SDK encoder's request, and really exports it.
+"""Span shipping: the OTLP encoding equals the SDK encoder's, the SDK's exporter really
+sends it to a collector over gRPC, and the shipper batches, drops and flushes as promised.
 
-The comparison is on the protobuf messages (field by field), for the spans the gateway
-makes and for the shapes that take the library's own path (events, links, trace state,
-sequence attributes); the export goes over a real gRPC socket to a collector started here.
+The comparison is on the protobuf messages, field by field, against the SDK's own
+`encode_spans` of the same spans as SDK `ReadableSpan`s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -18,109 +19,86 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import (
-    Link,
-    NonRecordingSpan,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    TraceState,
-    set_span_in_context,
-)
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from tests.redis_server import free_port
 from ticketgate.observability.otlp_export import (
-    FastEncodingOTLPSpanExporter,
-    encode_spans_by_identity,
+    EncodedBatch,
+    OtlpEncoder,
+    OtlpSender,
+    PreEncodedOTLPSpanExporter,
+    SpanShipper,
 )
+from ticketgate.observability.spans import KIND_CLIENT, KIND_SERVER, SpanRecord, to_readable
 from ticketgate.observability.tracing import build_resource
 
-
-def finished_spans(resource: Resource, shapes: str = "ours") -> list[ReadableSpan]:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("ticketgate", "1.0")
-    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
-    for status in (200, 503):
-        server = tracer.start_span(
-            "GET /api/v1/queue/status",
-            context=set_span_in_context(NonRecordingSpan(remote)),
-            kind=SpanKind.SERVER,
-        )
-        child = tracer.start_span(
-            "status",
-            context=set_span_in_context(server),
-            kind=SpanKind.CLIENT,
-            attributes={"db.system": "redis", "db.operation": "status"},
-        )
-        child.end()
-        server.set_attributes(
-            {
-                "http.request.method": "GET",
-                "http.route": "/api/v1/queue/status",
-                "http.response.status_code": status,
-                "sampled.ratio": 0.1,
-                "retried": False,
-            }
-        )
-        if status >= 500:
-            server.set_status(Status(StatusCode.ERROR, "upstream down"))
-        server.end()
-    tracer.start_span("root without parent").end()
-    if shapes == "all":
-        stated = SpanContext(
-            0x1234, 0x5678, is_remote=True, trace_state=TraceState([("vendor", "x")])
-        )
-        odd = tracer.start_span(
-            "odd",
-            context=set_span_in_context(NonRecordingSpan(stated)),
-            links=[Link(remote, {"link.kind": "follows"})],
-            attributes={"tags": ("a", "b"), "ports": (1, 2)},
-        )
-        odd.add_event("retry", {"attempt": 2})
-        odd.end()
-    provider.shutdown()
-    return list(memory.get_finished_spans())
+RESOURCE = build_resource()
+SCOPE = InstrumentationScope("ticketgate", "1.0")
 
 
-@pytest.mark.parametrize("shapes", ["ours", "all"])
-def test_the_request_equals_the_sdk_encoders(shapes: str) -> None:
-    spans = finished_spans(build_resource(), shapes)
-    ours = encode_spans_by_identity(spans)
-    assert ours == encode_spans(spans)
-    assert ours.SerializeToString(deterministic=True) == encode_spans(spans).SerializeToString(
+def records() -> list[SpanRecord]:
+    """A gateway's span shapes: a continued server span (remote parent) with a failing
+    status, its Redis and backend children, and a root span."""
+    server = SpanRecord(0xABC, 0xDEF, True, "POST /api/v1/reservations", KIND_SERVER)
+    redis = SpanRecord(
+        server.trace_id,
+        server.span_id,
+        False,
+        "join",
+        KIND_CLIENT,
+        {"db.system": "redis", "db.operation": "join"},
+    )
+    backend = SpanRecord(
+        server.trace_id,
+        server.span_id,
+        False,
+        "reservation/CreateReservation",
+        KIND_CLIENT,
+        {"rpc.system": "grpc", "rpc.grpc.status_code": "UNAVAILABLE"},
+    )
+    backend.fail("UNAVAILABLE")
+    root = SpanRecord(0x123, 0, False, "GET /api/v1/queue/status", KIND_SERVER)
+    for status, span in ((503, server), (200, root)):
+        span.attributes = {
+            "http.request.method": span.name.split()[0],
+            "http.route": span.name.split()[1],
+            "http.response.status_code": status,
+            "sampled.ratio": 0.1,
+            "retried": False,
+        }
+    server.fail()
+    spans = [redis, backend, server, root]
+    for span in spans:
+        span.end_ns = span.start_ns + 1_000
+    return spans
+
+
+def sdk_request(spans: list[SpanRecord]) -> ExportTraceServiceRequest:
+    return encode_spans([to_readable(span, RESOURCE, SCOPE) for span in spans])
+
+
+def test_the_request_equals_the_sdk_encoders() -> None:
+    spans = records()
+    ours = OtlpEncoder(RESOURCE, SCOPE).encode(spans)
+    assert ours == sdk_request(spans)
+    assert ours.SerializeToString(deterministic=True) == sdk_request(spans).SerializeToString(
         deterministic=True
     )
-    assert sum(len(s.spans) for r in ours.resource_spans for s in r.scope_spans) == len(spans)
-
-
-def test_spans_of_two_providers_keep_their_own_resources() -> None:
-    first = finished_spans(Resource({"service.name": "gateway"}))
-    second = finished_spans(Resource({"service.name": "reservation"}))
-    mixed = [span for pair in zip(first, second, strict=True) for span in pair]
-    ours = encode_spans_by_identity(mixed)
-    assert ours == encode_spans(mixed)
-    names = [r.resource.attributes[0].value.string_value for r in ours.resource_spans]
-    assert names == ["gateway", "reservation"]
 
 
 def test_repeated_attribute_values_do_not_leak_between_spans() -> None:
-    spans = finished_spans(build_resource())
-    encoded = encode_spans_by_identity(spans).resource_spans[0].scope_spans[0].spans
+    encoder = OtlpEncoder(RESOURCE, SCOPE)
+    first, second = records(), records()
+    second[2].attributes["http.response.status_code"] = 201
+    encoder.encode(first)
+    again = encoder.encode(second)
+    assert again == sdk_request(second)
     statuses = [
         kv.value.int_value
-        for span in encoded
+        for span in again.resource_spans[0].scope_spans[0].spans
         for kv in span.attributes
         if kv.key == "http.response.status_code"
     ]
-    assert statuses == [200, 503]
+    assert statuses == [201, 200]
 
 
 class Collector:
@@ -156,26 +134,81 @@ def collector() -> Iterator[tuple[Collector, int]]:
         server.stop(0).wait()
 
 
-def test_the_exporter_sends_the_spans_to_a_collector(collector: tuple[Collector, int]) -> None:
+async def test_the_sender_delivers_big_batches_to_a_collector(
+    collector: tuple[Collector, int],
+) -> None:
     sink, port = collector
-    spans = finished_spans(build_resource())
-    exporter = FastEncodingOTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}", insecure=True)
+    spans = records() * 50  # 200 spans: encoded in several slices
+    exporter = PreEncodedOTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}", insecure=True)
+    sender = OtlpSender(OtlpEncoder(RESOURCE, SCOPE), exporter)
     try:
-        assert exporter.export(spans) is SpanExportResult.SUCCESS
+        assert await sender(spans) is True
     finally:
-        exporter.shutdown()
+        sender.close()
     assert sink.received.wait(5)
-    assert sink.requests == [encode_spans(spans)]
+    assert sink.requests == [sdk_request(spans)]
 
 
-def test_a_retried_batch_is_not_encoded_again() -> None:
-    exporter = FastEncodingOTLPSpanExporter(endpoint=f"http://127.0.0.1:{free_port()}")
+def test_a_dead_collector_is_a_failed_export_not_an_exception() -> None:
+    exporter = PreEncodedOTLPSpanExporter(endpoint="http://127.0.0.1:1", insecure=True, timeout=0.5)
     try:
-        batch = finished_spans(build_resource())
-        first = exporter._translate_data(batch)
-        assert exporter._translate_data(batch) is first
-        again = exporter._translate_data(list(batch))  # a new batch, equal spans
-        assert again is not first
-        assert again == first
+        batch = EncodedBatch(OtlpEncoder(RESOURCE, SCOPE).encode(records()), 4)
+        assert exporter.export_encoded(batch) is False
     finally:
         exporter.shutdown()
+
+
+class Recorder:
+    def __init__(self, succeed: bool = True) -> None:
+        self.batches: list[list[SpanRecord]] = []
+        self.succeed = succeed
+
+    async def __call__(self, batch: list[SpanRecord]) -> bool:
+        self.batches.append(batch)
+        return self.succeed
+
+
+def span(n: int) -> SpanRecord:
+    return SpanRecord(n + 1, 0, False, f"span {n}", KIND_SERVER)
+
+
+async def test_a_full_batch_is_sent_without_waiting_for_the_delay() -> None:
+    sent = Recorder()
+    shipper = SpanShipper(sent, max_queue=100, batch_size=10, delay_sec=60)
+    shipper.start()
+    try:
+        for n in range(25):
+            shipper.add(span(n))
+        for _ in range(100):
+            if len(sent.batches) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert [len(batch) for batch in sent.batches] == [10, 10]  # 5 wait for the delay
+    finally:
+        await shipper.stop()
+    assert [len(batch) for batch in sent.batches] == [10, 10, 5]  # stop sends the rest
+    assert [s.name for batch in sent.batches for s in batch] == [f"span {n}" for n in range(25)]
+    assert shipper.sent == 25
+
+
+async def test_the_delay_sends_a_partial_batch() -> None:
+    sent = Recorder()
+    shipper = SpanShipper(sent, max_queue=100, batch_size=10, delay_sec=0.05)
+    shipper.start()
+    try:
+        shipper.add(span(1))
+        await asyncio.sleep(0.2)
+        assert [len(batch) for batch in sent.batches] == [1]
+    finally:
+        await shipper.stop()
+
+
+async def test_a_full_queue_drops_and_counts_and_failures_are_counted() -> None:
+    refused = Recorder(succeed=False)
+    shipper = SpanShipper(refused, max_queue=5, batch_size=5, delay_sec=60)
+    for n in range(8):  # not started: nothing is sent meanwhile
+        shipper.add(span(n))
+    assert shipper.dropped == 3
+    await shipper.stop()
+    assert [len(batch) for batch in refused.batches] == [5]
+    assert (shipper.failed, shipper.sent) == (5, 0)

@@ -7,26 +7,27 @@ import random
 from collections.abc import Callable, Iterator
 
 import pytest
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import Span, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan
 
 from ticketgate.config import ConfigError
 from ticketgate.http.core import Request
+from ticketgate.observability.spans import SpanRecord
 from ticketgate.observability.tracing import (
     RedisTracer,
     RequestTracer,
+    Tracing,
     TracingSettings,
     build_resource,
     client_span,
+    current_trace_id,
+    deactivate,
     end_client_span,
     format_traceparent,
     parse_traceparent,
     start_tracing,
-    stop_tracing,
 )
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -124,15 +125,15 @@ def test_malformed_traceparents_are_ignored(value: str) -> None:
 @pytest.fixture
 def tracing_at() -> Iterator[Callable[[float], None]]:
     """Start the worker's tracing at a sample rate (an in-memory exporter); stop it after."""
-    providers: list[TracerProvider] = []
+    started: list[Tracing] = []
 
     def start(rate: float) -> None:
         settings = TracingSettings(True, "", rate, InMemorySpanExporter())
-        providers.append(start_tracing(settings))
+        started.append(start_tracing(settings))
 
     yield start
-    for provider in providers:
-        stop_tracing(provider)
+    for tracing in started:
+        deactivate(tracing)
 
 
 def _request(trace_id: int, caller: str = "") -> Request:
@@ -178,9 +179,8 @@ def test_an_unsampled_request_touches_no_context_and_tells_the_backends(
     tracing_at(1.0)
     tracer = RequestTracer()
     request = _request(0xABC, f"00-{TRACE}-{SPAN}-00")
-    context_before = otel_context.get_current()
     assert tracer.begin(request) is None
-    assert otel_context.get_current() is context_before
+    assert current_trace_id() is None
     assert RedisTracer().begin("status") is None
     traced = client_span("reservation", "CreateReservation", "127.0.0.1:1", request.trace_id)
     assert traced is not None
@@ -199,22 +199,24 @@ def test_a_sampled_request_is_the_parent_of_its_redis_and_backend_spans(
     request = _request(0xABC, f"00-{TRACE}-{SPAN}-01")
     state = tracer.begin(request)
     assert state is not None
-    server = trace.get_current_span()
-    assert server.is_recording()
+    assert isinstance(state, tuple)
+    server = state[0]
+    assert isinstance(server, SpanRecord)
+    assert current_trace_id() == TRACE
+    assert (server.parent_id, server.remote_parent) == (int(SPAN, 16), True)
     redis_span = RedisTracer().begin("status")
-    assert isinstance(redis_span, Span)
+    assert isinstance(redis_span, SpanRecord)
     traced = client_span("reservation", "CreateReservation", "127.0.0.1:1", request.trace_id)
     assert traced is not None
     client, traceparent = traced
     assert client is not None
-    assert traceparent == format_traceparent(client.get_span_context())
-    assert traceparent.startswith(f"00-{TRACE}-")
-    assert traceparent.endswith("-01")
+    assert traceparent == f"00-{TRACE}-{client.span_id:016x}-01"
     for child in (redis_span, client):
-        assert child.parent is not None  # type: ignore[attr-defined]
-        assert child.parent.span_id == server.get_span_context().span_id  # type: ignore[attr-defined]
+        assert child.trace_id == int(TRACE, 16)
+        assert child.parent_id == server.span_id
+        assert not child.remote_parent
     end_client_span(client, "OK")
     RedisTracer().end("status", redis_span, 0.0, None)
     tracer.end(request, state, "/api/v1/queue/status", 200, 0.001)
-    assert not trace.get_current_span().is_recording()
+    assert current_trace_id() is None
     assert RedisTracer().begin("status") is None

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 import structlog
-from opentelemetry import trace
 
 from ticketgate.config import ConfigError, env_bool
 from ticketgate.middleware.request_id import request_id_from
+from ticketgate.observability.tracing import current_trace_id
 
 if TYPE_CHECKING:
     from ticketgate.http.core import Request
@@ -91,9 +91,10 @@ def _add_trace_id(
     """A record made while a sampled request runs names its trace (when it has none).
     Unsampled requests make no span and set no context (that is most of their tracing cost
     saved), so their records carry no trace id, as with tracing off."""
-    span_context = trace.get_current_span().get_span_context()
-    if span_context.is_valid and "trace_id" not in event_dict:
-        event_dict["trace_id"] = f"{span_context.trace_id:032x}"
+    if "trace_id" not in event_dict:
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            event_dict["trace_id"] = trace_id
     return event_dict
 
 

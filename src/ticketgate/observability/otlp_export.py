@@ -1,27 +1,33 @@
-"""The OTLP/gRPC span exporter, with each batch encoded once and more cheaply.
+"""Shipping finished spans: batched on the event loop, encoded to OTLP there, sent off it.
 
-Encoding runs on the SDK's export thread but holds the GIL, so every microsecond of it is
-taken from request handling. The SDK's encoder (opentelemetry-exporter-otlp-proto-common
-1.45.2) costs about 22 us per span here; this one about 6 us, the same messages:
+Why not the SDK's BatchSpanProcessor: its export thread encodes each batch while holding
+the GIL, and a worker's event loop gives up the GIL at every socket read and write, so
+the loop keeps waiting for that thread (measured in a served gateway at sample rate 1: the
+batch processor and export cost +60 µs per request on top of making the spans). Here:
 
-- It groups spans by `Resource`, whose hash JSON-encodes every attribute, once per span. In
-  this process every span shares one resource and one instrumentation scope, objects the
-  provider made once, so grouping by identity gives the same groups, and each is encoded
-  once per process instead of once per batch.
-- Our spans have a fixed shape (no events, links or trace state; a few attributes whose
-  values repeat: method, route template, status): their `Span` message is built in place
-  in the request, and each attribute's `KeyValue` is built once and reused. Any other
-  span goes through the library's own `_encode_span`.
-- The SDK exporter encodes the batch again on every retry; a retried batch is the same
-  list object, so its request is reused.
-
-A unit test pins the requests equal to the SDK encoder's, for our spans and for the shapes
-that take the library's path.
+- `SpanShipper` collects `SpanRecord`s in a list (an append per span) and, every
+  OTEL_BSP_SCHEDULE_DELAY or as soon as OTEL_BSP_MAX_EXPORT_BATCH_SIZE are waiting, hands
+  a batch to its sender. Beyond OTEL_BSP_MAX_QUEUE_SIZE waiting spans new ones are dropped
+  and counted, as the SDK's processor does. `stop` sends what is left.
+- `OtlpSender` encodes the batch on the loop, in slices between which requests run, into
+  the OTLP messages the SDK's encoder would build (`encode_records`; the resource and scope
+  once per process, each attribute `KeyValue` once per distinct value; tests pin equality
+  with the SDK's `encode_spans`), then makes the blocking gRPC call in a thread through the
+  SDK's own OTLP exporter, so endpoint, TLS, headers, timeout, compression and retries are
+  configured by the standard OTEL_EXPORTER_OTLP_* variables exactly as before. That thread
+  only waits on the network, without the GIL.
+- `SdkSender` hands the batch, as SDK `ReadableSpan`s, to any SDK `SpanExporter` (tests use
+  the in-memory one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from opentelemetry.exporter.otlp.proto.common._internal import (
@@ -29,153 +35,247 @@ from opentelemetry.exporter.otlp.proto.common._internal import (
     _encode_key_value,
     _encode_resource,
 )
-from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import (
-    _SPAN_KIND_MAP,
-    _encode_span,
-    _span_flags,
-)
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope as PB2Scope
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PB2Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as PB2Span
-from opentelemetry.proto.trace.v1.trace_pb2 import Status as PB2Status
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.proto.trace.v1.trace_pb2 import SpanFlags
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ticketgate.observability.spans import SpanRecord, to_readable
 
 if TYPE_CHECKING:
-    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-# One resource group: the resource, its scopes by identity, each with its spans.
-_ScopeGroup = tuple[InstrumentationScope | None, list[ReadableSpan]]
-_ResourceGroup = tuple[Resource, dict[int, _ScopeGroup]]
-
-
-def encode_spans_by_identity(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-    """The request `encode_spans` would build for `spans`, grouped by object identity.
-
-    Two equal resources that are distinct objects become two groups here (the SDK would
-    merge them); a collector treats both requests alike. Messages are built in place in
-    the request (`add`): handing a list of built messages to a constructor copies each.
-    """
-    groups: dict[int, _ResourceGroup] = {}
-    for span in spans:
-        resource = span.resource
-        group = groups.get(id(resource))
-        if group is None:
-            group = groups[id(resource)] = (resource, {})
-        scope = span.instrumentation_scope or None
-        scoped = group[1].get(id(scope))
-        if scoped is None:
-            scoped = group[1][id(scope)] = (scope, [])
-        scoped[1].append(span)
-    request = ExportTraceServiceRequest()
-    for resource, scopes in groups.values():
-        resource_spans = request.resource_spans.add(schema_url=resource.schema_url)
-        resource_spans.resource.CopyFrom(_encoded_resource(resource))
-        for scope, grouped in scopes.values():
-            scope_spans = resource_spans.scope_spans.add(
-                schema_url=(scope.schema_url or "") if scope else ""
-            )
-            scope_spans.scope.CopyFrom(_encoded_scope(scope))
-            for span in grouped:
-                encode_span_into(scope_spans.spans, span)
-    return request
-
-
-_ATTRIBUTE_TYPES = (str, bool, int, float)
+log = logging.getLogger("ticketgate.tracing")
+_HAS_IS_REMOTE = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
+_IS_REMOTE = SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
+_ENCODE_SLICE = 64  # spans encoded between two yields to the loop (~0.3 ms)
 _MAX_CACHED_ATTRIBUTES = 4096
-_attributes: dict[tuple[str, type, object], KeyValue] = {}
+_FAILURE_LOG_INTERVAL_SEC = 60.0
+
+Sender = Callable[[list[SpanRecord]], Awaitable[bool]]
 
 
-def encode_span_into(
-    container: RepeatedCompositeFieldContainer[PB2Span], span: ReadableSpan
-) -> None:
-    """Append `_encode_span(span)` to `container`, built in place when the span has our
-    spans' shape (else the library's message is appended)."""
-    context = span.get_span_context()
-    start, end = span.start_time, span.end_time
-    if (
-        context is None
-        or start is None
-        or end is None
-        or span.events
-        or span.links
-        or len(context.trace_state)
-    ):
-        container.append(_encode_span(span))
-        return
-    attributes = []
-    for key, value in (span.attributes or {}).items():
-        kind = type(value)
-        if kind not in _ATTRIBUTE_TYPES:
-            container.append(_encode_span(span))
-            return
-        encoded = _attributes.get((key, kind, value))
+class AttributeCache:
+    """Encoded `KeyValue`s by (key, type, value): a gateway's attribute values repeat (the
+    method, route templates, status codes, service names)."""
+
+    def __init__(self) -> None:
+        self._encoded: dict[tuple[str, type, object], KeyValue] = {}
+
+    def get(self, key: str, value: object) -> KeyValue:
+        cache_key = (key, type(value), value)
+        encoded = self._encoded.get(cache_key)
         if encoded is None:
-            if len(_attributes) >= _MAX_CACHED_ATTRIBUTES:
-                _attributes.clear()
-            encoded = _attributes[(key, kind, value)] = _encode_key_value(key, value)
-        attributes.append(encoded)
-    parent = span.parent
-    message = container.add(
-        trace_id=context.trace_id.to_bytes(16, "big"),
-        span_id=context.span_id.to_bytes(8, "big"),
-        parent_span_id=parent.span_id.to_bytes(8, "big") if parent else b"",
-        name=span.name,
-        kind=_SPAN_KIND_MAP[span.kind],
-        start_time_unix_nano=start,
-        end_time_unix_nano=end,
-        dropped_attributes_count=span.dropped_attributes,
-        flags=_span_flags(parent),
-    )
-    message.attributes.extend(attributes)
-    status = span.status
-    message.status.code = PB2Status.StatusCode.ValueType(status.status_code.value)
-    if status.description:
-        message.status.message = status.description
+            if len(self._encoded) >= _MAX_CACHED_ATTRIBUTES:
+                self._encoded.clear()
+            encoded = self._encoded[cache_key] = _encode_key_value(key, value)
+        return encoded
 
 
-# A provider's resource and tracer scope live as long as the process: encode each once.
-_resources: dict[int, tuple[Resource, PB2Resource]] = {}
-_scopes: dict[int, tuple[InstrumentationScope | None, PB2Scope]] = {}
+class OtlpEncoder:
+    """Records of one resource and scope → an ExportTraceServiceRequest, built in place."""
+
+    def __init__(self, resource: Resource, scope: InstrumentationScope) -> None:
+        self._resource = _encode_resource(resource)
+        self._resource_schema = resource.schema_url
+        self._scope = _encode_instrumentation_scope(scope)
+        self._scope_schema = scope.schema_url or ""
+        self._attributes = AttributeCache()
+
+    def new_request(self) -> ExportTraceServiceRequest:
+        request = ExportTraceServiceRequest()
+        resource_spans = request.resource_spans.add(schema_url=self._resource_schema)
+        resource_spans.resource.CopyFrom(self._resource)
+        scope_spans = resource_spans.scope_spans.add(schema_url=self._scope_schema)
+        scope_spans.scope.CopyFrom(self._scope)
+        return request
+
+    def add(self, request: ExportTraceServiceRequest, records: Sequence[SpanRecord]) -> None:
+        """Append `records` to a request from `new_request`."""
+        spans = request.resource_spans[0].scope_spans[0].spans
+        attribute = self._attributes.get
+        for record in records:
+            parent = record.parent_id
+            message = spans.add(
+                trace_id=record.trace_id.to_bytes(16, "big"),
+                span_id=record.span_id.to_bytes(8, "big"),
+                parent_span_id=parent.to_bytes(8, "big") if parent else b"",
+                name=record.name,
+                kind=record.kind,
+                start_time_unix_nano=record.start_ns,
+                end_time_unix_nano=record.end_ns,
+                flags=_HAS_IS_REMOTE | _IS_REMOTE
+                if parent and record.remote_parent
+                else _HAS_IS_REMOTE,
+            )
+            message.attributes.extend(
+                [attribute(key, value) for key, value in record.attributes.items()]
+            )
+            status = message.status
+            status.SetInParent()  # the SDK always sends a status, empty when unset
+            if record.status:
+                status.code = record.status  # type: ignore[assignment]
+                if record.status_message:
+                    status.message = record.status_message
+
+    def encode(self, records: Sequence[SpanRecord]) -> ExportTraceServiceRequest:
+        request = self.new_request()
+        self.add(request, records)
+        return request
 
 
-def _encoded_resource(resource: Resource) -> PB2Resource:
-    known = _resources.get(id(resource))
-    if known is None or known[0] is not resource:
-        if len(_resources) > 64:
-            _resources.clear()
-        known = _resources[id(resource)] = (resource, _encode_resource(resource))
-    return known[1]
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    request: ExportTraceServiceRequest
+    count: int
 
 
-def _encoded_scope(scope: InstrumentationScope | None) -> PB2Scope:
-    known = _scopes.get(id(scope))
-    if known is None or known[0] is not scope:
-        if len(_scopes) > 64:
-            _scopes.clear()
-        encoded = _encode_instrumentation_scope(scope) if scope else PB2Scope()
-        known = _scopes[id(scope)] = (scope, encoded)
-    return known[1]
+class PreEncodedOTLPSpanExporter(OTLPSpanExporter):
+    """The SDK's OTLP/gRPC exporter (its settings, channel and retries) fed batches that are
+    already encoded: `_translate_data` and `_count_data` are the hooks its `_export` calls
+    (opentelemetry-exporter-otlp-proto-grpc 1.45.2; tests/unit/test_otlp_export.py sends
+    through it to a real collector)."""
+
+    def _translate_data(self, data: EncodedBatch) -> ExportTraceServiceRequest:  # type: ignore[override]
+        return data.request
+
+    def _count_data(self, data: EncodedBatch) -> int:  # type: ignore[override]
+        return data.count
+
+    def export_encoded(self, batch: EncodedBatch) -> bool:
+        return self._export(batch) is SpanExportResult.SUCCESS  # type: ignore[arg-type]
 
 
-class FastEncodingOTLPSpanExporter(OTLPSpanExporter):
-    """OTLPSpanExporter whose batches are encoded once, by `encode_spans_by_identity`.
+class OtlpSender:
+    """Encode on the loop (in slices), send from a thread (waiting on the network only)."""
 
-    `_translate_data` is the SDK exporter's own hook, called inside its retry loop with the
-    batch it was handed; the last batch and its request are kept so a retry sends the
-    bytes already built instead of encoding them again.
+    def __init__(self, encoder: OtlpEncoder, exporter: PreEncodedOTLPSpanExporter) -> None:
+        self.encoder = encoder
+        self.exporter = exporter
+
+    async def __call__(self, records: list[SpanRecord]) -> bool:
+        request = self.encoder.new_request()
+        for start in range(0, len(records), _ENCODE_SLICE):
+            if start:
+                await asyncio.sleep(0)  # let requests run between slices
+            self.encoder.add(request, records[start : start + _ENCODE_SLICE])
+        batch = EncodedBatch(request, len(records))
+        return await asyncio.to_thread(self.exporter.export_encoded, batch)
+
+    def close(self) -> None:
+        self.exporter.shutdown()
+
+
+class SdkSender:
+    """Any SDK SpanExporter, fed ReadableSpans (made in the thread that exports them)."""
+
+    def __init__(
+        self, exporter: SpanExporter, resource: Resource, scope: InstrumentationScope
+    ) -> None:
+        self.exporter = exporter
+        self.resource = resource
+        self.scope = scope
+
+    def _export(self, records: list[SpanRecord]) -> bool:
+        spans = [to_readable(record, self.resource, self.scope) for record in records]
+        return self.exporter.export(spans) is SpanExportResult.SUCCESS
+
+    async def __call__(self, records: list[SpanRecord]) -> bool:
+        return await asyncio.to_thread(self._export, records)
+
+    def close(self) -> None:
+        self.exporter.shutdown()
+
+
+class SpanShipper:
+    """Finished spans, waiting to be sent in batches by one task on the worker's loop.
+
+    `add` is called on the loop thread (spans are only made there).
     """
 
-    _last: tuple[Sequence[ReadableSpan], ExportTraceServiceRequest] | None = None
+    def __init__(
+        self,
+        send: Sender,
+        *,
+        max_queue: int = 2048,
+        batch_size: int = 512,
+        delay_sec: float = 5.0,
+        export_timeout_sec: float = 30.0,
+    ) -> None:
+        self.send = send
+        self.max_queue = max_queue
+        self.batch_size = min(batch_size, max_queue)
+        self.delay_sec = delay_sec
+        self.export_timeout_sec = export_timeout_sec
+        self.dropped = 0  # spans refused while the queue was full
+        self.failed = 0  # spans in batches the sender could not deliver
+        self.sent = 0
+        self._pending: list[SpanRecord] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_failure_log = -_FAILURE_LOG_INTERVAL_SEC
 
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-        last = self._last
-        if last is not None and last[0] is data:
-            return last[1]
-        request = encode_spans_by_identity(data)
-        self._last = (data, request)
-        return request
+    def add(self, record: SpanRecord) -> None:
+        pending = self._pending
+        if len(pending) >= self.max_queue:
+            self.dropped += 1
+            return
+        pending.append(record)
+        if len(pending) == self.batch_size and self._wake is not None:
+            self._wake.set()
+
+    def start(self) -> None:
+        """Begin shipping from the running loop (the worker's, after the fork)."""
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the task, then send everything still waiting (bounded by the export timeout)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.export_timeout_sec):
+                while self._pending:
+                    await self._send_batch()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.delay_sec):
+                    await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._send_batch()
+                if len(self._pending) < self.batch_size:
+                    break  # the rest waits for the next round
+
+    async def _send_batch(self) -> None:
+        batch = self._pending[: self.batch_size]
+        del self._pending[: self.batch_size]
+        try:
+            async with asyncio.timeout(self.export_timeout_sec):
+                delivered = await self.send(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a sender bug must not stop tracing for good
+            delivered = False
+            log.warning("span export failed: %s", type(exc).__name__)
+        if delivered:
+            self.sent += len(batch)
+            return
+        self.failed += len(batch)
+        now = time.monotonic()
+        if now - self._last_failure_log >= _FAILURE_LOG_INTERVAL_SEC:
+            self._last_failure_log = now
+            log.warning(
+                "could not deliver %d spans to the trace collector (%d undelivered so far)",
+                len(batch),
+                self.failed,
+            )

@@ -1,64 +1,69 @@
-"""OpenTelemetry tracing: settings, the per-worker tracer provider, and the span observers.
+"""OpenTelemetry tracing: settings, the per-worker span pipeline, and the span observers.
 
 Spans are made in four places, each cheap to skip: the HTTP edge (a SERVER span per request,
 `RequestTracer`), every gRPC call to a backend (a CLIENT span whose context travels as
 `traceparent`, `client_span`), the reference services (a SERVER span per RPC,
 `TracingServerInterceptor`) and Redis scripts run for a sampled request (`RedisTracer`).
 
-The provider is built in the worker process by the app's start-up hook, never at import: the
-export thread of a provider made in uvicorn's parent would not survive the fork into a
-worker. It lives in this module (`active_tracer`), not in OpenTelemetry's global, which may be
-set only once per process while tests build many apps in one.
+The spans are our own records (`spans.SpanRecord`), not SDK spans, and are batched, encoded
+and shipped on the worker's event loop (`otlp_export`): the SDK's span and export thread
+cost a sampled request ~110 µs of the worker's time where these cost a fraction (numbers in
+docs/benchmarks.md). What leaves the process is standard OTLP, sent by the SDK's own OTLP
+exporter, so collectors and the OTEL_* variables see no difference.
 
-Sampling is `ParentBased(TraceIdRatioBased(rate))`: a caller's `traceparent` decides for the
-whole trace (sampled: recorded here too; not sampled: nothing recorded), and only requests
-without one are sampled at `OBSERVABILITY_SAMPLE_RATE`.
+The pipeline is built in the worker process by the app's start-up hook, never at import:
+the shipping task belongs to the worker's loop. It lives in this module (`_active`), not in
+a global of OpenTelemetry's, so tests can build many apps in one process.
+
+Sampling is `ParentBased(TraceIdRatioBased(rate))`, decided here: a caller's `traceparent`
+decides for the whole trace (sampled: recorded here too; not sampled: nothing recorded), and
+only requests without one are sampled at `OBSERVABILITY_SAMPLE_RATE` (by the trace id's low
+64 bits, as the SDK's sampler does; a unit test pins the two decisions equal).
 
 Settings and their precedence (README "Tracing"):
 - OBSERVABILITY_TRACING_ENABLED (default false); OTEL_SDK_DISABLED=true also turns it off.
 - OBSERVABILITY_SAMPLE_RATE in [0, 1], default 0.1; when unset, OTEL_TRACES_SAMPLER_ARG.
 - OBSERVABILITY_OTLP_ENDPOINT (gRPC, e.g. http://collector:4317) wins over
-  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, which wins over OTEL_EXPORTER_OTLP_ENDPOINT (the SDK
-  reads those two, and OTEL_EXPORTER_OTLP_{HEADERS,TIMEOUT,COMPRESSION,CERTIFICATE,INSECURE}
-  and their _TRACES_ forms); the SDK's default is localhost:4317.
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, which wins over OTEL_EXPORTER_OTLP_ENDPOINT (the SDK's
+  exporter reads those two, and OTEL_EXPORTER_OTLP_{HEADERS,TIMEOUT,COMPRESSION,CERTIFICATE,
+  INSECURE} and their _TRACES_ forms); the default is localhost:4317.
 - Resource: OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES, else
   "ticketgate"; every other OTEL_RESOURCE_ATTRIBUTES pair is added as given.
-- OTEL_BSP_* tune the batch span processor (queue size, delay, export timeout).
+- OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE and
+  OTEL_BSP_EXPORT_TIMEOUT (milliseconds, spans) tune the batching as they tune the SDK's.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import dataclass
 from random import getrandbits
-from typing import TYPE_CHECKING, Any
+from time import time_ns
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import (
-    NonRecordingSpan,
-    Span,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-)
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, TraceFlags
 
 from ticketgate import __version__
-from ticketgate.config import ConfigError, env_bool
+from ticketgate.config import ConfigError, env_bool, env_int
+from ticketgate.observability.otlp_export import (
+    OtlpEncoder,
+    OtlpSender,
+    PreEncodedOTLPSpanExporter,
+    SdkSender,
+    SpanShipper,
+)
+from ticketgate.observability.spans import KIND_CLIENT, KIND_SERVER, SpanRecord, new_span_id
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from contextvars import Token
 
     from ticketgate.http.core import Request
 
@@ -72,10 +77,10 @@ _ZERO_SPAN = b"0" * 16
 _LATIN1_SPACE = bytes(c for c in range(256) if chr(c).isspace())
 _DROP = TraceFlags(TraceFlags.DEFAULT)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-# True while a sampled request is served (its span is then also OpenTelemetry's current one):
-# the Redis and backend observers read this one variable instead of OpenTelemetry's context.
-_IN_SAMPLED: ContextVar[bool] = ContextVar("ticketgate_in_sampled_request", default=False)
-_ROOT = otel_context.Context()  # an empty context: a span started in it is a root span
+_LOW_64 = (1 << 64) - 1
+# The span of the sampled request (or RPC) being served, None otherwise: the parent of the
+# Redis and backend spans made meanwhile, and the trace id log records are stamped with.
+_CURRENT: ContextVar[SpanRecord | None] = ContextVar("ticketgate_current_span", default=None)
 # gRPC codes that are the server's fault (OpenTelemetry's rule for SERVER spans).
 _SERVER_FAULTS = frozenset(
     {
@@ -98,6 +103,10 @@ class TracingSettings:
     otlp_endpoint: str = ""
     sample_rate: float = DEFAULT_SAMPLE_RATE
     exporter: SpanExporter | None = None
+    schedule_delay_ms: int = 5000
+    max_queue_size: int = 2048
+    max_export_batch_size: int = 512
+    export_timeout_ms: int = 30000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TracingSettings:
@@ -120,54 +129,44 @@ class TracingSettings:
             raise ConfigError(
                 f"OBSERVABILITY_OTLP_ENDPOINT must be host:port or a URL, got {endpoint!r}"
             )
-        return cls(enabled=enabled, otlp_endpoint=endpoint, sample_rate=rate)
+        return cls(
+            enabled=enabled,
+            otlp_endpoint=endpoint,
+            sample_rate=rate,
+            schedule_delay_ms=env_int(env, "OTEL_BSP_SCHEDULE_DELAY", 5000, 1, 3_600_000),
+            max_queue_size=env_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048, 1, 1_000_000),
+            max_export_batch_size=env_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1, 1_000_000),
+            export_timeout_ms=env_int(env, "OTEL_BSP_EXPORT_TIMEOUT", 30000, 1, 3_600_000),
+        )
 
 
-class _RequestIdGenerator(RandomIdGenerator):
-    """Random ids, except that a root span started for an HTTP request takes the trace id the
-    edge already chose for it (and put in X-Request-ID before observers run).
+class Tracing:
+    """This process's span pipeline: the sampling bound and the shipper spans go to."""
 
-    `prime` and the `start_span` that consumes the id run back to back in one thread; the
-    value is thread-local so a span started meanwhile in another thread cannot take it.
-    """
+    def __init__(self, bound: int, shipper: SpanShipper, close: Callable[[], None]) -> None:
+        self.bound = bound  # a root trace is sampled when its id's low 64 bits are below
+        self.shipper = shipper
+        self._close = close
 
-    def __init__(self) -> None:
-        self._primed = threading.local()
+    def start(self) -> None:
+        """Begin shipping from the running loop (the worker's)."""
+        self.shipper.start()
 
-    def prime(self, trace_id: int) -> None:
-        self._primed.value = trace_id
+    async def stop(self) -> None:
+        """Stop recording, send what is waiting, release the exporter."""
+        deactivate(self)
+        await self.shipper.stop()
+        import asyncio
 
-    def generate_trace_id(self) -> int:
-        value: int = getattr(self._primed, "value", 0)
-        if value:
-            self._primed.value = 0
-            return value
-        return super().generate_trace_id()
-
-
-@dataclass(slots=True)
-class _Active:
-    provider: TracerProvider
-    tracer: trace.Tracer
-    ids: _RequestIdGenerator
-    bound: int  # TraceIdRatioBased's: a root trace is sampled when its low 64 bits are below
+        await asyncio.to_thread(self._close)  # the SDK exporter's shutdown may block
 
 
-_active: _Active | None = None
+_active: Tracing | None = None
 
 
-@dataclass(slots=True)
-class _Sampled:
-    """A sampled request's state between `begin` and `end`."""
-
-    span: Span
-    token: Token[otel_context.Context]
-    mark: Token[bool]
-
-
-def active_tracer() -> trace.Tracer | None:
-    """The worker's tracer, or None while tracing is off (callers then skip all span work)."""
-    return _active.tracer if _active is not None else None
+def is_active() -> bool:
+    """Whether this process traces now (callers skip all span work otherwise)."""
+    return _active is not None
 
 
 def build_resource(default_service_name: str = DEFAULT_SERVICE_NAME) -> Resource:
@@ -187,36 +186,42 @@ def build_resource(default_service_name: str = DEFAULT_SERVICE_NAME) -> Resource
 
 def start_tracing(
     settings: TracingSettings, default_service_name: str = DEFAULT_SERVICE_NAME
-) -> TracerProvider:
-    """Build this process's provider and make it the active one (a previous one is shut
-    down). Call in the process that will make the spans: the worker, after the fork."""
+) -> Tracing:
+    """Build this process's pipeline and make it the active one (replacing any other).
+    Call in the process that makes the spans, then `start()` it on that process's loop."""
     global _active
-    ids = _RequestIdGenerator()
-    provider = TracerProvider(
-        sampler=ParentBased(TraceIdRatioBased(settings.sample_rate)),
-        resource=build_resource(default_service_name),
-        id_generator=ids,
+    resource = build_resource(default_service_name)
+    scope = InstrumentationScope("ticketgate", __version__)
+    send: Callable[[list[SpanRecord]], Awaitable[bool]]
+    if settings.exporter is not None:
+        sdk_sender = SdkSender(settings.exporter, resource, scope)
+        send, close = sdk_sender, sdk_sender.close
+    else:
+        exporter = PreEncodedOTLPSpanExporter(endpoint=settings.otlp_endpoint or None)
+        otlp_sender = OtlpSender(OtlpEncoder(resource, scope), exporter)
+        send, close = otlp_sender, otlp_sender.close
+    shipper = SpanShipper(
+        send,
+        max_queue=settings.max_queue_size,
+        batch_size=settings.max_export_batch_size,
+        delay_sec=settings.schedule_delay_ms / 1000,
+        export_timeout_sec=settings.export_timeout_ms / 1000,
     )
-    exporter = settings.exporter
-    if exporter is None:
-        from ticketgate.observability.otlp_export import FastEncodingOTLPSpanExporter
-
-        exporter = FastEncodingOTLPSpanExporter(endpoint=settings.otlp_endpoint or None)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    bound = TraceIdRatioBased.get_bound_for_rate(settings.sample_rate)
-    previous = _active
-    _active = _Active(provider, provider.get_tracer("ticketgate"), ids, bound)
-    if previous is not None:
-        previous.provider.shutdown()
-    return provider
+    _active = Tracing(TraceIdRatioBased.get_bound_for_rate(settings.sample_rate), shipper, close)
+    return _active
 
 
-def stop_tracing(provider: TracerProvider) -> None:
-    """Flush pending spans and stop the export thread (blocking: run it off the event loop)."""
+def deactivate(tracing: Tracing) -> None:
+    """Stop recording new spans through `tracing` (what is waiting is not sent; see stop)."""
     global _active
-    if _active is not None and _active.provider is provider:
+    if _active is tracing:
         _active = None
-    provider.shutdown()
+
+
+def current_trace_id() -> str | None:
+    """The trace id of the sampled request being served, as 32 hex digits, else None."""
+    span = _CURRENT.get()
+    return f"{span.trace_id:032x}" if span is not None else None
 
 
 def _parse_traceparent(header: bytes) -> bytes | None:
@@ -238,7 +243,7 @@ def _parse_traceparent(header: bytes) -> bytes | None:
 
 def parse_traceparent(value: str) -> SpanContext | None:
     """A remote parent from a W3C `traceparent` (version 00 layout), or None when absent or
-    malformed."""
+    malformed (for callers holding a str; the observers parse the header bytes)."""
     parsed = _parse_traceparent(value.encode("latin-1", "replace"))
     if parsed is None:
         return None
@@ -264,12 +269,8 @@ class RequestTracer:
     headers or tokens.
 
     Most requests are not sampled (9 in 10 at the default rate), and for them this costs a
-    dictionary lookup and an integer comparison: `begin` takes the decision the provider's
-    `ParentBased(TraceIdRatioBased(rate))` would take (the caller's flag wins; else a new
-    trace is kept when its id's low 64 bits are below the rate's bound; pinned to the SDK's
-    sampler by a unit test), and only a sampled request enters the SDK. An unsampled one
-    makes no span and touches no context; its backend calls still carry its trace id,
-    flagged "not sampled" (`client_span`).
+    dictionary lookup and an integer comparison; an unsampled request's backend calls still
+    carry its trace id, flagged "not sampled" (`client_span`).
     """
 
     def begin(self, request: Request) -> object:
@@ -281,62 +282,59 @@ class RequestTracer:
         if caller is None:
             if int(request.trace_id[16:], 16) >= active.bound:  # the ratio rule, low 64 bits
                 return None
-            trace_id = int(request.trace_id, 16)
-            active.ids.prime(trace_id)
-            parent = _ROOT
+            span = SpanRecord(int(request.trace_id, 16), 0, False, request.method, KIND_SERVER)
         else:
             request.trace_id = caller[3:35].decode()
             if caller[54] not in _ODD_HEX:  # the caller's "not sampled" flag
                 return None
-            remote = SpanContext(
-                int(caller[3:35], 16), int(caller[36:52], 16), is_remote=True, trace_flags=_SAMPLED
+            span = SpanRecord(
+                int(caller[3:35], 16), int(caller[36:52], 16), True, request.method, KIND_SERVER
             )
-            parent = trace.set_span_in_context(NonRecordingSpan(remote), _ROOT)
-        span = active.tracer.start_span(
-            request.method, context=parent, kind=SpanKind.SERVER, record_exception=False
-        )
-        active.ids.prime(0)
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        return _Sampled(span, token, _IN_SAMPLED.set(True))
+        return span, _CURRENT.set(span)
 
     def end(
         self, request: Request, state: object, route: str, status: int, duration_s: float
     ) -> None:
         if state is None:
             return
-        kept: _Sampled = state  # type: ignore[assignment]
-        span = kept.span
-        _IN_SAMPLED.reset(kept.mark)
-        otel_context.detach(kept.token)
-        span.update_name(f"{request.method} {route}")
-        span.set_attributes(
-            {
-                "http.request.method": request.method,
-                "http.route": route,
-                "http.response.status_code": status,
-            }
-        )
+        span, token = cast("tuple[SpanRecord, Token[SpanRecord | None]]", state)
+        _CURRENT.reset(token)
+        span.end_ns = time_ns()
+        span.name = f"{request.method} {route}"
+        span.attributes = {
+            "http.request.method": request.method,
+            "http.route": route,
+            "http.response.status_code": status,
+        }
         if status >= 500:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
+            span.fail()
+        _ship(span)
+
+
+def _ship(span: SpanRecord) -> None:
+    active = _active
+    if active is not None:
+        active.shipper.add(span)
 
 
 class RedisTracer:
     """OperationObserver: a CLIENT span per Redis script, only inside a sampled trace.
 
     Scripts run outside a request (the sweeper, rate-limit sync) would otherwise start traces
-    of their own at the sample rate; an unsampled request costs one context-variable read.
+    of their own; an unsampled request costs one context-variable read.
     """
 
     def begin(self, operation: str) -> object:
-        active = _active
-        if active is None or not _IN_SAMPLED.get():
+        parent = _CURRENT.get()
+        if parent is None:
             return None
-        return active.tracer.start_span(
+        return SpanRecord(
+            parent.trace_id,
+            parent.span_id,
+            False,
             operation,
-            kind=SpanKind.CLIENT,
-            attributes={"db.system": "redis", "db.operation": operation},
-            record_exception=False,
+            KIND_CLIENT,
+            {"db.system": "redis", "db.operation": operation},
         )
 
     def end(
@@ -344,16 +342,17 @@ class RedisTracer:
     ) -> None:
         if state is None:
             return
-        span: Span = state  # type: ignore[assignment]
+        span: SpanRecord = state  # type: ignore[assignment]
+        span.end_ns = time_ns()
         if error is not None:
-            span.set_attribute("error.type", type(error).__qualname__)
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
+            span.attributes["error.type"] = type(error).__qualname__
+            span.fail()
+        _ship(span)
 
 
 def client_span(
     service: str, method: str, address: str, trace_id: str
-) -> tuple[Span | None, str] | None:
+) -> tuple[SpanRecord | None, str] | None:
     """A CLIENT span for one backend RPC and the `traceparent` that carries it; None when
     tracing is off (the caller keeps its own traceparent).
 
@@ -361,33 +360,36 @@ def client_span(
     request: backend calls are made only while serving one) there is no span and the
     traceparent names `trace_id`, the request's, with a new span id and the "not sampled"
     flag, so the backends record nothing either."""
-    active = _active
-    if active is None:
+    if _active is None:
         return None
-    if not _IN_SAMPLED.get():
-        return None, f"00-{trace_id}-{getrandbits(64) or 1:016x}-00"
-    span = active.tracer.start_span(
+    parent = _CURRENT.get()
+    if parent is None:
+        return None, f"00-{trace_id}-{new_span_id():016x}-00"
+    span = SpanRecord(
+        parent.trace_id,
+        parent.span_id,
+        False,
         f"{service}/{method}",
-        kind=SpanKind.CLIENT,
-        attributes={
+        KIND_CLIENT,
+        {
             "rpc.system": "grpc",
             "rpc.service": service,
             "rpc.method": method,
             "server.address": address,
         },
     )
-    return span, format_traceparent(span.get_span_context())
+    return span, span.traceparent()
 
 
-def end_client_span(span: Span | None, status: str) -> None:
+def end_client_span(span: SpanRecord | None, status: str) -> None:
     """`status`: OK, a gRPC status name, or a gateway-side refusal such as BREAKER_OPEN."""
     if span is None:
         return
-    if span.is_recording():
-        span.set_attribute("rpc.grpc.status_code", status)
-        if status != "OK":
-            span.set_status(Status(StatusCode.ERROR, status))
-    span.end()
+    span.end_ns = time_ns()
+    span.attributes["rpc.grpc.status_code"] = status
+    if status != "OK":
+        span.fail(status)
+    _ship(span)
 
 
 # Generic only in the stubs.
@@ -399,8 +401,8 @@ else:
 
 class TracingServerInterceptor(_Interceptor):
     """A SERVER span per unary RPC of the reference services, continuing the caller's
-    `traceparent` from the metadata. Add it only while tracing is on: it costs a wrapper
-    per call."""
+    `traceparent` from the metadata (a call without one is sampled at the rate, as a new
+    trace). Add it only while tracing is on: it costs a wrapper per call."""
 
     async def intercept_service(
         self,
@@ -415,10 +417,12 @@ class TracingServerInterceptor(_Interceptor):
         behaviour = handler.unary_unary
         full_method: str = handler_call_details.method  # "/pkg.Service/Method"
         service, _, method = full_method.lstrip("/").partition("/")
-        traceparent = ""
+        traceparent = b""
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "traceparent":
-                traceparent = value if isinstance(value, str) else value.decode("latin-1")
+                traceparent = (
+                    value.encode("latin-1", "replace") if isinstance(value, str) else value
+                )
                 break
 
         # A grpc.aio.ServicerContext; the stubs type a handler's as the sync one.
@@ -426,34 +430,33 @@ class TracingServerInterceptor(_Interceptor):
             active = _active
             if active is None:
                 return await behaviour(request, context)
-            caller = parse_traceparent(traceparent) if traceparent else None
-            if caller is not None and not caller.trace_flags.sampled:
-                return await behaviour(request, context)  # the caller's decision: no span
-            parent = trace.set_span_in_context(NonRecordingSpan(caller), _ROOT) if caller else _ROOT
-            span = active.tracer.start_span(
-                f"{service}/{method}",
-                context=parent,
-                kind=SpanKind.SERVER,
-                record_exception=False,
-                set_status_on_exception=False,
+            caller = _parse_traceparent(traceparent) if traceparent else None
+            if caller is not None:
+                if caller[54] not in _ODD_HEX:
+                    return await behaviour(request, context)  # the caller's decision: no span
+                trace_id, parent_id = int(caller[3:35], 16), int(caller[36:52], 16)
+            else:
+                trace_id, parent_id = getrandbits(128) or 1, 0
+                if trace_id & _LOW_64 >= active.bound:
+                    return await behaviour(request, context)
+            span = SpanRecord(
+                trace_id, parent_id, bool(parent_id), full_method.lstrip("/"), KIND_SERVER
             )
-            token = otel_context.attach(trace.set_span_in_context(span, parent))
-            mark = _IN_SAMPLED.set(span.is_recording())
+            token = _CURRENT.set(span)
             try:
                 return await behaviour(request, context)
             finally:
-                _IN_SAMPLED.reset(mark)
-                otel_context.detach(token)
-                if span.is_recording():
-                    code = context.code()
-                    if isinstance(code, grpc.StatusCode):
-                        span.set_attribute("rpc.grpc.status_code", code.value[0])
-                        if code in _SERVER_FAULTS:
-                            span.set_status(Status(StatusCode.ERROR, code.name))
-                    span.set_attributes(
-                        {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
-                    )
-                span.end()
+                _CURRENT.reset(token)
+                span.end_ns = time_ns()
+                code = context.code()
+                if isinstance(code, grpc.StatusCode):
+                    span.attributes["rpc.grpc.status_code"] = code.value[0]
+                    if code in _SERVER_FAULTS:
+                        span.fail(code.name)
+                span.attributes.update(
+                    {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+                )
+                _ship(span)
 
         return grpc.unary_unary_rpc_method_handler(
             traced,

@@ -17,7 +17,7 @@ from rich.console import Console
 from ticketgate.config import ConfigError
 from ticketgate.database import Database, DatabaseSettings
 from ticketgate.observability.logs import LogSettings, configure_logging
-from ticketgate.observability.tracing import TracingSettings, start_tracing, stop_tracing
+from ticketgate.observability.tracing import TracingSettings, start_tracing
 from ticketgate.services.inventory import DEMO_EVENT_ID
 from ticketgate.services.server import RunningServices, ServiceSettings, run_services
 
@@ -73,7 +73,9 @@ async def _serve(
     settings: ServiceSettings, database_settings: DatabaseSettings, tracing: TracingSettings
 ) -> None:
     # Before the servers start: they add the tracing interceptor only while a tracer is active.
-    provider = start_tracing(tracing, "ticketgate-services") if tracing.enabled else None
+    pipeline = start_tracing(tracing, "ticketgate-services") if tracing.enabled else None
+    if pipeline is not None:
+        pipeline.start()
     database = Database.from_settings(database_settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -86,8 +88,8 @@ async def _serve(
             console.print("stopping…")
     finally:
         await database.dispose()
-        if provider is not None:
-            await asyncio.to_thread(stop_tracing, provider)  # flushes pending spans
+        if pipeline is not None:
+            await pipeline.stop()  # sends the spans still waiting
 
 
 def _banner(running: RunningServices, database: Database) -> None:

@@ -211,7 +211,7 @@ async def _serve(
 ) -> str:
     # A SERVER span per RPC, continuing the caller's traceparent, while this process traces
     # (the gateway's embedded services share its provider; `ticketgate services` has its own).
-    interceptors = [TracingServerInterceptor()] if tracing.active_tracer() is not None else []
+    interceptors = [TracingServerInterceptor()] if tracing.is_active() else []
     server = grpc.aio.server(interceptors=interceptors)
     register(server)
     server.add_generic_rpc_handlers([_health_handler(frozenset({service_name}))])
