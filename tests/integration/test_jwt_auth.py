@@ -14,7 +14,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import jwt
@@ -108,11 +108,15 @@ def jwks() -> Iterator[JwksServer]:
 
 
 def authenticator_for(
-    jwks: JwksServer, jwt_settings: JwtSettings | None = None, *, dev: bool = False
+    jwks: JwksServer,
+    jwt_settings: JwtSettings | None = None,
+    *,
+    dev: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> JwtAuthenticator:
     jwt_settings = jwt_settings or settings()
     cache = jwt_settings.jwks_cache(HttpJwksSource(jwks.url, timeout=1.0))
-    return JwtAuthenticator(jwt_settings, cache, DevBypassAuthenticator(dev))
+    return JwtAuthenticator(jwt_settings, cache, DevBypassAuthenticator(dev), clock=clock)
 
 
 @pytest.fixture
@@ -410,6 +414,120 @@ async def test_cache_from_settings_uses_the_configured_algorithms(jwks: JwksServ
     await cache.aclose()
 
 
+# --- the cache of verified tokens -----------------------------------------------------------
+
+
+async def test_a_repeated_token_is_verified_once(auth: JwtAuthenticator) -> None:
+    rs_token, es_token = rs256(claims()), es256(claims(sub="user-43"))
+    first = await auth.authenticate(bearer(rs_token), "")
+    assert await auth.authenticate(bearer(rs_token), "") == first
+    assert auth.signature_checks == 1
+    assert (await auth.authenticate(bearer(rs256(claims(sub="user-44"))), "")).user_id == "user-44"
+    assert auth.signature_checks == 2
+    for _ in range(3):
+        assert (await auth.authenticate(bearer(es_token), "")).user_id == "user-43"
+    assert auth.signature_checks == 3
+
+
+async def test_refused_tokens_are_not_cached(auth: JwtAuthenticator) -> None:
+    token = rs256(claims(aud="someone-else"))
+    for _ in range(2):
+        assert await refused(auth, token) == "token audience is not accepted"
+    assert auth.signature_checks == 2
+
+
+async def test_a_cached_token_expires_on_time(jwks: JwksServer) -> None:
+    now = time.time()
+    clock = [now]
+    auth = authenticator_for(jwks, clock=lambda: clock[0])
+    token = rs256(claims(exp=int(now) + 300))
+    try:
+        assert (await auth.authenticate(bearer(token), "")).user_id == "user-42"
+        clock[0] = int(now) + 300 + 30 - 1  # past exp, within the 30 s leeway
+        assert (await auth.authenticate(bearer(token), "")).user_id == "user-42"
+        assert auth.signature_checks == 1
+        clock[0] = int(now) + 300 + 30 + 1
+        assert await refused(auth, token) == "token has expired"
+        clock[0] = now  # the entry was dropped: back in time, the token is verified again
+        assert (await auth.authenticate(bearer(token), "")).user_id == "user-42"
+        assert auth.signature_checks == 2
+    finally:
+        await auth.aclose()
+
+
+async def test_a_cached_token_is_refused_once_its_key_leaves_the_jwks(jwks: JwksServer) -> None:
+    auth = authenticator_for(jwks)
+    assert auth.cache is not None
+    token = rs256(claims())
+    try:
+        assert (await auth.authenticate(bearer(token), "")).user_id == "user-42"
+        jwks.keys = [key for key in jwks.keys if key["kid"] != "rsa-1"]
+        assert await auth.cache.preload()
+        assert await refused(auth, token) == "token signing key is not known"
+        assert auth.signature_checks == 1
+    finally:
+        await auth.aclose()
+
+
+async def test_a_cached_token_is_verified_again_after_a_key_refresh(jwks: JwksServer) -> None:
+    auth = authenticator_for(jwks)
+    assert auth.cache is not None
+    token = rs256(claims())
+    try:
+        assert (await auth.authenticate(bearer(token), "")).user_id == "user-42"
+        assert await auth.cache.preload()  # same keys, new key objects
+        for _ in range(2):
+            assert (await auth.authenticate(bearer(token), "")).user_id == "user-42"
+        assert auth.signature_checks == 2
+        # The kid now names another key: the token signed with the old one no longer holds.
+        jwks.keys = [jwk_of(sample_keys().rsa2, "rsa-1", alg="RS256"), *jwks.keys[1:]]
+        assert await auth.cache.preload()
+        assert await refused(auth, token) == "token signature is invalid"
+        assert auth.signature_checks == 3
+    finally:
+        await auth.aclose()
+
+
+async def test_a_tampered_payload_with_a_cached_signature_is_refused(
+    auth: JwtAuthenticator,
+) -> None:
+    token = rs256(claims())
+    assert (await auth.authenticate(bearer(token), "")).user_id == "user-42"
+    header, _, signature = token.split(".")
+    tampered = b64(json.dumps(claims(sub="admin", roles=["admin"])).encode())
+    assert await refused(auth, f"{header}.{tampered}.{signature}") == "token signature is invalid"
+    assert auth.signature_checks == 2
+
+
+async def test_hs256_tokens_are_cached_and_the_oldest_is_evicted(jwks: JwksServer) -> None:
+    jwt_settings = settings(
+        algorithms=("RS256", "HS256"), secret=HMAC_SECRET.encode(), verified_cache_size=1
+    )
+    auth = authenticator_for(jwks, jwt_settings)
+    first = jwt.encode(claims(sub="first"), HMAC_SECRET, "HS256")
+    second = jwt.encode(claims(sub="second"), HMAC_SECRET, "HS256")
+    try:
+        for _ in range(2):
+            assert (await auth.authenticate(bearer(first), "")).user_id == "first"
+        assert auth.signature_checks == 1
+        assert (await auth.authenticate(bearer(second), "")).user_id == "second"
+        assert (await auth.authenticate(bearer(first), "")).user_id == "first"
+        assert auth.signature_checks == 3
+    finally:
+        await auth.aclose()
+
+
+async def test_a_cache_size_of_zero_verifies_every_time(jwks: JwksServer) -> None:
+    auth = authenticator_for(jwks, settings(verified_cache_size=0))
+    token = rs256(claims())
+    try:
+        for _ in range(3):
+            assert (await auth.authenticate(bearer(token), "")).user_id == "user-42"
+        assert auth.signature_checks == 3
+    finally:
+        await auth.aclose()
+
+
 # --- configuration --------------------------------------------------------------------------
 
 
@@ -419,6 +537,7 @@ def test_settings_defaults() -> None:
     assert jwt_settings.algorithms == ("RS256", "ES256")
     assert (jwt_settings.cache_ttl_sec, jwt_settings.leeway_sec) == (600.0, 30.0)
     assert jwt_settings.kid_cooldown_sec == 30.0
+    assert jwt_settings.verified_cache_size == 65_536
     assert settings().jwks_cache() is None
 
 
@@ -441,12 +560,15 @@ def test_settings_from_env_reads_every_variable() -> None:
             "JWT_SECRET": HMAC_SECRET,
             "JWT_LEEWAY_SEC": "10",
             "JWT_KID_COOLDOWN_SEC": "60",
+            "JWT_VERIFIED_CACHE_SIZE": "1000",
         }
     )
     assert jwt_settings.audience == ("ticketgate", "ticketgate-admin")
     assert jwt_settings.algorithms == ("RS256", "ES256", "HS256")
     assert (jwt_settings.cache_ttl_sec, jwt_settings.leeway_sec) == (300.0, 10.0)
     assert jwt_settings.kid_cooldown_sec == 60.0
+    assert jwt_settings.verified_cache_size == 1000
+    assert JwtSettings.from_env({"JWT_VERIFIED_CACHE_SIZE": "0"}).verified_cache_size == 0
     assert HMAC_SECRET not in repr(jwt_settings)
     assert isinstance(jwt_settings.jwks_cache(), JwksCache)
 
@@ -464,6 +586,9 @@ def test_settings_from_env_reads_every_variable() -> None:
         ({"JWT_LEEWAY_SEC": "-1"}, "JWT_LEEWAY_SEC must be between"),
         ({"JWT_KID_COOLDOWN_SEC": "x"}, "JWT_KID_COOLDOWN_SEC must be a number"),
         ({"JWT_JWKS_ENDPOINT": "ftp://keys"}, "JWT_JWKS_ENDPOINT must be an http"),
+        ({"JWT_VERIFIED_CACHE_SIZE": "lots"}, "JWT_VERIFIED_CACHE_SIZE must be an integer"),
+        ({"JWT_VERIFIED_CACHE_SIZE": "-1"}, "JWT_VERIFIED_CACHE_SIZE must be between 0 and"),
+        ({"JWT_VERIFIED_CACHE_SIZE": "1000001"}, "JWT_VERIFIED_CACHE_SIZE must be between"),
         ({"JWT_JWKS_ENDPOINT": "https://id.example.test/jwks"}, "JWT_ISSUER and JWT_AUDIENCE"),
     ],
 )
