@@ -18,6 +18,7 @@ from ticketgate.accounts.service import AccountService
 from ticketgate.backends.clients import PaymentClient, ReservationClient
 from ticketgate.backends.health import GrpcHealthProbe
 from ticketgate.backends.settings import BackendSettings
+from ticketgate.background import cancel_and_wait
 from ticketgate.config import Settings, load_settings
 from ticketgate.database import Database
 from ticketgate.http.accounts import AccountRoutes
@@ -186,9 +187,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
 
     async def on_shutdown() -> None:
         for task in sweeper:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await rate_limit.stop()  # pushes what is pending before the executor closes
         await authenticator.aclose()
         await booking.close()

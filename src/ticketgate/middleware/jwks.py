@@ -20,7 +20,6 @@ Why the cache is shaped like this:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -31,6 +30,8 @@ from typing import Any, Protocol
 import httpx
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
+
+from ticketgate.background import cancel_and_wait
 
 log = logging.getLogger("ticketgate.auth")
 
@@ -254,10 +255,7 @@ class JwksCache:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         close = getattr(self.source, "aclose", None)
         if close is not None:
             await close()

@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ticketgate.background import cancel_and_wait
 from ticketgate.config import ConfigError, env_bool, env_int
 from ticketgate.http.core import Handler, Request, Response, Route
 from ticketgate.http.errors import ApiError
@@ -406,10 +407,7 @@ class RateLimit:
     async def stop(self) -> None:
         """Stop the loop and push what is still pending, so a restart loses no consumption."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self.sync is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.sync.sync_once(flush_all=True), 1.0)

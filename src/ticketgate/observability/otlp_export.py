@@ -41,6 +41,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import SpanFlags
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ticketgate.background import cancel_and_wait
 from ticketgate.observability.spans import SpanRecord, to_readable
 
 if TYPE_CHECKING:
@@ -235,10 +236,7 @@ class SpanShipper:
     async def stop(self) -> None:
         """Stop the task, then send everything still waiting (bounded by the export timeout)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.export_timeout_sec):
                 while self._pending:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import os
 import tempfile
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.metrics_core import Metric
 
+from ticketgate.background import cancel_and_wait
 from ticketgate.metrics import (
     HTTP_DURATION,
     HTTP_REQUESTS,
@@ -173,10 +173,7 @@ class Flusher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         flush()
 
 
