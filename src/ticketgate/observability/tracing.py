@@ -191,22 +191,21 @@ def start_tracing(
     global _active
     resource = build_resource(default_service_name)
     scope = InstrumentationScope("ticketgate", __version__)
-    send: Callable[[list[SpanRecord]], Awaitable[bool]]
+    sender: SdkSender | OtlpSender
     if settings.exporter is not None:
-        sdk_sender = SdkSender(settings.exporter, resource, scope)
-        send, close = sdk_sender, sdk_sender.close
+        sender = SdkSender(settings.exporter, resource, scope)
     else:
         exporter = PreEncodedOTLPSpanExporter(endpoint=settings.otlp_endpoint or None)
-        otlp_sender = OtlpSender(OtlpEncoder(resource, scope), exporter)
-        send, close = otlp_sender, otlp_sender.close
+        sender = OtlpSender(OtlpEncoder(resource, scope), exporter)
     shipper = SpanShipper(
-        send,
+        sender,
         max_queue=settings.max_queue_size,
         batch_size=settings.max_export_batch_size,
         delay_sec=settings.schedule_delay_ms / 1000,
         export_timeout_sec=settings.export_timeout_ms / 1000,
     )
-    _active = Tracing(TraceIdRatioBased.get_bound_for_rate(settings.sample_rate), shipper, close)
+    bound = TraceIdRatioBased.get_bound_for_rate(settings.sample_rate)
+    _active = Tracing(bound, shipper, sender.close)
     return _active
 
 
