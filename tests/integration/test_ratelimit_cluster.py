@@ -6,6 +6,7 @@ pins that the grouping works across shards and that two processes still share ea
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -38,13 +39,17 @@ async def test_two_processes_share_keys_on_every_shard(cluster_executor: RedisEx
     for key in keys:
         for _ in range(4):
             assert a.limiter.acquire(key)[0]
+    synced_at = time.monotonic()
     assert await a.sync.sync_once() == len(keys)
     for key in keys:
         for _ in range(3):
             assert b.limiter.acquire(key)[0]
     assert await b.sync.sync_once() == len(keys)
+    # Redis's clock refills the shared bucket (1/s) between the two syncs: on a loaded box
+    # 60 keys on three shards took 0.29 s, so the debt is 7 less what elapsed meanwhile.
+    elapsed = time.monotonic() - synced_at
     for key in keys:
-        assert b.limiter.debt(key) == pytest.approx(7, abs=0.1)
+        assert 7 - elapsed - 0.1 <= b.limiter.debt(key) <= 7 + 0.1
         assert b.limiter.acquire(key)[0]  # 8th, 9th and 10th of the shared burst
         assert b.limiter.acquire(key)[0]
         assert b.limiter.acquire(key)[0]
