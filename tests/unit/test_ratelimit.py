@@ -6,9 +6,7 @@ its Lua script, and the Lua itself against a real Redis in tests/integration.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -17,7 +15,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from ticketgate.config import ConfigError
-from ticketgate.http.core import Gateway, Request, Response, Route
+from ticketgate.http.core import Check, Gateway, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.middleware.auth import DevBypassAuthenticator, Principal
 from ticketgate.middleware.ratelimit import (
@@ -507,59 +505,51 @@ async def ok_handler(request: Request) -> Response:
     return OK
 
 
-def run(pending: Awaitable[Response]) -> Response:
-    async def wait() -> Response:
-        return await pending
-
-    return asyncio.run(wait())
-
-
-def interceptor(clock: Clock, **env: str) -> RateLimit:
+def guard(clock: Clock, **env: str) -> RateLimit:
     return RateLimit(RateLimitSettings.from_env(env), clock=clock)
 
 
-def test_exempt_unlimited_and_disabled_routes_keep_the_bare_handler() -> None:
-    limit = interceptor(Clock(), RATE_LIMIT_EXEMPT_PATHS="/healthz,/docs/*")
-    assert limit.wrap(Route("GET", "/healthz", ok_handler), ok_handler) is ok_handler
-    assert limit.wrap(Route("GET", "/docs/x", ok_handler), ok_handler) is ok_handler
-    unlimited = Route("GET", "/q", ok_handler, rate_limited=False)
-    assert limit.wrap(unlimited, ok_handler) is ok_handler
-    assert limit.wrap(Route("GET", "/q", ok_handler), ok_handler) is not ok_handler
-    disabled = interceptor(Clock(), RATE_LIMIT_ENABLED="false")
-    assert disabled.wrap(Route("GET", "/q", ok_handler), ok_handler) is ok_handler
+def checked(limit: RateLimit, path: str = "/q") -> Check:
+    check = limit.check(Route("GET", path, ok_handler))
+    assert check is not None
+    return check
+
+
+def test_exempt_unlimited_and_disabled_routes_are_not_checked() -> None:
+    limit = guard(Clock(), RATE_LIMIT_EXEMPT_PATHS="/healthz,/docs/*")
+    assert limit.check(Route("GET", "/healthz", ok_handler)) is None
+    assert limit.check(Route("GET", "/docs/x", ok_handler)) is None
+    assert limit.check(Route("GET", "/q", ok_handler, rate_limited=False)) is None
+    assert limit.check(Route("GET", "/q", ok_handler)) is not None
+    disabled = guard(Clock(), RATE_LIMIT_ENABLED="false")
+    assert disabled.check(Route("GET", "/q", ok_handler)) is None
 
 
 def test_default_exempt_paths_are_not_limited() -> None:
-    limit = interceptor(Clock())
+    limit = guard(Clock())
     for path in DEFAULT_EXEMPT_PATHS:
-        assert limit.wrap(Route("GET", path, ok_handler), ok_handler) is ok_handler
+        assert limit.check(Route("GET", path, ok_handler)) is None
 
 
-def test_admitted_responses_carry_the_informational_headers() -> None:
-    limit = interceptor(Clock(), RATE_LIMIT_RPS="10", RATE_LIMIT_BURST="5")
-    handler = limit.wrap(Route("GET", "/q", ok_handler), ok_handler)
-    response = run(handler(request()))
-    assert response.status == 200
-    assert response.body == b"{}"
-    headers = dict(response.headers)
-    assert headers[b"x-handler"] == b"1"
+def test_admitted_requests_get_the_informational_headers() -> None:
+    limit = guard(Clock(), RATE_LIMIT_RPS="10", RATE_LIMIT_BURST="5")
+    headers = dict(checked(limit)(request()))
     assert headers[b"x-ratelimit-limit"] == b"5"
     assert headers[b"x-ratelimit-remaining"] == b"4"
     assert headers[b"x-ratelimit-reset"] == b"1"
     assert headers[b"ratelimit-policy"] == b'"default";q=5;w=1'
     assert headers[b"ratelimit"] == b'"default";r=4;t=1'
-    assert OK.headers == ((b"x-handler", b"1"),)  # the handler's response is not mutated
 
 
 def test_refusal_is_429_rate_limited_with_all_headers_and_counted() -> None:
     clock = Clock()
-    limit = interceptor(clock, RATE_LIMIT_RPS="0.5", RATE_LIMIT_BURST="3")
-    handler = limit.wrap(Route("GET", "/q", ok_handler), ok_handler)
+    limit = guard(clock, RATE_LIMIT_RPS="0.5", RATE_LIMIT_BURST="3")
+    check = checked(limit)
     for _ in range(3):
-        run(handler(request(user="rl-user")))
+        check(request(user="rl-user"))
     dropped = REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": "user"}) or 0.0
     with pytest.raises(ApiError) as info:
-        run(handler(request(user="rl-user")))
+        check(request(user="rl-user"))
     error = info.value
     assert (error.code, error.status) == ("RATE_LIMITED", 429)
     headers = dict(error.headers)
@@ -572,35 +562,33 @@ def test_refusal_is_429_rate_limited_with_all_headers_and_counted() -> None:
     after = REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": "user"})
     assert after == dropped + 1
     clock.advance(2)
-    assert run(handler(request(user="rl-user"))).status == 200
+    assert dict(check(request(user="rl-user")))[b"x-ratelimit-remaining"] == b"0"
 
 
 def test_ip_refusals_are_counted_under_key_type_ip() -> None:
-    limit = interceptor(Clock(), RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="1")
-    handler = limit.wrap(Route("GET", "/q", ok_handler), ok_handler)
+    check = checked(guard(Clock(), RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="1"))
     before = REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": "ip"}) or 0.0
-    run(handler(request(client="192.0.2.99")))
+    check(request(client="192.0.2.99"))
     with pytest.raises(ApiError):
-        run(handler(request(client="192.0.2.99")))
+        check(request(client="192.0.2.99"))
     assert REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": "ip"}) == before + 1
 
 
 def test_user_and_ip_budgets_are_separate() -> None:
-    limit = interceptor(Clock(), RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="1")
-    handler = limit.wrap(Route("GET", "/q", ok_handler), ok_handler)
-    run(handler(request(client="192.0.2.50")))
-    assert run(handler(request(client="192.0.2.50", user="u1"))).status == 200
+    check = checked(guard(Clock(), RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="1"))
+    check(request(client="192.0.2.50"))
+    check(request(client="192.0.2.50", user="u1"))
     with pytest.raises(ApiError):
-        run(handler(request(client="192.0.2.50")))
+        check(request(client="192.0.2.50"))
 
 
 async def test_gateway_renders_the_refusal_as_the_envelope() -> None:
-    limit = interceptor(Clock(), RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="1")
+    limit = guard(Clock(), RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="1")
     gateway = Gateway(
         [Route("GET", "/q", ok_handler)],
         DevBypassAuthenticator(False),
         max_body_bytes=1024,
-        interceptors=(limit,),
+        guards=(limit,),
     )
     sent: list[dict[str, Any]] = []
 
@@ -624,6 +612,43 @@ async def test_gateway_renders_the_refusal_as_the_envelope() -> None:
     assert sent[2]["status"] == 429
     assert b'"code":"RATE_LIMITED"' in sent[3]["body"]
     assert (b"retry-after", b"1") in sent[2]["headers"]
+
+
+async def test_gateway_adds_the_headers_to_answers_and_to_the_handler_s_errors() -> None:
+    async def missing(request: Request) -> Response:
+        raise ApiError("RESERVATION_NOT_FOUND", "no such reservation")
+
+    gateway = Gateway(
+        [Route("GET", "/q", ok_handler), Route("GET", "/missing", missing)],
+        DevBypassAuthenticator(False),
+        max_body_bytes=1024,
+        guards=(guard(Clock(), RATE_LIMIT_RPS="10", RATE_LIMIT_BURST="5"),),
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    for path in ("/q", "/missing"):
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "query_string": b"",
+            "headers": [],
+            "client": ("192.0.2.78", 5000),
+        }
+        await gateway(scope, receive, send)
+    ok, missing_start = dict(sent[0]["headers"]), dict(sent[2]["headers"])
+    assert sent[0]["status"] == 200
+    assert ok[b"x-handler"] == b"1"  # the handler's own headers stay
+    assert ok[b"x-ratelimit-remaining"] == b"4"
+    assert sent[2]["status"] == 404
+    assert missing_start[b"x-ratelimit-remaining"] == b"3"
+    assert missing_start[b"ratelimit"] == b'"default";r=3;t=1'
 
 
 def test_the_same_chain_from_an_untrusted_peer_is_not_answered_from_the_cache() -> None:
