@@ -195,6 +195,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     edge = summary.get("edge", {})
     if "preflight" in edge or "jwt" in edge:
         console.print(_edge_text(summary))
+    rounds = _rounds_text(summary)
+    if rounds:
+        console.print(rounds)
     goal_table = Table(title="goals")
     goal_table.add_column("issue")
     goal_table.add_column("goal")
@@ -342,6 +345,34 @@ def _edge_text(summary: dict[str, Any]) -> str:
     return "Edge on: " + "; ".join(parts)
 
 
+def _rounds_text(summary: dict[str, Any]) -> str:
+    """Every round's req/s and paired on/off ratio, when the run measured several rounds."""
+    count = int(summary["plan"].get("rounds", 1))
+    if count < 2:
+        return ""
+    s = summary["scenarios"]
+    parts = []
+    for on, off in EDGE_PAIRS:
+        pairs = summary.get("ratio_rounds", {}).get(f"{on}/{off}")
+        if not pairs or on not in s or off not in s:
+            continue
+        rounds = ", ".join(
+            f"{a:,.0f} → {b:,.0f} ({r:.0%})"
+            for a, b, r in zip(s[off]["rounds_rps"], s[on]["rounds_rps"], pairs, strict=True)
+        )
+        parts.append(f"{s[off]['label']} → {s[on]['label']}: {rounds}")
+    lone = [
+        f"{v['label']}: {', '.join(f'{x:,.0f}' for x in v['rounds_rps'])}"
+        for k, v in s.items()
+        if "rounds_rps" in v and not any(k in pair for pair in EDGE_PAIRS)
+    ]
+    return (
+        f"Rounds: {count}, edge modes alternating within each; figures above are the median "
+        "round, each on/off ratio the median of the rounds' paired ratios. "
+        + "; ".join(parts + lone)
+    )
+
+
 def _env_text(env: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in env.items())
 
@@ -376,6 +407,9 @@ def run_details(summary: dict[str, Any], json_path: str) -> str:
     ]
     if any(k.endswith(":on") for k in summary["scenarios"]):
         lines.append(f"- {_edge_text(summary)}")
+    rounds = _rounds_text(summary)
+    if rounds:
+        lines.append(f"- {rounds}")
     memory = summary["memory"]
     if "large" in memory:
         large = memory["large"]

@@ -24,6 +24,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -117,6 +118,7 @@ class Plan:
     edge_modes: tuple[str, ...]
     clients: int
     jwt_users: int
+    rounds: int
     results_dir: Path
     docs: Path
     keep_logs: bool
@@ -154,6 +156,14 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     )
     parser.add_argument(
         "--jwt-users", type=int, help="signed-in users minted for join-jwt (20000; quick 4000)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every gateway scenario this many times, the edge modes alternating "
+        "within each round; figures are the median round, on/off ratios the median of the "
+        "rounds' paired ratios (default 1)",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
@@ -232,11 +242,12 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         edge_modes=edge_modes,
         clients=args.clients,
         jwt_users=_pick(args.jwt_users, quick, 20_000, 4_000),
+        rounds=args.rounds,
         results_dir=args.results_dir,
         docs=args.docs,
         keep_logs=bool(args.keep_logs),
     )
-    for name in ("workers", "threads", "connections", "duration", "token_sample"):
+    for name in ("workers", "threads", "connections", "duration", "token_sample", "rounds"):
         if getattr(plan, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not plan.threads <= plan.clients < 2**24 - 1:
@@ -286,6 +297,9 @@ class Run:
         self.redis_port = 0
         self.client: redis.Redis | None = None
         self.results: dict[str, dict[str, Any]] = {}
+        # Every round's result per scenario key, when --rounds measures more than one.
+        self.rounds: dict[str, list[dict[str, Any]]] = {}
+        self.round_index = 0
         self.memory: dict[str, Any] = {}
         self.problems: list[str] = []
         self.token_files: dict[str, Path] = {}
@@ -566,14 +580,29 @@ class Run:
                 wait_http_ready(gateway, f"http://{HOST}:{port}/readyz")
             if "on" in gateways:
                 self.preflight_edge(gateways["on"][1])
-            for name in wanted:
-                for mode, (_, port) in gateways.items():
-                    if mode == "off" and name in EDGE_ONLY:
-                        continue
-                    self.run_scenario(name, mode, port)
+            for self.round_index in range(plan.rounds):
+                for name in wanted:
+                    for mode, (_, port) in gateways.items():
+                        if mode == "off" and name in EDGE_ONLY:
+                            continue
+                        self.run_scenario(name, mode, port)
+                        key = result_key(name, mode)
+                        self.rounds.setdefault(key, []).append(self.results[key])
+            if plan.rounds > 1:
+                self._keep_median_rounds()
             for mode, (gateway, _) in gateways.items():
                 if not gateway.alive():
                     self.problems.append(f"gateway (edge {mode}) exited during the run")
+
+    def _keep_median_rounds(self) -> None:
+        """Each scenario's figures become those of its median round (by req/s), with every
+        round's req/s alongside; the ratios are paired per round in `summarize`."""
+        for key, runs in self.rounds.items():
+            ordered = sorted(runs, key=lambda run: float(run["rps"]))
+            self.results[key] = {
+                **ordered[(len(ordered) - 1) // 2],
+                "rounds_rps": [round(float(run["rps"]), 1) for run in runs],
+            }
 
     def run_scenario(self, name: str, mode: str, port: int) -> None:
         key = result_key(name, mode)
@@ -630,9 +659,13 @@ class Run:
         def args(prefix: str) -> list[str]:
             return [str(self.jwt_file), prefix, str(self.plan.threads), str(self.plan.clients)]
 
-        measured = f"{JWT_EVENT_PREFIX}-m"
+        # Fresh events every round too: a user never joins one event twice.
+        measured = f"{JWT_EVENT_PREFIX}-m{self.round_index}"
         warmup, result = self.wrk(
-            port, "join_jwt.lua", args(measured), warmup_args=args(f"{JWT_EVENT_PREFIX}-w")
+            port,
+            "join_jwt.lua",
+            args(measured),
+            warmup_args=args(f"{JWT_EVENT_PREFIX}-w{self.round_index}"),
         )
         time.sleep(0.5)
         events = preload.events_with_prefix(self.redis, f"{measured}-")
@@ -834,10 +867,20 @@ def summarize(
                 ratios[f"{name}/{base}"] = round(value / ceiling, 3)
     if small and large is not None:
         ratios["status-large/status-small"] = round(large / small, 3)
+    paired: dict[str, list[float]] = {}
     for on, off in report.EDGE_PAIRS:
         on_rps, off_rps = rps(on), rps(off)
         if on_rps is not None and off_rps:
             ratios[f"{on}/{off}"] = round(on_rps / off_rps, 3)
+        on_rounds, off_rounds = run.rounds.get(on, []), run.rounds.get(off, [])
+        if plan.rounds > 1 and len(on_rounds) == len(off_rounds) == plan.rounds:
+            # Each round's on run followed its off run at once: pair them, take the median.
+            pairs = [
+                float(a["rps"]) / float(b["rps"])
+                for a, b in zip(on_rounds, off_rounds, strict=True)
+            ]
+            paired[f"{on}/{off}"] = [round(value, 3) for value in pairs]
+            ratios[f"{on}/{off}"] = round(statistics.median(pairs), 3)
     info["loadavg_end"] = machine.load_average()
     summary: dict[str, Any] = {
         "date_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -858,6 +901,7 @@ def summarize(
             "edge": list(plan.edge_modes),
             "clients": plan.clients,
             "jwt_users": plan.jwt_users,
+            "rounds": plan.rounds,
         },
         "gateway_env": run.gateway_env_shown,
         "edge": {
@@ -873,6 +917,7 @@ def summarize(
         "scenarios": results,
         "memory": run.memory,
         "ratios": ratios,
+        "ratio_rounds": paired,
         "problems": run.problems,
         "note": plan.note,
     }

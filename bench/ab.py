@@ -1,0 +1,242 @@
+"""Concurrent A/B: what a setting costs, as two gateways loaded at the same moment.
+
+Why (docs/benchmarks.md, "A/B at the same moment"): on this shared 2-core box the throughput
+of one configuration swings by 20-40% between back-to-back runs (the host's noise, not the
+gateway's), so an on/off ratio from two runs taken one after the other says little about a
+10% goal. Here gateway A and gateway B, identical but for the settings under test, run side by
+side on one Redis and are driven *at the same time* by two wrk processes sending the same
+requests. Whatever the machine does then hits both alike; both compete for the same cores, so
+the ratio of their request counts is the inverse ratio of their CPU cost per request. Every
+round's ratio is kept; the median is the figure.
+
+Presets (`--preset`):
+
+- `edge`: A has rate limiting off, B on at its defaults with X-Forwarded-For trusted from
+  127.0.0.1 (issue 3). Both get the same requests: every one from one of 65,536 client
+  addresses, as behind a load balancer.
+- `observability`: A has metrics, the access line and tracing off; B has metrics on and
+  tracing sampled at 0.1, exporting to a live OTLP sink (`bench/otlp_sink.py`), access line
+  off (issue 5's setting); `observability-defaults` is B with the access line on as well.
+
+Run (repo root, project venv; needs wrk and redis-server):
+  .venv/bin/python -m bench.ab --preset edge --scenario status
+  .venv/bin/python -m bench.ab --preset observability --scenario join --rounds 5
+
+Results are printed and written to bench/results/ab-<UTC stamp>.json; they are not added to
+docs/benchmarks.md automatically (copy the printed line and the command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import machine, preload
+from bench.processes import HOST, Child, free_port, start_redis, wait_http_ready
+from bench.wrkrun import WrkResult, run_wrk
+
+REPO = Path(__file__).resolve().parent.parent
+STATUS_EVENT = "ab-status"
+CLIENTS = 65_536
+_OFF = {"OBSERVABILITY_METRICS_ENABLED": "false", "LOG_ACCESS": "false"}
+PRESETS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "edge": (
+        {"RATE_LIMIT_ENABLED": "false"},
+        {"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_TRUSTED_PROXIES": HOST},
+    ),
+    "observability": (
+        {**_OFF, "OBSERVABILITY_TRACING_ENABLED": "false"},
+        {
+            "OBSERVABILITY_METRICS_ENABLED": "true",
+            "LOG_ACCESS": "false",
+            "OBSERVABILITY_TRACING_ENABLED": "true",
+            "OBSERVABILITY_SAMPLE_RATE": "0.1",
+        },
+    ),
+    "observability-defaults": (
+        {**_OFF, "OBSERVABILITY_TRACING_ENABLED": "false"},
+        {
+            "OBSERVABILITY_METRICS_ENABLED": "true",
+            "LOG_ACCESS": "true",
+            "OBSERVABILITY_TRACING_ENABLED": "true",
+            "OBSERVABILITY_SAMPLE_RATE": "0.1",
+        },
+    ),
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    parser.add_argument("--scenario", choices=("join", "status"), required=True)
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (5)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per round (10)")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up (3)")
+    parser.add_argument("--workers", type=int, default=1, help="workers per gateway (1)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk -c per gateway (32)")
+    args = parser.parse_args(argv)
+    if min(args.rounds, args.duration, args.workers, args.connections) < 1:
+        parser.error("--rounds, --duration, --workers and --connections must be at least 1")
+    return args
+
+
+def gateway_env(
+    redis_port: int, secret: str, workdir: Path, side: str, extra: dict[str, str]
+) -> dict[str, str]:
+    """The bench harness's production settings (bench/run.py), plus the side's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVABILITY_", "OTEL_"))}
+    env.update(
+        {
+            "REDIS_ADDRESS": f"{HOST}:{redis_port}",
+            "SERVER_ENVIRONMENT": "production",
+            "LOG_LEVEL": "warning",
+            "QUEUE_HEARTBEAT_TTL_SEC": "3600",
+            "QUEUE_TOKEN_SECRET": secret,
+            "DATABASE_PATH": str(workdir / f"accounts-{side}.db"),
+            **extra,
+        }
+    )
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    env_a, env_b = PRESETS[args.preset]
+    started = datetime.now(UTC)
+    info = machine.describe()
+    workdir = Path(tempfile.mkdtemp(prefix="tg-ab-"))
+    secret = secrets.token_urlsafe(36)
+    rounds: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        redis_child, redis_port = start_redis(workdir)
+        stack.callback(redis_child.stop)
+        client = redis.Redis(host=HOST, port=redis_port, socket_timeout=120)
+        stack.callback(client.close)
+        if "OBSERVABILITY_TRACING_ENABLED" in env_b:
+            sink_port = free_port()
+            sink = Child(
+                "otlp-sink",
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.otlp_sink",
+                    "--port",
+                    str(sink_port),
+                    "--seconds",
+                    "3600",
+                ],
+                cwd=REPO,
+                log_dir=workdir,
+            )
+            stack.callback(sink.stop)
+            env_b = {**env_b, "OBSERVABILITY_OTLP_ENDPOINT": f"http://{HOST}:{sink_port}"}
+        if args.scenario == "status":
+            done = preload.preload(client, STATUS_EVENT, 10_000, sample=50_000)
+            tokens = workdir / "tokens.txt"
+            preload.write_tokens(tokens, secret.encode(), STATUS_EVENT, done.sample)
+            script, script_args = "status.lua", [str(tokens), str(CLIENTS)]
+        else:
+            script, script_args = "join_clients.lua", ["ab-join", str(CLIENTS), "1"]
+        binary = Path(sys.executable).with_name("ticketgate")
+        ports: dict[str, int] = {}
+        for side, extra in (("a", env_a), ("b", env_b)):
+            port = free_port()
+            child = Child(
+                f"gateway-{side}",
+                [str(binary), "serve", "--workers", str(args.workers), "--port", str(port)],
+                env=gateway_env(redis_port, secret, workdir, side, extra),
+                cwd=REPO,
+                log_dir=workdir,
+            )
+            stack.callback(child.stop)
+            wait_http_ready(child, f"http://{HOST}:{port}/readyz")
+            ports[side] = port
+
+        def both(seconds: int) -> tuple[WrkResult, WrkResult]:
+            with ThreadPoolExecutor(2) as pool:
+                a, b = (
+                    pool.submit(
+                        run_wrk,
+                        f"http://{HOST}:{ports[side]}",
+                        script,
+                        script_args,
+                        threads=1,
+                        connections=args.connections,
+                        duration_s=seconds,
+                    )
+                    for side in ("a", "b")
+                )
+                return a.result(), b.result()
+
+        both(args.warmup)
+        for index in range(args.rounds):
+            a, b = both(args.duration)
+            ratio = b.requests / max(1, a.requests)
+            rounds.append(
+                {
+                    "a": {
+                        "rps": round(a.rps, 1),
+                        "errors": a.error_count,
+                        "p99": a.latency_ms["p99"],
+                    },
+                    "b": {
+                        "rps": round(b.rps, 1),
+                        "errors": b.error_count,
+                        "p99": b.latency_ms["p99"],
+                    },
+                    "b_over_a": round(ratio, 3),
+                }
+            )
+            print(
+                f"{time.strftime('%H:%M:%S')} round {index + 1}: A {a.rps:,.0f} req/s, "
+                f"B {b.rps:,.0f} req/s, B/A {ratio:.1%}"
+                + (
+                    f" (errors A {a.error_count}, B {b.error_count})"
+                    if a.error_count or b.error_count
+                    else ""
+                ),
+                flush=True,
+            )
+    ratios = [r["b_over_a"] for r in rounds]
+    errors = sum(r["a"]["errors"] + r["b"]["errors"] for r in rounds)
+    summary = {
+        "date_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m bench.ab " + " ".join(sys.argv[1:] if argv is None else argv),
+        "git": machine.git_state(),
+        "machine": {**info, "loadavg_end": machine.load_average()},
+        "preset": args.preset,
+        "scenario": args.scenario,
+        "env_a": env_a,
+        "env_b": env_b,
+        "workers": args.workers,
+        "connections_each": args.connections,
+        "duration_s": args.duration,
+        "rounds": rounds,
+        "median_b_over_a": statistics.median(ratios),
+        "errors": errors,
+    }
+    out = REPO / "bench" / "results" / f"ab-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"{args.preset} · {args.scenario} · {args.workers} worker(s) each · "
+        f"B/A per round {', '.join(f'{r:.0%}' for r in ratios)} · median "
+        f"{statistics.median(ratios):.1%} · errors {errors} · {out.relative_to(REPO)}"
+    )
+    return 0 if errors == 0 else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
