@@ -66,6 +66,7 @@ _HEADER_CACHE_LIMIT = 4096
 _FORWARDED_CACHE_LIMIT = 8192
 _PEER_CACHE_LIMIT = 1024
 _UNKNOWN_CLIENT = "unknown"
+_inet_pton = socket.inet_pton
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +172,7 @@ def _ipv4_int(text: str) -> int | None:
     text itself is the address's canonical spelling and can serve as the key unchanged.
     """
     try:
-        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+        return int.from_bytes(_inet_pton(socket.AF_INET, text), "big")
     except OSError:
         return None
 
@@ -211,13 +212,20 @@ class ClientKeys:
                 return peer  # IPv4 straight from the server: already canonical
             address = _parse_address(peer)
             return _client_id(address) if address is not None else _UNKNOWN_CLIENT
-        if b"," not in forwarded_for and self._peer_is_trusted_v4(peer):
+        trusted = self._peer_v4.get(peer)
+        if trusted is None:
+            trusted = self._peer_is_trusted_v4(peer)
+        if trusted and b"," not in forwarded_for:
             # One hop behind a trusted IPv4 proxy, the usual load balancer: a canonical IPv4
             # address there is the client, trusted or not (then the nearest trusted hop is the
             # client). No cache: with more clients than it holds (the benchmark's 65,536), its
-            # misses and clears cost ~2.8 µs a request against ~0.5 µs for this.
+            # misses and clears cost ~2.8 µs a request against ~0.4 µs for this.
             text = forwarded_for.decode("latin-1").strip()
-            if _ipv4_int(text) is not None:
+            try:
+                _inet_pton(socket.AF_INET, text)  # accepts only the canonical dotted quad
+            except OSError:
+                pass
+            else:
                 return text
         # A client sends the same chain on every request: remember the answer per chain.
         cache_key = (peer, forwarded_for)
@@ -233,15 +241,13 @@ class ClientKeys:
         return any(address & mask == network for network, mask in self._v4_ranges)
 
     def _peer_is_trusted_v4(self, peer: str) -> bool:
-        """Whether the connection comes from a trusted IPv4 proxy; peers are the few load
-        balancers in front of the gateway, so the answer is remembered per peer."""
-        known = self._peer_v4.get(peer)
-        if known is None:
-            address = _ipv4_int(peer)
-            known = address is not None and self._trusted_v4(address)
-            if len(self._peer_v4) >= _PEER_CACHE_LIMIT:
-                self._peer_v4.clear()
-            self._peer_v4[peer] = known
+        """Whether the connection comes from a trusted IPv4 proxy, remembered per peer: peers
+        are the few load balancers in front of the gateway."""
+        address = _ipv4_int(peer)
+        known = address is not None and self._trusted_v4(address)
+        if len(self._peer_v4) >= _PEER_CACHE_LIMIT:
+            self._peer_v4.clear()
+        self._peer_v4[peer] = known
         return known
 
     def _resolve_v4(self, peer: str, forwarded_for: bytes) -> str | None:
