@@ -90,6 +90,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
     parser.add_argument("--scenario", choices=("join", "status"), required=True)
+    parser.add_argument(
+        "--b-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change or add a setting of gateway B only (repeatable), e.g. to split a preset: "
+        "--preset observability --b-env OBSERVABILITY_TRACING_ENABLED=false",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (5)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per round (10)")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up (3)")
@@ -98,6 +106,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.rounds, args.duration, args.workers, args.connections) < 1:
         parser.error("--rounds, --duration, --workers and --connections must be at least 1")
+    for item in args.b_env:
+        name, sep, _ = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--b-env wants NAME=VALUE, got {item!r}")
     return args
 
 
@@ -123,6 +135,7 @@ def gateway_env(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     env_a, env_b = PRESETS[args.preset]
+    env_b = {**env_b, **dict(item.partition("=")[::2] for item in args.b_env)}
     started = datetime.now(UTC)
     info = machine.describe()
     workdir = Path(tempfile.mkdtemp(prefix="tg-ab-"))
@@ -133,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(redis_child.stop)
         client = redis.Redis(host=HOST, port=redis_port, socket_timeout=120)
         stack.callback(client.close)
-        if "OBSERVABILITY_TRACING_ENABLED" in env_b:
+        if env_b.get("OBSERVABILITY_TRACING_ENABLED") == "true":
             sink_port = free_port()
             sink = Child(
                 "otlp-sink",
