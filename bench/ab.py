@@ -19,6 +19,11 @@ Presets (`--preset`):
   tracing sampled at 0.1, exporting to a live OTLP sink (`bench/otlp_sink.py`), access line
   off (issue 5's setting); `observability-defaults` is B with the access line on as well.
 
+Scenarios: `join` and `status` send the same requests to both sides; `join-jwt` sends A the
+anonymous join and B a join by one of 20,000 signed-in users (RS256 tokens from the gateways'
+own signing key, as bench/run.py's join JWT), so with `--preset edge` it measures what a
+signed-in fan's join costs against the anonymous join with the edge off.
+
 Run (repo root, project venv; needs wrk and redis-server):
   .venv/bin/python -m bench.ab --preset edge --scenario status
   .venv/bin/python -m bench.ab --preset observability --scenario join --rounds 5
@@ -38,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,12 +51,14 @@ from typing import Any
 
 import redis
 
-from bench import machine, preload
+from bench import jwts, machine, preload
 from bench.processes import HOST, Child, free_port, start_redis, wait_http_ready
 from bench.wrkrun import WrkResult, run_wrk
+from ticketgate.accounts.settings import AccountSettings
 
 REPO = Path(__file__).resolve().parent.parent
 STATUS_EVENT = "ab-status"
+JWT_USERS = 20_000
 CLIENTS = 65_536
 # The observability presets measure on the foundation's gateway: rate limiting off.
 _OFF = {
@@ -89,7 +97,7 @@ PRESETS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
-    parser.add_argument("--scenario", choices=("join", "status"), required=True)
+    parser.add_argument("--scenario", choices=("join", "status", "join-jwt"), required=True)
     parser.add_argument(
         "--b-env",
         action="append",
@@ -140,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine.describe()
     workdir = Path(tempfile.mkdtemp(prefix="tg-ab-"))
     secret = secrets.token_urlsafe(36)
+    signing_pem, signing_key = jwts.new_key()
     rounds: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         redis_child, redis_port = start_redis(workdir)
@@ -164,13 +173,29 @@ def main(argv: list[str] | None = None) -> int:
             )
             stack.callback(sink.stop)
             env_b = {**env_b, "OBSERVABILITY_OTLP_ENDPOINT": f"http://{HOST}:{sink_port}"}
+        anonymous_join = ("join_clients.lua", ["ab-join", str(CLIENTS), "1"])
+        load: dict[str, Callable[[str], tuple[str, list[str]]]] = {
+            "a": lambda _: anonymous_join,
+            "b": lambda _: anonymous_join,
+        }
         if args.scenario == "status":
             done = preload.preload(client, STATUS_EVENT, 10_000, sample=50_000)
             tokens = workdir / "tokens.txt"
             preload.write_tokens(tokens, secret.encode(), STATUS_EVENT, done.sample)
-            script, script_args = "status.lua", [str(tokens), str(CLIENTS)]
-        else:
-            script, script_args = "join_clients.lua", ["ab-join", str(CLIENTS), "1"]
+            status = ("status.lua", [str(tokens), str(CLIENTS)])
+            load = {"a": lambda _: status, "b": lambda _: status}
+        elif args.scenario == "join-jwt":
+            # B's fans are signed in (bench/run.py's join JWT): each user joins an event once,
+            # every pass over the users and every round to a fresh event (join_jwt.lua).
+            accounts = AccountSettings.from_env({})
+            jwt_file = workdir / "jwts.txt"
+            jwts.mint(
+                jwt_file, signing_key, JWT_USERS, issuer=accounts.issuer, audience=accounts.audience
+            )
+            load["b"] = lambda label: (
+                "join_jwt.lua",
+                [str(jwt_file), f"ab-jwt-{label}", "1", str(CLIENTS)],
+            )
         binary = Path(sys.executable).with_name("ticketgate")
         ports: dict[str, int] = {}
         for side, extra in (("a", env_a), ("b", env_b)):
@@ -178,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
             child = Child(
                 f"gateway-{side}",
                 [str(binary), "serve", "--workers", str(args.workers), "--port", str(port)],
-                env=gateway_env(redis_port, secret, workdir, side, extra),
+                env={
+                    **gateway_env(redis_port, secret, workdir, side, extra),
+                    "AUTH_SIGNING_KEY": signing_pem.decode("ascii"),
+                },
                 cwd=REPO,
                 log_dir=workdir,
             )
@@ -186,14 +214,13 @@ def main(argv: list[str] | None = None) -> int:
             wait_http_ready(child, f"http://{HOST}:{port}/readyz")
             ports[side] = port
 
-        def both(seconds: int) -> tuple[WrkResult, WrkResult]:
+        def both(seconds: int, label: str) -> tuple[WrkResult, WrkResult]:
             with ThreadPoolExecutor(2) as pool:
                 a, b = (
                     pool.submit(
                         run_wrk,
                         f"http://{HOST}:{ports[side]}",
-                        script,
-                        script_args,
+                        *load[side](label),
                         threads=1,
                         connections=args.connections,
                         duration_s=seconds,
@@ -202,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return a.result(), b.result()
 
-        both(args.warmup)
+        both(args.warmup, "w")
         for index in range(args.rounds):
-            a, b = both(args.duration)
+            a, b = both(args.duration, str(index))
             ratio = b.requests / max(1, a.requests)
             rounds.append(
                 {

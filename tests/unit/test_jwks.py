@@ -274,6 +274,24 @@ async def test_known_kid_is_served_from_memory(server: JwksServer, clock: FakeCl
     assert server.fetches == 1
 
 
+async def test_fresh_answers_without_await_only_while_get_would_not_fetch(
+    server: JwksServer, clock: FakeClock
+) -> None:
+    cache = make_cache(server, clock, ttl=600)
+    try:
+        assert cache.fresh("rsa-1", "RS256") is None  # nothing loaded yet
+        key = await cache.get("rsa-1", "RS256")
+        assert key is not None
+        assert cache.fresh("rsa-1", "RS256") is key
+        assert cache.fresh("rsa-1", "ES256") is None  # bound to its own algorithm
+        assert cache.fresh("no-such-kid", "RS256") is None
+        clock.now += 600  # the TTL is up: a refresh is due, so only `get` may answer
+        assert cache.fresh("rsa-1", "RS256") is None
+    finally:
+        await cache.aclose()
+    assert server.fetches == 1
+
+
 async def test_key_is_only_returned_for_its_own_algorithm(
     server: JwksServer, clock: FakeClock
 ) -> None:

@@ -222,6 +222,14 @@ class JwksCache:
     def kids(self) -> frozenset[str]:
         return frozenset(self._keys)
 
+    def fresh(self, kid: str, alg: str) -> PyJWK | None:
+        """The key `get` would return, when that needs no await: the set is fresh and holds
+        `kid`. None sends the caller to `get` (a refresh is due, or the kid is unknown)."""
+        if self._clock() >= self._fresh_until:
+            return None
+        by_alg = self._keys.get(kid)
+        return by_alg.get(alg) if by_alg is not None else None
+
     async def get(self, kid: str, alg: str) -> PyJWK | None:
         """The key for `kid` bound to `alg`, or None when the key set has no such key."""
         now = self._clock()
