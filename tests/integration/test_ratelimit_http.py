@@ -128,8 +128,7 @@ async def test_one_gateway_at_twice_the_limit_gets_the_limit(
 
     assert run.first_admitted is not None
     ok = run.first_admitted.headers
-    assert ok["x-ratelimit-limit"] == str(BURST)
-    assert ok["x-ratelimit-remaining"] == str(BURST - 1)
+    assert "x-ratelimit-remaining" not in ok  # RATE_LIMIT_HEADERS=ietf, the default
     assert ok["ratelimit-policy"] == f'"default";q={BURST};w=1'
     assert ok["ratelimit"] == f'"default";r={BURST - 1};t=1'
 

@@ -487,6 +487,7 @@ def test_settings_parse() -> None:
         ("RATE_LIMIT_SYNC_INTERVAL_MS", "5"),
         ("RATE_LIMIT_SYNC_INTERVAL_MS", "soon"),
         ("RATE_LIMIT_MAX_KEYS", "1"),
+        ("RATE_LIMIT_HEADERS", "legacy"),
     ],
 )
 def test_invalid_settings_name_the_variable_in_one_line(name: str, value: str) -> None:
@@ -496,7 +497,7 @@ def test_invalid_settings_name_the_variable_in_one_line(name: str, value: str) -
     assert "\n" not in str(info.value)
 
 
-# -- the interceptor -------------------------------------------------------------------------
+# -- the guard -------------------------------------------------------------------------------
 
 OK = Response(200, b"{}", ((b"x-handler", b"1"),))
 
@@ -531,8 +532,17 @@ def test_default_exempt_paths_are_not_limited() -> None:
         assert limit.check(Route("GET", path, ok_handler)) is None
 
 
-def test_admitted_requests_get_the_informational_headers() -> None:
+def test_admitted_requests_get_the_ietf_headers_by_default() -> None:
     limit = guard(Clock(), RATE_LIMIT_RPS="10", RATE_LIMIT_BURST="5")
+    headers = dict(checked(limit)(request()))
+    assert headers == {
+        b"ratelimit-policy": b'"default";q=5;w=1',
+        b"ratelimit": b'"default";r=4;t=1',
+    }
+
+
+def test_rate_limit_headers_all_adds_the_legacy_trio_to_admitted_requests() -> None:
+    limit = guard(Clock(), RATE_LIMIT_RPS="10", RATE_LIMIT_BURST="5", RATE_LIMIT_HEADERS="all")
     headers = dict(checked(limit)(request()))
     assert headers[b"x-ratelimit-limit"] == b"5"
     assert headers[b"x-ratelimit-remaining"] == b"4"
@@ -562,7 +572,7 @@ def test_refusal_is_429_rate_limited_with_all_headers_and_counted() -> None:
     after = REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": "user"})
     assert after == dropped + 1
     clock.advance(2)
-    assert dict(check(request(user="rl-user")))[b"x-ratelimit-remaining"] == b"0"
+    assert dict(check(request(user="rl-user")))[b"ratelimit"] == b'"default";r=0;t=6'
 
 
 def test_ip_refusals_are_counted_under_key_type_ip() -> None:
@@ -645,9 +655,8 @@ async def test_gateway_adds_the_headers_to_answers_and_to_the_handler_s_errors()
     ok, missing_start = dict(sent[0]["headers"]), dict(sent[2]["headers"])
     assert sent[0]["status"] == 200
     assert ok[b"x-handler"] == b"1"  # the handler's own headers stay
-    assert ok[b"x-ratelimit-remaining"] == b"4"
+    assert ok[b"ratelimit"] == b'"default";r=4;t=1'
     assert sent[2]["status"] == 404
-    assert missing_start[b"x-ratelimit-remaining"] == b"3"
     assert missing_start[b"ratelimit"] == b'"default";r=3;t=1'
 
 

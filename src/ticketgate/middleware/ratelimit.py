@@ -65,6 +65,7 @@ _MAX_FORWARDED_HOPS = 32
 _HEADER_CACHE_LIMIT = 4096
 _FORWARDED_CACHE_LIMIT = 8192
 _PEER_CACHE_LIMIT = 1024
+HEADER_MODES = ("ietf", "all")
 _UNKNOWN_CLIENT = "unknown"
 _inet_pton = socket.inet_pton
 
@@ -78,6 +79,10 @@ class RateLimitSettings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     sync_interval_ms: int = 100
     max_keys: int = 100_000
+    # Which headers an admitted request's answer carries: "ietf" (RateLimit and
+    # RateLimit-Policy, which say all three numbers) or "all" (also the legacy
+    # X-RateLimit-Limit/Remaining/Reset). A refusal (429) always carries all five.
+    headers: str = "ietf"
 
     @property
     def window_seconds(self) -> int:
@@ -128,7 +133,10 @@ class RateLimitSettings:
                         f"got {part.strip()!r}"
                     ) from None
             proxies = tuple(parsed)
-        return cls(enabled, rps, burst, exempt, proxies, interval, max_keys)
+        headers = get("RATE_LIMIT_HEADERS").lower() or defaults.headers
+        if headers not in HEADER_MODES:
+            raise ConfigError(f"RATE_LIMIT_HEADERS must be ietf or all, got {headers!r}")
+        return cls(enabled, rps, burst, exempt, proxies, interval, max_keys, headers)
 
     def is_exempt(self, path: str) -> bool:
         """Exact paths, or prefixes written with a trailing `*` (e.g. `/swagger/*`)."""
@@ -324,15 +332,12 @@ class RateLimit:
         self._task: asyncio.Task[None] | None = None
         self._dropped_user = RATELIMIT_DROPPED.labels(key_type="user")
         self._dropped_ip = RATELIMIT_DROPPED.labels(key_type="ip")
-        limit = str(settings.burst).encode()
-        self._static = (
-            (b"x-ratelimit-limit", limit),
-            (
-                b"ratelimit-policy",
-                f'"default";q={settings.burst};w={settings.window_seconds}'.encode(),
-            ),
+        self._policy = (
+            b"ratelimit-policy",
+            f'"default";q={settings.burst};w={settings.window_seconds}'.encode(),
         )
-        self._header_cache: dict[tuple[int, int], tuple[tuple[bytes, bytes], ...]] = {}
+        self._limit = (b"x-ratelimit-limit", str(settings.burst).encode())
+        self._header_cache: dict[tuple[int, int, bool], Headers] = {}
 
     # -- the guard ------------------------------------------------------------------------
 
@@ -348,30 +353,38 @@ class RateLimit:
         remaining = self.limiter.remaining
         headers_for = self._headers
         refusal = self._refusal
+        legacy = self.settings.headers == "all"
 
         def rate_limited(request: Request) -> Headers:
             key, is_user = key_of(request)
             admitted, seconds = acquire(key)
             if not admitted:
                 raise refusal(is_user, seconds)
-            return headers_for(remaining(seconds), seconds)
+            return headers_for(remaining(seconds), seconds, legacy)
 
         return rate_limited
 
-    def _headers(self, remaining: int, seconds: float) -> Headers:
+    def _headers(self, remaining: int, seconds: float, legacy: bool) -> Headers:
+        """The IETF pair, plus the X-RateLimit-* trio when `legacy`. The pair alone says the
+        same three numbers in two headers instead of five; uvicorn checks every header with
+        two regexes and every client parses it. `bench.ab --preset edge` (edge on vs off,
+        median of 5 rounds): join 89.6% with all five, 90.8% / 92.5% with the pair, 94.5%
+        with none; status 91.7-92.7% with all five, 95.8% with the pair."""
         reset = math.ceil(seconds - 1e-9)
-        cached = self._header_cache.get((remaining, reset))
+        cache_key = (remaining, reset, legacy)
+        cached = self._header_cache.get(cache_key)
         if cached is None:
             if len(self._header_cache) >= _HEADER_CACHE_LIMIT:
                 self._header_cache.clear()
             left, until = str(remaining).encode(), str(reset).encode()
-            cached = (
-                *self._static,
-                (b"x-ratelimit-remaining", left),
-                (b"x-ratelimit-reset", until),
-                (b"ratelimit", b'"default";r=' + left + b";t=" + until),
-            )
-            self._header_cache[(remaining, reset)] = cached
+            cached = (self._policy, (b"ratelimit", b'"default";r=' + left + b";t=" + until))
+            if legacy:
+                cached += (
+                    self._limit,
+                    (b"x-ratelimit-remaining", left),
+                    (b"x-ratelimit-reset", until),
+                )
+            self._header_cache[cache_key] = cached
         return cached
 
     def _refusal(self, is_user: bool, retry: float) -> ApiError:
@@ -381,7 +394,7 @@ class RateLimit:
         full = retry + self.limiter.tau - self.limiter.period
         headers = (
             (b"retry-after", str(retry_after).encode()),
-            *self._headers(0, full),
+            *self._headers(0, full, True),
         )
         return ApiError(
             "RATE_LIMITED",
