@@ -210,7 +210,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         routes,
         authenticator,
         max_body_bytes=settings.max_body_bytes,
-        guards=(rate_limit,),
+        guard=rate_limit,
         interceptors=(idempotency,),
         observers=tuple(observers),
         on_startup=on_startup,

@@ -35,7 +35,7 @@ def create() -> Gateway:
         ],
         DevBypassAuthenticator(False),
         max_body_bytes=1024,
-        guards=(limit,),
+        guard=limit,
         on_startup=limit.start,
         on_shutdown=shutdown,
     )

@@ -108,7 +108,7 @@ def gateway(
         [Route("GET", "/ping", ping)],
         DevBypassAuthenticator(False),
         max_body_bytes=1024,
-        guards=(limit,),
+        guard=limit,
         on_startup=limit.start,
         on_shutdown=shutdown,
     )

@@ -598,7 +598,7 @@ async def test_gateway_renders_the_refusal_as_the_envelope() -> None:
         [Route("GET", "/q", ok_handler)],
         DevBypassAuthenticator(False),
         max_body_bytes=1024,
-        guards=(limit,),
+        guard=limit,
     )
     sent: list[dict[str, Any]] = []
 
@@ -632,7 +632,7 @@ async def test_gateway_adds_the_headers_to_answers_and_to_the_handler_s_errors()
         [Route("GET", "/q", ok_handler), Route("GET", "/missing", missing)],
         DevBypassAuthenticator(False),
         max_body_bytes=1024,
-        guards=(guard(Clock(), RATE_LIMIT_RPS="10", RATE_LIMIT_BURST="5"),),
+        guard=guard(Clock(), RATE_LIMIT_RPS="10", RATE_LIMIT_BURST="5"),
     )
     sent: list[dict[str, Any]] = []
 

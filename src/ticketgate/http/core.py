@@ -194,23 +194,8 @@ class Guard(Protocol):
     def check(self, route: Route) -> Check | None: ...
 
 
-def _combined(checks: list[Check]) -> Check | None:
-    if not checks:
-        return None
-    if len(checks) == 1:
-        return checks[0]
-
-    def all_of(request: Request) -> Headers:
-        headers: Headers = ()
-        for check in checks:
-            headers += check(request)
-        return headers
-
-    return all_of
-
-
 class Interceptor(Protocol):
-    """A step around a route's handler (idempotency, ...), run after auth and the guards.
+    """A step around a route's handler (idempotency, ...), run after auth and the guard.
 
     `wrap` is called once per route at start-up; returning the handler unchanged costs
     nothing per request, which keeps unaffected routes on the bare path.
@@ -231,7 +216,7 @@ class Gateway:
         authenticator: Authenticator,
         *,
         max_body_bytes: int,
-        guards: tuple[Guard, ...] = (),
+        guard: Guard | None = None,
         interceptors: tuple[Interceptor, ...] = (),
         observers: tuple[RequestObserver, ...] = (),
         on_startup: Callable[[], Awaitable[None]] | None = None,
@@ -246,8 +231,7 @@ class Gateway:
             handler = route.handler
             for interceptor in reversed(interceptors):
                 handler = interceptor.wrap(route, handler)
-            checks = [c for guard in guards if (c := guard.check(route)) is not None]
-            entry = (route, handler, _combined(checks))
+            entry = (route, handler, guard.check(route) if guard is not None else None)
             if is_template(route.path):
                 if route.path not in by_template:
                     by_template[route.path] = {}

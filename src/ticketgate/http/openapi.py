@@ -26,7 +26,7 @@ def _raw(schema: type | None) -> bool:
 
 
 def _with_edge_responses(route: Route) -> list[tuple[int, type | None, str]]:
-    """The route's own responses plus what the guards and interceptors in front of it may
+    """The route's own responses plus what the guard and interceptors in front of it may
     answer."""
     responses = {status: (schema, text) for status, schema, text in route.responses}
 
