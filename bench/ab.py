@@ -53,6 +53,7 @@ import redis
 
 from bench import jwts, machine, preload
 from bench.processes import HOST, Child, free_port, start_redis, wait_http_ready
+from bench.run import GATEWAY_ENV_PREFIXES
 from bench.wrkrun import WrkResult, run_wrk
 from ticketgate.accounts.settings import AccountSettings
 
@@ -124,8 +125,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def gateway_env(
     redis_port: int, secret: str, workdir: Path, side: str, extra: dict[str, str]
 ) -> dict[str, str]:
-    """The bench harness's production settings (bench/run.py), plus the side's own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVABILITY_", "OTEL_"))}
+    """The bench harness's production settings (bench/run.py), plus the side's own; the
+    shell's gateway settings are dropped as bench/run.py drops them, and its OTEL_* and LOG_*
+    too, which the observability presets decide."""
+    prefixes = (*GATEWAY_ENV_PREFIXES, "OTEL_", "LOG_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(
         {
             "REDIS_ADDRESS": f"{HOST}:{redis_port}",

@@ -79,7 +79,7 @@ _OWNED_ENV = frozenset(
     }
 )
 # Gateway settings the caller's shell might carry; the run decides them, not the shell.
-_ENV_PREFIXES = (
+GATEWAY_ENV_PREFIXES = (
     "SERVER_",
     "REDIS_",
     "QUEUE_",
@@ -529,7 +529,7 @@ class Run:
     def gateway_env(self, mode: str) -> dict[str, str]:
         """Both gateways get the same settings except the rate limiter (and the trusted proxy
         it reads X-Forwarded-For from); secrets and temp paths are not shown in the docs."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES)}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(GATEWAY_ENV_PREFIXES)}
         shown = {
             "REDIS_ADDRESS": f"{HOST}:{self.redis_port}",
             "SERVER_ENVIRONMENT": "production",
