@@ -19,6 +19,16 @@ Presets (`--preset`):
   tracing sampled at 0.1, exporting to a live OTLP sink (`bench/otlp_sink.py`), access line
   off (issue 5's setting); `observability-defaults` is B with the access line on as well.
 
+- `defaults`: both sides at the production defaults (rate limiting and metrics on, the
+  65,536 X-Forwarded-For clients believed from 127.0.0.1); with
+  `--a-tree` it compares two versions of the code rather than two settings.
+
+`--a-tree PATH` runs gateway A from another checkout of this repository (with its own
+`.venv`, e.g. `git worktree add --detach ../base <commit> && ../base/scripts/bootstrap.sh`):
+the cost of a change, measured at the same moment as the code before it. Each side then has
+its own Redis (the two versions may lay out their keys differently), and the status queue of
+each side is filled by that side's own `bench.preload`.
+
 Scenarios: `join` and `status` send the same requests to both sides; `join-jwt` sends A the
 anonymous join and B a join by one of 20,000 signed-in users (RS256 tokens from the gateways'
 own signing key, as bench/run.py's join JWT), so with `--preset edge` it measures what a
@@ -27,6 +37,7 @@ signed-in fan's join costs against the anonymous join with the edge off.
 Run (repo root, project venv; needs wrk and redis-server):
   .venv/bin/python -m bench.ab --preset edge --scenario status
   .venv/bin/python -m bench.ab --preset observability --scenario join --rounds 5
+  .venv/bin/python -m bench.ab --preset defaults --scenario status --a-tree ../base
 
 Results are printed and written to bench/results/ab-<UTC stamp>.json; they are not added to
 docs/benchmarks.md automatically (copy the printed line and the command).
@@ -40,6 +51,7 @@ import json
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,9 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from bench import jwts, machine, preload
+from bench import jwts, machine
 from bench.processes import HOST, Child, free_port, start_redis, wait_http_ready
 from bench.run import GATEWAY_ENV_PREFIXES
 from bench.wrkrun import WrkResult, run_wrk
@@ -68,6 +78,10 @@ _OFF = {
     "LOG_ACCESS": "false",
 }
 PRESETS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "defaults": (
+        {"RATE_LIMIT_TRUSTED_PROXIES": HOST},
+        {"RATE_LIMIT_TRUSTED_PROXIES": HOST},
+    ),
     "edge": (
         {"RATE_LIMIT_ENABLED": "false"},
         {"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_TRUSTED_PROXIES": HOST},
@@ -107,6 +121,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="change or add a setting of gateway B only (repeatable), e.g. to split a preset: "
         "--preset observability --b-env OBSERVABILITY_TRACING_ENABLED=false",
     )
+    parser.add_argument(
+        "--a-tree",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="run gateway A from this checkout (its .venv) to compare two versions of the code",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (5)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per round (10)")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up (3)")
@@ -119,7 +140,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         name, sep, _ = item.partition("=")
         if not sep or not name:
             parser.error(f"--b-env wants NAME=VALUE, got {item!r}")
+    if args.a_tree is not None:
+        args.a_tree = args.a_tree.resolve()
+        if not (args.a_tree / ".venv" / "bin" / "ticketgate").is_file():
+            parser.error(f"--a-tree {args.a_tree}: no .venv/bin/ticketgate (bootstrap it first)")
     return args
+
+
+# Run in each side's own tree (cwd), so its own join script and key layout fill the queue.
+_PRELOAD = """
+import sys
+from pathlib import Path
+import redis
+from bench import preload
+port, event, tokens, secret = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+client = redis.Redis(host="127.0.0.1", port=int(port), socket_timeout=120)
+done = preload.preload(client, event, 10_000, sample=50_000)
+preload.write_tokens(tokens, secret.encode(), event, done.sample)
+"""
+
+
+def preload_status(tree: Path, redis_port: int, tokens: Path, secret: str) -> None:
+    """Fill the status event in one side's Redis with that side's own preload code."""
+    subprocess.run(
+        [
+            str(tree / ".venv" / "bin" / "python"),
+            "-c",
+            _PRELOAD,
+            str(redis_port),
+            STATUS_EVENT,
+            str(tokens),
+            secret,
+        ],
+        cwd=tree,
+        check=True,
+    )
 
 
 def gateway_env(
@@ -154,11 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     secret = secrets.token_urlsafe(36)
     signing_pem, signing_key = jwts.new_key()
     rounds: list[dict[str, Any]] = []
+    trees = {"a": args.a_tree or REPO, "b": REPO}
     with contextlib.ExitStack() as stack:
-        redis_child, redis_port = start_redis(workdir)
-        stack.callback(redis_child.stop)
-        client = redis.Redis(host=HOST, port=redis_port, socket_timeout=120)
-        stack.callback(client.close)
+        redis_ports: dict[str, int] = {}
+        for side in ("a", "b") if args.a_tree else ("a",):
+            redis_child, redis_ports[side] = start_redis(workdir, f"redis-{side}")
+            stack.callback(redis_child.stop)
+        redis_ports.setdefault("b", redis_ports["a"])
         if env_b.get("OBSERVABILITY_TRACING_ENABLED") == "true":
             sink_port = free_port()
             sink = Child(
@@ -183,11 +240,16 @@ def main(argv: list[str] | None = None) -> int:
             "b": lambda _: anonymous_join,
         }
         if args.scenario == "status":
-            done = preload.preload(client, STATUS_EVENT, 10_000, sample=50_000)
-            tokens = workdir / "tokens.txt"
-            preload.write_tokens(tokens, secret.encode(), STATUS_EVENT, done.sample)
-            status = ("status.lua", [str(tokens), str(CLIENTS)])
-            load = {"a": lambda _: status, "b": lambda _: status}
+            for side in sorted(set(redis_ports)) if args.a_tree else ("a",):
+                preload_status(
+                    trees[side], redis_ports[side], workdir / f"tokens-{side}.txt", secret
+                )
+            status_a = ("status.lua", [str(workdir / "tokens-a.txt"), str(CLIENTS)])
+            status_b = (
+                "status.lua",
+                [str(workdir / f"tokens-{'b' if args.a_tree else 'a'}.txt"), str(CLIENTS)],
+            )
+            load = {"a": lambda _: status_a, "b": lambda _: status_b}
         elif args.scenario == "join-jwt":
             # B's fans are signed in (bench/run.py's join JWT): each user joins an event once,
             # every pass over the users and every round to a fresh event (join_jwt.lua).
@@ -200,18 +262,18 @@ def main(argv: list[str] | None = None) -> int:
                 "join_jwt.lua",
                 [str(jwt_file), f"ab-jwt-{label}", "1", str(CLIENTS)],
             )
-        binary = Path(sys.executable).with_name("ticketgate")
         ports: dict[str, int] = {}
         for side, extra in (("a", env_a), ("b", env_b)):
             port = free_port()
+            binary = trees[side] / ".venv" / "bin" / "ticketgate"
             child = Child(
                 f"gateway-{side}",
                 [str(binary), "serve", "--workers", str(args.workers), "--port", str(port)],
                 env={
-                    **gateway_env(redis_port, secret, workdir, side, extra),
+                    **gateway_env(redis_ports[side], secret, workdir, side, extra),
                     "AUTH_SIGNING_KEY": signing_pem.decode("ascii"),
                 },
-                cwd=REPO,
+                cwd=trees[side],
                 log_dir=workdir,
             )
             stack.callback(child.stop)
@@ -270,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         "git": machine.git_state(),
         "machine": {**info, "loadavg_end": machine.load_average()},
         "preset": args.preset,
+        "a_tree": str(args.a_tree) if args.a_tree else None,
         "scenario": args.scenario,
         "env_a": env_a,
         "env_b": env_b,

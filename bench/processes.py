@@ -109,7 +109,7 @@ def process_group_cpu(pgid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def start_redis(log_dir: Path) -> tuple[Child, int]:
+def start_redis(log_dir: Path, name: str = "redis") -> tuple[Child, int]:
     """A redis-server without persistence on a free port, in its own scratch directory."""
     binary = shutil.which("redis-server")
     if binary is None:
@@ -117,7 +117,7 @@ def start_redis(log_dir: Path) -> tuple[Child, int]:
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="tg-bench-redis-", dir=log_dir)
     child = Child(
-        "redis",
+        name,
         [
             binary,
             "--port",
