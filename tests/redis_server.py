@@ -49,6 +49,17 @@ def _wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"redis-server did not listen on {port}")
 
 
+def _wait_for_socket(path: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(0.2)
+            sock.connect(path)
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"redis-server did not listen on {path}")
+
+
 @dataclass
 class RedisServer:
     """A redis-server child process; can be stopped, paused and restarted on the same port."""
@@ -58,23 +69,32 @@ class RedisServer:
     process: subprocess.Popen[bytes] | None = None
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="tg-redis-"))
     extra_args: list[str] = field(default_factory=list)
+    unix_only: bool = False  # listen on a Unix socket only (`socket_path`), no TCP port
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.workdir, "redis.sock")
 
     @property
     def address(self) -> str:
+        if self.unix_only:
+            return f"unix://{self.socket_path}"
         return f"127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"redis://{self.address}/0"
+        return self.address if self.unix_only else f"redis://{self.address}/0"
 
     def start(self) -> None:
         if not self.binary:
             raise RuntimeError("redis-server not found: run scripts/test.sh, which installs it")
+        listen = ["--port", str(self.port)]
+        if self.unix_only:
+            listen = ["--port", "0", "--unixsocket", self.socket_path, "--unixsocketperm", "700"]
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port",
-                str(self.port),
+                *listen,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -92,7 +112,10 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(self.port)
+        if self.unix_only:
+            _wait_for_socket(self.socket_path)
+        else:
+            _wait_for_port(self.port)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -115,8 +138,8 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
+def running_redis(*, unix_only: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(unix_only=unix_only)
     server.start()
     try:
         yield server

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from ticketgate.accounts.settings import AccountSettings
@@ -233,7 +234,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_pending=opt("REDIS_MAX_PENDING", lambda n, r: _int(n, r, 1, 1_000_000), 20_000),
     )
     if redis.address:
-        _validate_redis_address(redis.address)
+        _validate_redis_address(redis.address, cluster=redis.cluster_mode, tls=redis.tls_enabled)
     if redis.cluster_mode and redis.db != 0:
         raise ConfigError("REDIS_DB must be 0 when REDIS_CLUSTER_MODE=true")
 
@@ -351,10 +352,36 @@ def check_workers(settings: Settings) -> None:
         raise ConfigError("several workers need one shared QUEUE_TOKEN_SECRET; set it")
 
 
-def _validate_redis_address(address: str) -> None:
+def _validate_redis_address(address: str, *, cluster: bool, tls: bool) -> None:
+    """Refuse, at start, every address the client would read differently than the operator.
+
+    redis-py's URL parser falls back to 127.0.0.1:6379 for a URL without a host, so
+    `redis://` or `unix://` without a path would silently reach whatever Redis listens there.
+    """
     if "://" in address:
-        if not address.startswith(("redis://", "rediss://", "unix://")):
+        scheme = address.partition("://")[0].lower()
+        if scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(f"REDIS_ADDRESS scheme must be redis, rediss or unix: {address!r}")
+        parts = urlsplit(address)
+        if scheme == "unix":
+            if not parts.path.startswith("/") or parts.netloc:
+                raise ConfigError(
+                    f"REDIS_ADDRESS unix:// needs an absolute socket path "
+                    f"(unix:///run/redis.sock), got {address!r}"
+                )
+            if cluster:
+                raise ConfigError("REDIS_CLUSTER_MODE=true needs host:port addresses, not unix://")
+            if tls:
+                raise ConfigError("REDIS_TLS_ENABLED=true cannot be used with a unix:// socket")
+            return
+        if not parts.hostname:
+            raise ConfigError(
+                f"REDIS_ADDRESS must name a host (redis://host:6379/0), got {address!r}"
+            )
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a non-numeric or too large port
+        except ValueError:
+            raise ConfigError(f"REDIS_ADDRESS port must be 1-65535, got {address!r}") from None
         return
     for part in address.split(","):
         host, sep, port = part.strip().rpartition(":")

@@ -19,7 +19,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import Connection, SSLConnection
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.exceptions import ResponseError
 
 from ticketgate.config import RedisSettings
@@ -46,7 +52,7 @@ class PipelinedExecutor:
 
     def __init__(
         self,
-        connection_factory: Callable[[], Connection],
+        connection_factory: Callable[[], AbstractConnection],
         *,
         command_timeout: float,
         max_pending: int,
@@ -63,7 +69,7 @@ class PipelinedExecutor:
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._backoff = min_backoff
-        self._conn: Connection | None = None
+        self._conn: AbstractConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._down_until = 0.0
@@ -111,7 +117,7 @@ class PipelinedExecutor:
         except (OSError, RuntimeError) as exc:
             self._fail(RedisUnavailable(f"Redis write failed: {exc}"))
 
-    async def _connect(self) -> Connection:
+    async def _connect(self) -> AbstractConnection:
         if self._closed:
             raise RedisUnavailable("Redis executor is closed")
         if self._connecting is not None:
@@ -142,7 +148,7 @@ class PipelinedExecutor:
         self._arm_watchdog()
         return conn
 
-    async def _read_loop(self, conn: Connection) -> None:
+    async def _read_loop(self, conn: AbstractConnection) -> None:
         waiters = self._waiters
         try:
             while True:
@@ -284,23 +290,29 @@ def build_executor(settings: RedisSettings) -> RedisExecutor:
         return ClusterExecutor(client, timeout)
 
     tls = settings.tls_enabled or address.startswith("rediss://")
+    target: dict[str, Any]
+    connection_class: type[AbstractConnection]
     if "://" in address:
-        from redis.asyncio.connection import parse_url
-
+        # Validated at start (config.py): a host for redis(s)://, a path for unix://.
         parsed = parse_url(address)
-        host = str(parsed.get("host", "127.0.0.1"))
-        port = int(parsed.get("port", 6379))
         common["username"] = parsed.get("username") or common["username"]
         common["password"] = parsed.get("password") or common["password"]
         db = int(parsed.get("db", settings.db))
+        if address.startswith("unix://"):
+            target = {"path": str(parsed["path"])}
+            connection_class = UnixDomainSocketConnection
+        else:
+            target = {"host": str(parsed["host"]), "port": int(parsed.get("port", 6379))}
+            connection_class = SSLConnection if tls else Connection
     else:
         host, port = _split_address(address)
+        target = {"host": host, "port": port}
         db = settings.db
-    connection_class = SSLConnection if tls else Connection
+        connection_class = SSLConnection if tls else Connection
 
-    def factory() -> Connection:
+    def factory() -> AbstractConnection:
         return connection_class(
-            host=host, port=port, db=db, socket_timeout=None, client_name="ticketgate", **common
+            db=db, socket_timeout=None, client_name="ticketgate", **target, **common
         )
 
     return PipelinedExecutor(
