@@ -8,6 +8,7 @@ The comparison is on the protobuf messages, field by field, against the SDK's ow
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -15,10 +16,12 @@ from concurrent import futures
 import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from ticketgate.observability.otlp_export import (
@@ -83,6 +86,35 @@ def test_the_request_equals_the_sdk_encoders() -> None:
     assert ours.SerializeToString(deterministic=True) == sdk_request(spans).SerializeToString(
         deterministic=True
     )
+
+
+def test_every_attribute_type_encodes_as_the_sdk_encodes_it() -> None:
+    """Our encoder is written on the public protobuf types; the SDK's span encoder is the
+    reference for every value type a span attribute may carry, and for a resource whose
+    attributes hold an array (OTEL_RESOURCE_ATTRIBUTES cannot, but code may)."""
+    span = SpanRecord(0xABC, 0, False, "GET /x", KIND_SERVER)
+    span.attributes = {
+        "s": "text",
+        "i": 7,
+        "f": 0.5,
+        "b": True,
+    }
+    span.end_ns = span.start_ns + 1
+    assert OtlpEncoder(RESOURCE, SCOPE).encode([span]) == sdk_request([span])
+    resource = RESOURCE.merge(Resource({"tags": ("a", "b"), "ports": (1, 2), "on": (True,)}))
+    ours = OtlpEncoder(resource, InstrumentationScope("x")).encode([span])
+    assert ours == encode_spans([to_readable(span, resource, InstrumentationScope("x"))])
+
+
+def test_the_private_exporter_hooks_we_override_still_exist() -> None:
+    """PreEncodedOTLPSpanExporter overrides two private hooks of the SDK's OTLP exporter and
+    calls its private `_export`: an upgrade that renames them must fail here, loudly, rather
+    than silently sending nothing."""
+    for name in ("_translate_data", "_count_data", "_export"):
+        assert callable(getattr(OTLPSpanExporter, name, None)), f"OTLPSpanExporter.{name} is gone"
+    export_source = inspect.getsource(OTLPSpanExporter._export)
+    assert "_translate_data(" in export_source
+    assert "_count_data(" in inspect.getsource(OTLPSpanExporter)
 
 
 def test_repeated_attribute_values_do_not_leak_between_spans() -> None:

@@ -26,18 +26,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from opentelemetry.exporter.otlp.proto.common._internal import (
-    _encode_instrumentation_scope,
-    _encode_key_value,
-    _encode_resource,
-)
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    ArrayValue,
+    KeyValue,
+    KeyValueList,
+)
+from opentelemetry.proto.common.v1.common_pb2 import (
+    InstrumentationScope as ScopeMessage,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceMessage
 from opentelemetry.proto.trace.v1.trace_pb2 import SpanFlags
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -58,6 +62,51 @@ _FAILURE_LOG_INTERVAL_SEC = 60.0
 Sender = Callable[[list[SpanRecord]], Awaitable[bool]]
 
 
+def encode_value(value: object) -> AnyValue:
+    """An attribute value as OTLP's `AnyValue`, by the rules of the SDK's encoder (bool before
+    int, since a bool is an int; sequences to arrays, mappings to key-value lists), written
+    here on the public protobuf types so an SDK upgrade cannot move it."""
+    if value is None:
+        return AnyValue()
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, str):
+        return AnyValue(string_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, bytes):
+        return AnyValue(bytes_value=value)
+    if isinstance(value, Sequence):
+        return AnyValue(array_value=ArrayValue(values=[encode_value(v) for v in value]))
+    if isinstance(value, Mapping):
+        return AnyValue(
+            kvlist_value=KeyValueList(
+                values=[encode_key_value(str(k), v) for k, v in value.items()]
+            )
+        )
+    raise TypeError(f"attribute value of type {type(value).__name__} cannot be sent in OTLP")
+
+
+def encode_key_value(key: str, value: object) -> KeyValue:
+    return KeyValue(key=key, value=encode_value(value))
+
+
+def encode_attributes(attributes: Mapping[str, object] | None) -> list[KeyValue]:
+    return [encode_key_value(key, value) for key, value in (attributes or {}).items()]
+
+
+def encode_resource(resource: Resource) -> ResourceMessage:
+    return ResourceMessage(attributes=encode_attributes(resource.attributes))
+
+
+def encode_scope(scope: InstrumentationScope) -> ScopeMessage:
+    return ScopeMessage(
+        name=scope.name, version=scope.version or "", attributes=encode_attributes(scope.attributes)
+    )
+
+
 class AttributeCache:
     """Encoded `KeyValue`s by (key, type, value): a gateway's attribute values repeat (the
     method, route templates, status codes, service names)."""
@@ -71,7 +120,7 @@ class AttributeCache:
         if encoded is None:
             if len(self._encoded) >= _MAX_CACHED_ATTRIBUTES:
                 self._encoded.clear()
-            encoded = self._encoded[cache_key] = _encode_key_value(key, value)
+            encoded = self._encoded[cache_key] = encode_key_value(key, value)
         return encoded
 
 
@@ -79,9 +128,9 @@ class OtlpEncoder:
     """Records of one resource and scope → an ExportTraceServiceRequest, built in place."""
 
     def __init__(self, resource: Resource, scope: InstrumentationScope) -> None:
-        self._resource = _encode_resource(resource)
+        self._resource = encode_resource(resource)
         self._resource_schema = resource.schema_url
-        self._scope = _encode_instrumentation_scope(scope)
+        self._scope = encode_scope(scope)
         self._scope_schema = scope.schema_url or ""
         self._attributes = AttributeCache()
 
@@ -135,9 +184,15 @@ class EncodedBatch:
 
 class PreEncodedOTLPSpanExporter(OTLPSpanExporter):
     """The SDK's OTLP/gRPC exporter (its settings, channel and retries) fed batches that are
-    already encoded: `_translate_data` and `_count_data` are the hooks its `_export` calls
-    (opentelemetry-exporter-otlp-proto-grpc 1.45.2; tests/unit/test_otlp_export.py sends
-    through it to a real collector)."""
+    already encoded.
+
+    The one place that leans on a dependency's private API: the exporter has no public way to
+    send a request it did not encode itself, and rebuilding its configuration (endpoint, TLS,
+    headers, compression, retries from OTEL_EXPORTER_OTLP_*) would be a second copy of it.
+    `_translate_data` and `_count_data` are the hooks its `_export` calls in
+    opentelemetry-exporter-otlp-proto-grpc 1.45.2; tests/unit/test_otlp_export.py pins them
+    (their presence and a real send to a collector), so an upgrade that moves them fails there.
+    """
 
     def _translate_data(self, data: EncodedBatch) -> ExportTraceServiceRequest:  # type: ignore[override]
         return data.request
