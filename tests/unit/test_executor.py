@@ -15,11 +15,17 @@ from typing import Any
 
 import pytest
 import redis
+from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
 from tests.redis_server import RedisServer, running_redis
 from ticketgate.config import RedisSettings
-from ticketgate.redisio.executor import PipelinedExecutor, RedisUnavailable, build_executor
+from ticketgate.redisio.executor import (
+    PipelinedExecutor,
+    RedisUnavailable,
+    build_executor,
+    stream_writer,
+)
 from ticketgate.redisio.scripts import Script
 
 TIMEOUT_MS = 300
@@ -312,3 +318,18 @@ async def test_a_cancelled_caller_does_not_shift_the_replies_of_others(
         await doomed
     assert await survivor == b"B"
     assert await executor.execute("GET", "a") == b"A"
+
+
+async def test_the_private_writer_of_redis_py_is_still_there(server: RedisServer) -> None:
+    """`stream_writer` reads redis-py's private `_writer`: on a connected connection it must
+    be an asyncio StreamWriter, and None once disconnected. A redis-py upgrade that renames or
+    changes it fails here instead of leaving every command unsent."""
+    conn = Connection(host="127.0.0.1", port=server.port)
+    assert stream_writer(conn) is None
+    await conn.connect()  # type: ignore[no-untyped-call]
+    writer = stream_writer(conn)
+    assert isinstance(writer, asyncio.StreamWriter)
+    writer.write(b"".join(conn.pack_command("PING")))
+    assert await conn.read_response() == b"PONG"
+    await conn.disconnect()
+    assert stream_writer(conn) is None

@@ -47,6 +47,19 @@ def _now() -> float:
     return time.monotonic()
 
 
+def stream_writer(conn: AbstractConnection) -> asyncio.StreamWriter | None:
+    """The connection's socket writer, or None once it is closed.
+
+    The one private attribute of redis-py this project reads: redis-py has no public way to
+    write bytes already packed without awaiting a drain per call, which is what lets one write
+    carry every command of a loop tick. Pinned for redis==8.1.0 by
+    tests/unit/test_executor.py::test_the_private_writer_of_redis_py_is_still_there, which
+    fails on an upgrade that renames it.
+    """
+    writer: asyncio.StreamWriter | None = conn._writer
+    return writer
+
+
 class PipelinedExecutor:
     """One multiplexed connection; replies come back in the order commands were written."""
 
@@ -108,7 +121,7 @@ class PipelinedExecutor:
             return
         data = b"".join(self._outbox)
         self._outbox.clear()
-        writer = conn._writer  # redis-py's StreamWriter; a plain buffered, non-blocking write
+        writer = stream_writer(conn)  # a plain buffered, non-blocking write
         if writer is None:
             self._fail(RedisUnavailable("Redis connection closed"))
             return
