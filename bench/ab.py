@@ -64,7 +64,7 @@ from typing import Any
 from bench import jwts, machine
 from bench.processes import HOST, Child, free_port, start_redis, wait_http_ready
 from bench.run import GATEWAY_ENV_PREFIXES
-from bench.wrkrun import WrkResult, run_wrk
+from bench.wrkrun import WrkResult, missing_tools_line, run_wrk
 from ticketgate.accounts.settings import AccountSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,6 +201,10 @@ def gateway_env(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    missing = missing_tools_line("python -m bench.ab")
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return 2
     env_a, env_b = PRESETS[args.preset]
     env_b = {**env_b, **dict(item.partition("=")[::2] for item in args.b_env)}
     started = datetime.now(UTC)

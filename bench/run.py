@@ -48,7 +48,7 @@ from bench.processes import (
     start_redis,
     wait_http_ready,
 )
-from bench.wrkrun import WrkFailed, WrkResult, run_wrk
+from bench.wrkrun import WrkFailed, WrkResult, missing_tools_line, run_wrk
 from ticketgate.accounts.settings import AccountSettings
 from ticketgate.config import ConfigError
 from ticketgate.middleware.ratelimit import RateLimitSettings
@@ -936,6 +936,10 @@ def summarize(
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     plan = parse_args(argv)
+    missing = missing_tools_line("python -m bench.run")
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return 2
     _unwind_on_signals()
     started = datetime.now(UTC)
     info = machine.describe()

@@ -68,6 +68,25 @@ class WrkResult:
         return out
 
 
+# What a benchmark needs on PATH, and how a Debian/Ubuntu machine gets it.
+REQUIRED_TOOLS = {"wrk": "wrk", "redis-server": "redis-server"}
+
+
+def missing_tools_line(program: str) -> str | None:
+    """One line naming what to install when a tool the benchmark runs is absent, else None.
+
+    Checked before anything starts, so a fresh machine gets an instruction, not a traceback.
+    """
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if not missing:
+        return None
+    packages = " ".join(REQUIRED_TOOLS[tool] for tool in missing)
+    return (
+        f"{program}: {' and '.join(missing)} not found on PATH; install with "
+        f"`sudo apt-get install {packages}` (Debian/Ubuntu; macOS: `brew install wrk redis`)"
+    )
+
+
 def wrk_binary() -> str:
     binary = shutil.which("wrk")
     if binary is None:

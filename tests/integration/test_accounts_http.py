@@ -179,6 +179,16 @@ async def test_wrong_password_and_unknown_user_are_the_same_401(client: httpx.As
         ("register", b'{"username": "da ve", "password": "secret-pw-1"}', "username"),
         ("register", b'{"username": "dave\\n", "password": "secret-pw-1"}', "username"),
         ("register", b'["dave", "secret-pw-1"]', "object"),
+        # NIST SP 800-63B (issue 10 item 15): each was accepted before.
+        ("register", b'{"username": "dave", "password": "12345678"}', "too common"),
+        ("register", b'{"username": "dave", "password": "password"}', "too common"),
+        ("register", b'{"username": "dave", "password": "        "}', "repeated"),
+        (
+            "register",
+            b'{"username": "dave", "password": "\\u0000\\u0000\\u0000\\u0000'
+            b'\\u0000\\u0000\\u0000\\u0000"}',
+            "control",
+        ),
         ("login", b'{"username": "dave"}', "password"),
         ("login", b'{"username": "dave", "password": "secret-pw-1", "x": 1}', "x"),
         ("login", b'{"username": "", "password": "secret-pw-1"}', "username"),

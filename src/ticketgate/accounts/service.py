@@ -21,6 +21,7 @@ from sqlalchemy import Row, select, update
 
 from ticketgate.accounts import tables
 from ticketgate.accounts.keys import TokenSigner
+from ticketgate.accounts.password_policy import PASSWORD_MAX, password_problem
 from ticketgate.accounts.passwords import PasswordHasher
 from ticketgate.accounts.settings import AccountSettings
 from ticketgate.database import Database
@@ -30,7 +31,6 @@ log = logging.getLogger("ticketgate.accounts")
 USERNAME_MIN, USERNAME_MAX = 3, 64
 USERNAME_CHARS = r"[A-Za-z0-9_.@-]"
 USERNAME = re.compile(f"{USERNAME_CHARS}{{{USERNAME_MIN},{USERNAME_MAX}}}")
-PASSWORD_MIN, PASSWORD_MAX = 8, 256
 ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 DEFAULT_ROLES = ("user",)
 USER_ID_PREFIX = "usr_"
@@ -82,9 +82,10 @@ def validate_username(username: str) -> str:
     return username
 
 
-def validate_password(password: str) -> str:
-    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise InvalidAccountInput(f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters long")
+def validate_password(password: str, username: str = "") -> str:
+    problem = password_problem(password, username)
+    if problem is not None:
+        raise InvalidAccountInput(problem)
     return password
 
 
@@ -153,7 +154,7 @@ class AccountService:
         There is no default password anywhere: the operator chooses it, the same rules apply.
         """
         validate_username(username)
-        validate_password(password)
+        validate_password(password, username)
         role_list = validate_roles(roles)
         await self.start()
         password_hash = await self.hasher.hash(password)

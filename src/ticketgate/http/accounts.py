@@ -6,9 +6,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from ticketgate.accounts.password_policy import PASSWORD_MAX, PASSWORD_MIN
 from ticketgate.accounts.service import (
-    PASSWORD_MAX,
-    PASSWORD_MIN,
     USERNAME_CHARS,
     USERNAME_MAX,
     USERNAME_MIN,
@@ -35,7 +34,10 @@ NewPassword = Annotated[
     msgspec.Meta(
         min_length=PASSWORD_MIN,
         max_length=PASSWORD_MAX,
-        description=f"{PASSWORD_MIN}-{PASSWORD_MAX} characters",
+        description=(
+            f"{PASSWORD_MIN}-{PASSWORD_MAX} characters, any script; not a common password, "
+            "not one repeated character, not the username, no control characters"
+        ),
     ),
 ]
 # Login does not restate the sign-up rules: a malformed name or password is simply wrong.
