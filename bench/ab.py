@@ -189,6 +189,7 @@ def gateway_env(
         {
             "REDIS_ADDRESS": f"{HOST}:{redis_port}",
             "SERVER_ENVIRONMENT": "production",
+            "BACKEND_EMBEDDED": "true",  # one gateway per side: its own reference services
             "LOG_LEVEL": "warning",
             "QUEUE_HEARTBEAT_TTL_SEC": "3600",
             "QUEUE_TOKEN_SECRET": secret,

@@ -533,6 +533,7 @@ class Run:
         shown = {
             "REDIS_ADDRESS": f"{HOST}:{self.redis_port}",
             "SERVER_ENVIRONMENT": "production",
+            "BACKEND_EMBEDDED": "true",  # one gateway per side: its own reference services
             "LOG_LEVEL": "warning",
             "QUEUE_HEARTBEAT_TTL_SEC": str(HEARTBEAT_TTL_SEC),
             **self.plan.gateway_env,

@@ -4,7 +4,8 @@ Every app built by a test shares one throwaway SQLite file (so the accounts sign
 generated once per session, not per app) and, unless a test asks for it, runs without rate
 limiting: hundreds of requests from 127.0.0.1 would otherwise measure the limiter instead of
 the behaviour under test. The limiter has its own tests, and tests/integration/test_app_http.py
-drives the fully wired app with it on.
+drives the fully wired app with it on. Production-mode apps run the reference booking
+services in-process (BACKEND_EMBEDDED=true), as the tests have no separate services to dial.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ TEST_DATABASE_PATH = str(Path(_DB_DIR) / "ticketgate.db")
 
 
 def app_env(**overrides: str) -> dict[str, str]:
-    env = {"DATABASE_PATH": TEST_DATABASE_PATH, "RATE_LIMIT_ENABLED": "false"}
+    env = {
+        "DATABASE_PATH": TEST_DATABASE_PATH,
+        "RATE_LIMIT_ENABLED": "false",
+        "BACKEND_EMBEDDED": "true",
+    }
     env.update(overrides)
     return env

@@ -2,25 +2,36 @@
 
 The commands talk to a running gateway over its HTTP admin API (never to Redis directly), so
 they go through the same authorisation, validation and audit log as any other operator
-client. Credentials: a bearer token (--token / TICKETGATE_ADMIN_TOKEN) or --username with the
+client. Credentials: a bearer token (--token / TICKETGATE_ADMIN_TOKEN), --username with the
 password prompted for or read from stdin (never an argument, so it stays out of shell
-history). The first admin account is made with `ticketgate admin create-user --role admin`.
+history), or the token `ticketgate admin login` kept for an hour in a file only its user can
+read. The first admin account is made with `ticketgate admin create-user --role admin`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_URL = "http://127.0.0.1:8000"  # `ticketgate serve`'s default port
 ADMIN_EVENTS = "/api/v1/admin/events"
 LOGIN = "/api/v1/auth/login"
 TIMEOUT_SEC = 10.0
+KEPT_TOKEN_SEC = 3600  # `admin login` keeps a token at most this long (less if it expires first)
+CREDENTIALS_FILE = "admin-token.json"
 
 out = Console()
 err = Console(stderr=True)
@@ -40,30 +51,96 @@ PasswordStdin = Annotated[
 ]
 
 
+class AdminError(Exception):
+    """A failed admin call; `status` 0 when the gateway could not be reached at all."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def credentials_path() -> Path:
+    """Where `admin login` keeps its token: the user's config directory (XDG_CONFIG_HOME)."""
+    base = os.environ.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
+    return Path(base) / "ticketgate" / CREDENTIALS_FILE
+
+
+def save_token(url: str, token: str, expires_in: int) -> tuple[Path, float]:
+    """Keep `token` for `url`, readable by this user only (directory 0700, file 0600, written
+    under a temporary name and renamed, so no other user ever sees a partial or open file)."""
+    path = credentials_path()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    expires_at = time.time() + max(0, min(expires_in, KEPT_TOKEN_SEC))
+    record = {"url": url.rstrip("/"), "token": token, "expires_at": expires_at}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(record, file)
+    os.replace(temporary, path)
+    return path, expires_at
+
+
+def kept_token(url: str) -> str:
+    """The token `admin login` kept for `url`, or "" when there is none or it has expired."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        record = json.loads(credentials_path().read_text())
+        if record["url"] == url.rstrip("/") and float(record["expires_at"]) > time.time() + 5:
+            return str(record["token"])
+    return ""
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt("Password", hide_input=True))
+
+
 class AdminClient:
     """A logged-in HTTP client for the admin API; every failure exits with status 1."""
 
-    def __init__(self, url: str, token: str, username: str, password_stdin: bool) -> None:
+    def __init__(self, url: str) -> None:
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=TIMEOUT_SEC)
+
+    @classmethod
+    def signed_in(cls, url: str, token: str, username: str, password_stdin: bool) -> AdminClient:
+        """A client carrying the given token, a fresh login's, or the one `login` kept."""
+        client = cls(url)
         if username:
-            token = self._login(username, password_stdin)
+            token = client.login(username, password_stdin)[0]
+        token = token or kept_token(url)
         if not token:
-            fail("no credentials: pass --token (or TICKETGATE_ADMIN_TOKEN) or --username")
+            client.close()
+            fail(
+                "no credentials: run `ticketgate admin login`, or pass --token "
+                "(TICKETGATE_ADMIN_TOKEN) or --username"
+            )
+        client.use(token)
+        return client
+
+    def use(self, token: str) -> None:
         self.http.headers["authorization"] = f"Bearer {token}"
 
-    def _login(self, username: str, password_stdin: bool) -> str:
-        if password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
-        else:
-            password = typer.prompt("Password", hide_input=True)
+    def login(self, username: str, password_stdin: bool) -> tuple[str, int]:
+        """(access token, its lifetime in seconds) for `username`."""
+        password = _read_password(password_stdin)
         body = self.request("POST", LOGIN, json={"username": username, "password": password})
-        return str(body["access_token"])
+        return str(body["access_token"]), int(body.get("expires_in", KEPT_TOKEN_SEC))
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
+            return self.try_request(method, path, **kwargs)
+        except AdminError as exc:
+            fail(exc.message)
+            raise  # unreachable: fail() exits
+
+    def try_request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The answer's JSON object, or AdminError saying what went wrong."""
+        try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            fail(f"cannot reach {self.http.base_url}: {exc}")
+            raise AdminError(f"cannot reach {self.http.base_url}: {exc}") from None
         try:
             body = response.json()
         except ValueError:
@@ -71,11 +148,14 @@ class AdminClient:
         if response.status_code >= 400 or not isinstance(body, dict):
             error = body.get("error") if isinstance(body, dict) else None
             if isinstance(error, dict):
-                fail(
+                raise AdminError(
                     f"{response.status_code} {error.get('code')}: {error.get('message')} "
-                    f"(trace {error.get('trace_id')})"
+                    f"(trace {error.get('trace_id')})",
+                    response.status_code,
                 )
-            fail(f"{response.status_code}: unexpected answer from {path}")
+            raise AdminError(
+                f"{response.status_code}: unexpected answer from {path}", response.status_code
+            )
         answer: dict[str, Any] = body
         return answer
 
@@ -140,7 +220,7 @@ def _call(
     url: str, token: str, username: str, password_stdin: bool, method: str, path: str, **kw: Any
 ) -> dict[str, Any]:
     """One admin request on a fresh client (each command makes one, then exits)."""
-    client = AdminClient(url, token, username, password_stdin)
+    client = AdminClient.signed_in(url, token, username, password_stdin)
     try:
         return client.request(method, path, **kw)
     finally:
@@ -226,11 +306,83 @@ def sweep_event(
     out.print(f"swept [bold]{body['removed']}[/bold] ghost waiters from {body['event_id']}")
 
 
+def login(
+    username: Annotated[str, typer.Option("--username", prompt=True, help="Admin login name")],
+    url: Url = DEFAULT_URL,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Log in once; the other admin commands then use the kept token for an hour."""
+    client = AdminClient(url)
+    try:
+        token, expires_in = client.login(username, password_stdin)
+        client.use(token)
+        client.request("GET", ADMIN_EVENTS, params={"limit": 1})  # an admin's token?
+    finally:
+        client.close()
+    path, expires_at = save_token(url, token, expires_in)
+    until = datetime.fromtimestamp(expires_at, UTC).strftime("%H:%M:%S UTC")
+    out.print(f"logged in as [bold]{username}[/bold]; token kept in {path} until {until}")
+
+
+def _watch_view(event_id: str, body: dict[str, Any] | None, note: str) -> RenderableType:
+    if body is None:
+        return Text(f"event {event_id}: {note}", style="red")
+    table = event_table(body)
+    table.caption = note
+    return table
+
+
+def watch_event(
+    event_id: Annotated[str, typer.Argument(help="Event id")],
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, help="Seconds between refreshes")
+    ] = 1.0,
+    count: Annotated[
+        int, typer.Option("--count", min=0, help="Stop after this many refreshes (0: Ctrl-C)")
+    ] = 0,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    username: Username = "",
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """A live table of one event, refreshed every second until Ctrl-C.
+
+    An unreachable gateway or a 5xx is shown in place of the table and retried on the next
+    refresh (a restart should not end the watch); a refusal (4xx) ends it with status 1.
+    """
+    client = AdminClient.signed_in(url, token, username, password_stdin)
+    path = f"{ADMIN_EVENTS}/{event_id}"
+    refreshes = 0
+    try:
+        with Live(console=out, auto_refresh=False) as live:
+            while True:
+                refreshes += 1
+                stamp = datetime.now(UTC).strftime("%H:%M:%S UTC")
+                try:
+                    body: dict[str, Any] | None = client.try_request("GET", path)
+                    note = f"update {refreshes} at {stamp}, every {interval:g} s; Ctrl-C stops"
+                except AdminError as exc:
+                    if 400 <= exc.status < 500:
+                        live.stop()
+                        fail(exc.message)
+                    body, note = None, f"{exc.message} (update {refreshes} at {stamp})"
+                live.update(_watch_view(event_id, body, note), refresh=True)
+                if count and refreshes >= count:
+                    break
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
+
+
 def register(admin: typer.Typer) -> None:
     """Add the event commands to the `admin` group of the main CLI."""
     admin.command("events")(list_events)
-    event = typer.Typer(no_args_is_help=True, help="One event: show, set, sweep")
+    admin.command("login")(login)
+    event = typer.Typer(no_args_is_help=True, help="One event: show, set, sweep, watch")
     event.command("show")(show_event)
+    event.command("watch")(watch_event)
     event.command("set")(set_event)
     event.command("sweep")(sweep_event)
     admin.add_typer(event, name="event")

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from ticketgate import __version__
+from ticketgate.accounts.service import KNOWN_ROLES
 from ticketgate.admin_cli import register as register_admin_commands
 from ticketgate.config import ConfigError, Settings, load_settings
 from ticketgate.observability.logs import LogSettings, configure_logging
 from ticketgate.services.cli import services_command
+from ticketgate.topology import check_replicas, single_process_warning
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="ticketgate gateway")
 console = Console(stderr=True)
@@ -79,10 +83,18 @@ def serve(
         from dataclasses import replace
 
         settings = replace(settings, token_secret_generated=True)
+        try:
+            check_replicas(settings)
+        except ConfigError as exc:
+            console.print(f"[red]ticketgate: configuration error:[/red] {exc}")
+            raise typer.Exit(2) from None
     _banner(settings)
     # The parent's own lines (uvicorn's supervisor) in the workers' format; each worker sets
     # itself up again in app_factory.
     configure_logging(settings.log_level, settings.logs or LogSettings())
+    warning = single_process_warning(settings)
+    if warning is not None:
+        logging.getLogger("ticketgate").warning(warning)
     metrics_dir = None
     if settings.metrics_enabled and settings.workers > 1:
         # Before the workers exist: they are spawned, import prometheus_client with this
@@ -133,40 +145,75 @@ register_admin_commands(admin)
 def create_user(
     username: Annotated[str, typer.Option(help="Login name (3-64 of A-Z a-z 0-9 _ . @ -)")],
     role: Annotated[
-        list[str] | None, typer.Option(help="Role to grant; repeat for several")
+        list[str] | None,
+        typer.Option(help=f"Role to grant ({', '.join(KNOWN_ROLES)}); repeat for several"),
     ] = None,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input")
     ] = False,
+    create_database: Annotated[
+        bool,
+        typer.Option("--create-database", help="Create the SQLite file when it does not exist yet"),
+    ] = False,
 ) -> None:
-    """Create an account in the configured database (the way to make the first admin:
+    """Create an account in the gateway's database (the way to make the first admin:
     `ticketgate admin create-user --username ops --role admin --role user`).
 
-    The password is prompted for (or read from stdin), never taken as an argument, so it
-    stays out of shell history; there is no default password anywhere.
+    Needs only DATABASE_URL or DATABASE_PATH (and AUTH_* when set), not the gateway's other
+    settings. The database used is printed first; a SQLite file that does not exist is not
+    created unless asked (a relative DATABASE_PATH run from the wrong directory would
+    otherwise give the account to a database no gateway reads). The password is prompted for
+    (or read from stdin), never taken as an argument, so it stays out of shell history; there
+    is no default password anywhere.
     """
     import asyncio
 
+    from sqlalchemy import make_url
+
     from ticketgate.accounts.keys import TokenSigner
     from ticketgate.accounts.service import AccountError, AccountService
-    from ticketgate.database import Database
+    from ticketgate.accounts.settings import AccountSettings
+    from ticketgate.database import Database, DatabaseSettings
 
+    roles = tuple(role or ("user",))
+    unknown = [name for name in roles if name not in KNOWN_ROLES]
+    if unknown:
+        console.print(
+            f"[red]ticketgate: unknown role {unknown[0]!r}: roles are "
+            f"{', '.join(KNOWN_ROLES)}[/red]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     try:
-        settings = load_settings()
+        database_settings = DatabaseSettings.from_env(os.environ)
+        account_settings = AccountSettings.from_env(os.environ)
     except ConfigError as exc:
-        console.print(f"[red]ticketgate: configuration error:[/red] {exc}")
+        console.print(
+            f"[red]ticketgate: configuration error:[/red] {exc}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(2) from None
+    url = make_url(database_settings.url)
+    console.print(
+        f"database: {url.render_as_string(hide_password=True)}", highlight=False, soft_wrap=True
+    )
+    if url.drivername.startswith("sqlite") and not create_database:
+        path = Path(url.database or "")
+        if not path.exists():
+            console.print(
+                f"[red]ticketgate: no database at {path}: set DATABASE_PATH (or DATABASE_URL) "
+                "to the gateway's, or pass --create-database to start a new one[/red]",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2)
+    database = Database.from_settings(database_settings)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    roles = tuple(role or ("user",))
-    database_settings, account_settings = settings.database, settings.accounts
-    assert database_settings is not None
-    assert account_settings is not None
 
     async def run() -> str:
-        database = Database.from_settings(database_settings)
         signer = TokenSigner(database, account_settings.signing_key_pem)
         service = AccountService(database, signer, account_settings)
         try:
@@ -178,7 +225,7 @@ def create_user(
     try:
         user_id = asyncio.run(run())
     except AccountError as exc:
-        console.print(f"[red]ticketgate: {exc.message}[/red]")
+        console.print(f"[red]ticketgate: {exc.message}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"created [bold]{username}[/bold] ({user_id}) with roles {', '.join(roles)}")
 

@@ -93,6 +93,7 @@ class Settings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     token_secret_generated: bool = False
     metrics_enabled: bool = True  # OBSERVABILITY_METRICS_ENABLED: /metrics and its recorders
+    replicas_expected: int = 1  # SERVER_REPLICAS_EXPECTED: >1 refuses single-process parts
     # Settings owned by the edge modules; loaded by load_settings (they import this module).
     jwt: JwtSettings | None = None
     accounts: AccountSettings | None = None
@@ -274,9 +275,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue=queue,
         token_secret_generated=generated,
         metrics_enabled=env_bool(source, "OBSERVABILITY_METRICS_ENABLED", True),
+        replicas_expected=env_int(source, "SERVER_REPLICAS_EXPECTED", 1, 1, 100_000),
         **_edge_settings(source),
     )
     check_workers(settings)
+    from ticketgate.topology import check_replicas  # it imports ConfigError from here
+
+    check_replicas(settings)
     return settings
 
 

@@ -8,10 +8,11 @@ from ticketgate.backends.settings import BackendSettings, parse_duration_ms
 from ticketgate.config import ConfigError
 
 SECRET = "w" * 32
+EMBEDDED = {"BACKEND_EMBEDDED": "true"}
 
 
 def test_defaults_are_embedded_with_a_generated_secret_and_the_local_webhook() -> None:
-    settings = BackendSettings.from_env({})
+    settings = BackendSettings.from_env(EMBEDDED)
     assert settings.embedded
     assert settings.reservation_address == ""
     assert settings.payment_address == ""
@@ -22,11 +23,11 @@ def test_defaults_are_embedded_with_a_generated_secret_and_the_local_webhook() -
     assert settings.webhook_secret_generated
     assert len(settings.webhook_secret) >= 32
     assert settings.webhook_url == "http://127.0.0.1:8000/api/v1/payment/webhook"
-    assert BackendSettings.from_env({}).webhook_secret != settings.webhook_secret
+    assert BackendSettings.from_env(EMBEDDED).webhook_secret != settings.webhook_secret
 
 
 def test_webhook_url_follows_the_server_port() -> None:
-    settings = BackendSettings.from_env({"SERVER_PORT": "9123"})
+    settings = BackendSettings.from_env({**EMBEDDED, "SERVER_PORT": "9123"})
     assert settings.webhook_url == "http://127.0.0.1:9123/api/v1/payment/webhook"
 
 
@@ -68,7 +69,7 @@ def test_durations_accept_ms_seconds_and_bare_milliseconds(raw: str, ms: int) ->
 
 
 def test_with_addresses_fills_only_the_embedded_ones() -> None:
-    settings = BackendSettings.from_env({"BACKEND_RESERVATION_API_GRPC_ADDRESS": "r:1"})
+    settings = BackendSettings.from_env({**EMBEDDED, "BACKEND_RESERVATION_API_GRPC_ADDRESS": "r:1"})
     assert settings.embedded
     filled = settings.with_addresses("127.0.0.1:5000", "127.0.0.1:5001")
     assert filled.reservation_address == "r:1"
@@ -97,11 +98,12 @@ def test_with_addresses_fills_only_the_embedded_ones() -> None:
         ({"PAYMENT_WEBHOOK_URL": "/api/v1/payment/webhook"}, "PAYMENT_WEBHOOK_URL"),
         ({"PAYMENT_WEBHOOK_URL": "ftp://x/y"}, "PAYMENT_WEBHOOK_URL"),
         ({"SERVER_PORT": "eighty"}, "SERVER_PORT"),
+        ({"BACKEND_EMBEDDED": "perhaps"}, "BACKEND_EMBEDDED"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_variable(env: dict[str, str], names: str) -> None:
     with pytest.raises(ConfigError, match=names):
-        BackendSettings.from_env(env)
+        BackendSettings.from_env({**EMBEDDED, **env})
 
 
 def test_grpc_targets_with_a_scheme_pass_through() -> None:
@@ -114,3 +116,26 @@ def test_grpc_targets_with_a_scheme_pass_through() -> None:
     )
     assert settings.reservation_address == "dns:///reservation.svc:9090"
     assert settings.payment_address == "unix:/run/payment.sock"
+
+
+@pytest.mark.parametrize("environment", ["production", "staging", ""])
+def test_outside_development_the_services_are_never_started_in_process_unasked(
+    environment: str,
+) -> None:
+    """Issue 10 item 4: a production start used to run the reference services in-process,
+    so two replicas each had their own inventory (seat C-5 held on both)."""
+    env = {"SERVER_ENVIRONMENT": environment} if environment else {}
+    with pytest.raises(ConfigError) as refused:
+        BackendSettings.from_env(env)
+    message = str(refused.value)
+    assert "BACKEND_RESERVATION_API_GRPC_ADDRESS and BACKEND_PAYMENT_API_GRPC_ADDRESS" in message
+    assert "BACKEND_EMBEDDED=true" in message
+    with pytest.raises(ConfigError, match="BACKEND_PAYMENT_API_GRPC_ADDRESS required"):
+        BackendSettings.from_env({**env, "BACKEND_RESERVATION_API_GRPC_ADDRESS": "r:1"})
+    assert BackendSettings.from_env({**env, **EMBEDDED}).embedded
+
+
+def test_development_embeds_by_default_and_can_refuse_to() -> None:
+    assert BackendSettings.from_env({"SERVER_ENVIRONMENT": "development"}).embedded
+    with pytest.raises(ConfigError, match="BACKEND_RESERVATION_API_GRPC_ADDRESS"):
+        BackendSettings.from_env({"SERVER_ENVIRONMENT": "development", "BACKEND_EMBEDDED": "no"})

@@ -189,6 +189,7 @@ async def test_the_cli_creates_an_admin_whose_token_carries_the_role(
             "--role",
             "user",
             "--password-stdin",
+            "--create-database",  # a fresh file: the gateway below opens it afterwards
         ],
         input="an operator passphrase\n",
         env=env,

@@ -196,6 +196,9 @@ async def test_first_admin_is_created_with_a_chosen_password_and_both_roles(
         await service.create_user("root3", "a-long-chosen-secret", roles=("Admin!",))
     with pytest.raises(InvalidAccountInput):
         await service.create_user("root4", "a-long-chosen-secret", roles=())
+    # A typo grants nothing, silently: unknown roles are refused (issue 10 item 17).
+    with pytest.raises(InvalidAccountInput, match="unknown role 'admn'"):
+        await service.create_user("root5", "a-long-chosen-secret", roles=("admn",))
 
 
 async def test_passwords_are_stored_as_argon2id_only(databases: DatabaseFactory) -> None:

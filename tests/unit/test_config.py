@@ -14,7 +14,7 @@ from ticketgate.config import (
 )
 
 SECRET = "s" * MIN_SECRET_LENGTH
-PROD = {"QUEUE_TOKEN_SECRET": SECRET}
+PROD = {"QUEUE_TOKEN_SECRET": SECRET, "BACKEND_EMBEDDED": "true"}
 DEV = {"SERVER_ENVIRONMENT": "development"}
 
 

@@ -33,6 +33,9 @@ USERNAME_CHARS = r"[A-Za-z0-9_.@-]"
 USERNAME = re.compile(f"{USERNAME_CHARS}{{{USERNAME_MIN},{USERNAME_MAX}}}")
 ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 DEFAULT_ROLES = ("user",)
+# The roles the gateway checks: `user` (booking) and `admin` (the operator API). Any other
+# name would be a typo that silently grants nothing.
+KNOWN_ROLES = ("admin", "user")
 USER_ID_PREFIX = "usr_"
 
 
@@ -96,6 +99,8 @@ def validate_roles(roles: Iterable[str]) -> tuple[str, ...]:
     for role in unique:
         if ROLE.fullmatch(role) is None:
             raise InvalidAccountInput(f"role {role!r} must match {ROLE.pattern}")
+        if role not in KNOWN_ROLES:
+            raise InvalidAccountInput(f"unknown role {role!r}: roles are {', '.join(KNOWN_ROLES)}")
     return unique
 
 

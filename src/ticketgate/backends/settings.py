@@ -2,8 +2,11 @@
 
 Empty addresses mean "embedded": the application starts the reference services in-process
 and hands their loopback addresses in (`with_addresses`), so a newcomer gets the whole flow
-from one command. Deadlines accept the reference gateway's spellings ("600ms", "0.6s") and a
-bare number of milliseconds.
+from one command. That is the development default only: elsewhere each replica would run its
+own inventory (one seat sold by two replicas), so outside SERVER_ENVIRONMENT=development the
+addresses are required unless BACKEND_EMBEDDED=true asks for the in-process services.
+Deadlines accept the reference gateway's spellings ("600ms", "0.6s") and a bare number of
+milliseconds.
 """
 
 from __future__ import annotations
@@ -86,6 +89,22 @@ class BackendSettings:
             raise ConfigError(
                 f"PAYMENT_WEBHOOK_URL must be an absolute http(s) URL, got {webhook_url!r}"
             )
+        development = get("SERVER_ENVIRONMENT").lower() == "development"
+        if not env_bool(env, "BACKEND_EMBEDDED", development):
+            missing = [
+                name
+                for name, value in (
+                    ("BACKEND_RESERVATION_API_GRPC_ADDRESS", reservation),
+                    ("BACKEND_PAYMENT_API_GRPC_ADDRESS", payment),
+                )
+                if not value
+            ]
+            if missing:
+                raise ConfigError(
+                    f"{' and '.join(missing)} required outside development, or "
+                    "BACKEND_EMBEDDED=true to run the reference services in this process "
+                    "(one replica only)"
+                )
         return cls(
             reservation_address=reservation,
             payment_address=payment,

@@ -118,7 +118,8 @@ class ServiceSettings:
             payment_delay_sec=_number(env, "PAYMENT_DELAY_SEC", 3.0, 0, 3600),
             webhook_timeout_sec=_number(env, "PAYMENT_WEBHOOK_TIMEOUT_SEC", 2.0, 0.05, 60),
             webhook_max_attempts=int(_number(env, "PAYMENT_WEBHOOK_MAX_ATTEMPTS", 5, 1, 100, int)),
-            seed_demo_event=env_bool(env, "SERVICES_SEED_DEMO_EVENT", True),
+            # The demo seat map is for trying things out: never in a real sale unless asked.
+            seed_demo_event=env_bool(env, "SERVICES_SEED_DEMO_EVENT", environment == "development"),
         )
 
 
