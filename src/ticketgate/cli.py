@@ -1,4 +1,4 @@
-"""Console entry point: `ticketgate serve` (more commands arrive with later issues)."""
+"""Console entry point: `ticketgate serve`, `services`, `rehearse`, `admin …`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ticketgate.accounts.service import KNOWN_ROLES
 from ticketgate.admin_cli import register as register_admin_commands
 from ticketgate.config import ConfigError, Settings, load_settings
 from ticketgate.observability.logs import LogSettings, configure_logging
+from ticketgate.rehearsal.command import rehearse_command
 from ticketgate.services.cli import services_command
 from ticketgate.topology import check_replicas, single_process_warning
 
@@ -133,6 +134,8 @@ def _run_uvicorn(settings: Settings) -> None:
 
 # The reference gRPC services (inventory, reservation, payment simulator) until Ctrl-C.
 cli.command("services")(services_command)
+# Simulated fans against a deployment, with a report and an SLO gate (rehearsal/).
+cli.command("rehearse")(rehearse_command)
 
 
 admin = typer.Typer(no_args_is_help=True, help="Operator commands")
