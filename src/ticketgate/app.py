@@ -210,6 +210,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         routes,
         authenticator,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout_sec=settings.body_timeout_sec,
         guard=rate_limit,
         interceptors=(idempotency,),
         observers=tuple(observers),

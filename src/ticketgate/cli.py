@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ticketgate import __version__
 from ticketgate.accounts.service import KNOWN_ROLES
 from ticketgate.admin_cli import register as register_admin_commands
+from ticketgate.cli_output import config_failure, stderr_console
 from ticketgate.config import ConfigError, Settings, load_settings
 from ticketgate.observability.logs import LogSettings, configure_logging
 from ticketgate.rehearsal.command import rehearse_command
@@ -23,7 +23,7 @@ from ticketgate.services.cli import services_command
 from ticketgate.topology import check_replicas, single_process_warning
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="ticketgate gateway")
-console = Console(stderr=True)
+console = stderr_console()
 
 
 def _banner(settings: Settings) -> None:
@@ -78,17 +78,15 @@ def serve(
     try:
         settings = load_settings()
     except ConfigError as exc:
-        console.print(f"[red]ticketgate: configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise config_failure(exc) from None
     if os.environ.get("TICKETGATE_SECRET_GENERATED"):
         from dataclasses import replace
 
         settings = replace(settings, token_secret_generated=True)
-        try:
-            check_replicas(settings)
-        except ConfigError as exc:
-            console.print(f"[red]ticketgate: configuration error:[/red] {exc}")
-            raise typer.Exit(2) from None
+    try:
+        check_replicas(settings)
+    except ConfigError as exc:
+        raise config_failure(exc) from None
     _banner(settings)
     # The parent's own lines (uvicorn's supervisor) in the workers' format; each worker sets
     # itself up again in app_factory.
@@ -129,6 +127,9 @@ def _run_uvicorn(settings: Settings) -> None:
         # Client addresses come from the socket; only RATE_LIMIT_TRUSTED_PROXIES may vouch
         # for X-Forwarded-For (uvicorn's own rewrite would bypass that list).
         proxy_headers=False,
+        # On SIGTERM: stop accepting, let requests in flight finish for at most this long,
+        # then close what is left (a stuck client must not hold a rollout for minutes).
+        timeout_graceful_shutdown=settings.shutdown_timeout_sec,
     )
 
 
@@ -192,10 +193,7 @@ def create_user(
         database_settings = DatabaseSettings.from_env(os.environ)
         account_settings = AccountSettings.from_env(os.environ)
     except ConfigError as exc:
-        console.print(
-            f"[red]ticketgate: configuration error:[/red] {exc}", highlight=False, soft_wrap=True
-        )
-        raise typer.Exit(2) from None
+        raise config_failure(exc) from None
     url = make_url(database_settings.url)
     console.print(
         f"database: {url.render_as_string(hide_password=True)}", highlight=False, soft_wrap=True

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ticketgate.digits import ascii_decimal, ascii_int
+
 if TYPE_CHECKING:
     from ticketgate.accounts.settings import AccountSettings
     from ticketgate.backends.settings import BackendSettings
@@ -87,6 +89,8 @@ class Settings:
     environment: str = "production"
     workers: int = 1
     max_body_bytes: int = 16_384
+    body_timeout_sec: float = 10.0  # SERVER_BODY_TIMEOUT_SEC: a slower body gets 408
+    shutdown_timeout_sec: int = 20  # SERVER_SHUTDOWN_TIMEOUT_SEC: graceful drain bound
     dev_bypass_enabled: bool = False
     log_level: str = "info"
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -119,10 +123,9 @@ class Settings:
 
 
 def _int(name: str, raw: str, low: int, high: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    value = ascii_int(raw.strip())
+    if value is None:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}")
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -142,10 +145,9 @@ def env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int
 
 
 def _float(name: str, raw: str, low: float, high: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    value = ascii_decimal(raw.strip())
+    if value is None:
+        raise ConfigError(f"{name} must be a number, got {raw!r}")
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -269,6 +271,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=opt(
             "SERVER_MAX_BODY_BYTES", lambda n, r: _int(n, r, 256, 10_485_760), 16_384
         ),
+        body_timeout_sec=opt("SERVER_BODY_TIMEOUT_SEC", lambda n, r: _float(n, r, 0.1, 3600), 10.0),
+        shutdown_timeout_sec=opt(
+            "SERVER_SHUTDOWN_TIMEOUT_SEC", lambda n, r: _int(n, r, 1, 3600), 20
+        ),
         dev_bypass_enabled=dev_bypass,
         log_level=log_level,
         redis=redis,
@@ -366,13 +372,15 @@ def _validate_redis_address(address: str, *, cluster: bool, tls: bool) -> None:
     if "://" in address:
         scheme = address.partition("://")[0].lower()
         if scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"REDIS_ADDRESS scheme must be redis, rediss or unix: {address!r}")
+            raise ConfigError(
+                f"REDIS_ADDRESS scheme must be redis, rediss or unix: {_redacted(address)!r}"
+            )
         parts = urlsplit(address)
         if scheme == "unix":
             if not parts.path.startswith("/") or parts.netloc:
                 raise ConfigError(
                     f"REDIS_ADDRESS unix:// needs an absolute socket path "
-                    f"(unix:///run/redis.sock), got {address!r}"
+                    f"(unix:///run/redis.sock), got {_redacted(address)!r}"
                 )
             if cluster:
                 raise ConfigError("REDIS_CLUSTER_MODE=true needs host:port addresses, not unix://")
@@ -381,15 +389,32 @@ def _validate_redis_address(address: str, *, cluster: bool, tls: bool) -> None:
             return
         if not parts.hostname:
             raise ConfigError(
-                f"REDIS_ADDRESS must name a host (redis://host:6379/0), got {address!r}"
+                f"REDIS_ADDRESS must name a host (redis://host:6379/0), got {_redacted(address)!r}"
             )
         try:
-            parts.port  # noqa: B018 - raises ValueError for a non-numeric or too large port
+            port = parts.port  # raises ValueError for a non-numeric or too large port
         except ValueError:
-            raise ConfigError(f"REDIS_ADDRESS port must be 1-65535, got {address!r}") from None
+            port = 0
+        if port == 0:
+            raise ConfigError(f"REDIS_ADDRESS port must be 1-65535, got {_redacted(address)!r}")
         return
-    for part in address.split(","):
-        host, sep, port = part.strip().rpartition(":")
+    nodes = address.split(",")
+    if len(nodes) > 1 and not cluster:
+        raise ConfigError(
+            f"REDIS_ADDRESS lists {len(nodes)} addresses, which only REDIS_CLUSTER_MODE=true "
+            "accepts (the seed nodes of a cluster); a single Redis is one host:port"
+        )
+    for part in nodes:
+        host, sep, port_text = part.strip().rpartition(":")
         if not sep or not host:
             raise ConfigError(f"REDIS_ADDRESS must be host:port, got {address!r}")
-        _int("REDIS_ADDRESS port", port, 1, 65_535)
+        _int("REDIS_ADDRESS port", port_text, 1, 65_535)
+
+
+def _redacted(address: str) -> str:
+    """The address without the password a URL may carry (error messages reach logs)."""
+    parts = urlsplit(address)
+    if parts.password is None:
+        return address
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

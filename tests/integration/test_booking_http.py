@@ -612,7 +612,9 @@ async def test_webhook_signature_format_is_the_documented_one(
     t = int(time.time())
     mac = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + raw, hashlib.sha256).hexdigest()
     response = await gw.http.post(
-        WEBHOOK, content=raw, headers={"X-Ticketgate-Signature": f"t={t},v1={mac}"}
+        WEBHOOK,
+        content=raw,
+        headers={"X-Ticketgate-Signature": f"t={t},v1={mac}", "Content-Type": "application/json"},
     )
     assert response.status_code == 200, response.text
     assert response.json()["result"] == "confirmed"
@@ -627,7 +629,7 @@ async def test_webhook_with_a_bad_signature_is_401(
     headers: dict[str, str]
     content = raw
     if case == "missing":
-        headers = {}
+        headers = {"Content-Type": "application/json"}
     elif case == "wrong-secret":
         headers = signed(raw, secret="x" * 40)
     elif case == "tampered":
@@ -636,7 +638,7 @@ async def test_webhook_with_a_bad_signature_is_401(
     elif case == "stale":
         headers = signed(raw, now=time.time() - 301)
     else:
-        headers = {"X-Ticketgate-Signature": "t=abc,v1=zz"}
+        headers = {"X-Ticketgate-Signature": "t=abc,v1=zz", "Content-Type": "application/json"}
     response = await gw.http.post(WEBHOOK, content=content, headers=headers)
     assert_envelope(response, 401, "INVALID_SIGNATURE")
     assert fake.recorder.of("GetPaymentStatus") == []

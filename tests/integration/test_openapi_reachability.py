@@ -288,6 +288,30 @@ def _not_admin(route: tuple[str, str]) -> Recipe:
     return provoke
 
 
+def _not_json(route: tuple[str, str]) -> Recipe:
+    async def provoke(env: Env) -> httpx.Response:
+        path = route[1].replace("{id}", "rsv_1").replace("{event_id}", "evt_oas")
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        return await env.main.request(route[0], path, content=b"a=1", headers={**DEV, **form})
+
+    return provoke
+
+
+# Routes whose body must be JSON (415 otherwise); leave's POST takes sendBeacon's text/plain.
+JSON_BODY = [
+    ("POST", JOIN),
+    ("POST", ENTER),
+    ("POST", "/api/v1/auth/register"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", RES),
+    ("POST", f"{RES}/{{id}}/confirm"),
+    ("POST", f"{RES}/{{id}}/cancel"),
+    ("POST", INTENT),
+    ("POST", WEBHOOK),
+    ("PATCH", f"{ADMIN}/{{event_id}}"),
+]
+for route in JSON_BODY:
+    recipe(*route, 415)(_not_json(route))
 for route in RATE_LIMITED:
     recipe(*route, 429)(_limited(route))
 for route in DEPENDS_ON_AN_OUTAGE:
@@ -430,7 +454,9 @@ async def login_ok(env: Env) -> httpx.Response:
 
 @recipe("POST", "/api/v1/auth/login", 400)
 async def login_without_body(env: Env) -> httpx.Response:
-    return await env.main.post("/api/v1/auth/login", content=b"[]")
+    return await env.main.post(
+        "/api/v1/auth/login", content=b"[]", headers={"content-type": "application/json"}
+    )
 
 
 @recipe("POST", "/api/v1/auth/login", 401)
@@ -546,7 +572,9 @@ async def webhook_malformed(env: Env) -> httpx.Response:
 
 @recipe("POST", WEBHOOK, 401)
 async def webhook_unsigned(env: Env) -> httpx.Response:
-    return await env.main.post(WEBHOOK, content=webhook_body())
+    return await env.main.post(
+        WEBHOOK, content=webhook_body(), headers={"content-type": "application/json"}
+    )
 
 
 def _webhook_fault(fault: str) -> Recipe:

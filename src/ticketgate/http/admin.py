@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from ticketgate.digits import ascii_int
 from ticketgate.http.core import AuthPolicy, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.waitingroom.events import (
@@ -142,9 +143,10 @@ class AdminRoutes:
         raw = request.query_param("limit")
         limit = LIST_DEFAULT
         if raw:
-            if not raw.isdigit() or not 1 <= int(raw) <= LIST_MAX:
+            parsed = ascii_int(raw)
+            if parsed is None or not 1 <= parsed <= LIST_MAX:
                 raise ApiError("INVALID_REQUEST", f"limit must be an integer from 1 to {LIST_MAX}")
-            limit = int(raw)
+            limit = parsed
         views = await self.admin.list(limit)
         body = EventListResponse([event_response(v) for v in views], limit)
         return Response.json(200, body, _NO_STORE)

@@ -43,6 +43,8 @@ def _with_edge_responses(route: Route) -> list[tuple[int, type | None, str]]:
             else "INVALID_IDEMPOTENCY_KEY",
         )
         add(409, "IDEMPOTENCY_CONFLICT, IDEMPOTENCY_IN_PROGRESS")
+    if route.request_schema is not None and not route.any_media_type:
+        add(415, "UNSUPPORTED_MEDIA_TYPE: a body not sent as application/json")
     if route.rate_limited:
         add(429, "RATE_LIMITED (Retry-After, RateLimit headers)")
     return [(status, *responses[status]) for status in sorted(responses)]

@@ -199,6 +199,7 @@ class QueueRoutes:
                     ),
                     (("token", "Waiting token from join"),),
                     body_required=False,
+                    any_media_type=True,  # navigator.sendBeacon posts a string as text/plain
                 )
                 for method in ("DELETE", "POST")
             ),

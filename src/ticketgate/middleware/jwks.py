@@ -32,6 +32,7 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 from ticketgate.background import cancel_and_wait
+from ticketgate.digits import ascii_int
 
 log = logging.getLogger("ticketgate.auth")
 
@@ -93,7 +94,8 @@ class HttpJwksSource:
             if response.status_code != 200:
                 raise JwksFetchError(f"JWKS endpoint answered HTTP {response.status_code}")
             declared = response.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            length = ascii_int(declared) if declared is not None else None
+            if length is not None and length > self.max_bytes:
                 raise JwksFetchError(f"JWKS document exceeds {self.max_bytes} bytes")
             chunks: list[bytes] = []
             size = 0

@@ -12,8 +12,8 @@ import signal
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from ticketgate.cli_output import config_failure, stderr_console
 from ticketgate.config import ConfigError
 from ticketgate.database import Database, DatabaseSettings
 from ticketgate.observability.logs import LogSettings, configure_logging
@@ -21,7 +21,7 @@ from ticketgate.observability.tracing import TracingSettings, start_tracing
 from ticketgate.services.inventory import DEMO_EVENT_ID
 from ticketgate.services.server import RunningServices, ServiceSettings, run_services
 
-console = Console(stderr=True)
+console = stderr_console()
 
 
 def services_command(
@@ -58,8 +58,7 @@ def services_command(
         development = os.environ.get("SERVER_ENVIRONMENT", "").strip().lower() == "development"
         log_settings = LogSettings.from_env(os.environ, development=development)
     except ConfigError as exc:
-        console.print(f"[red]ticketgate: configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise config_failure(exc) from None
     level = os.environ.get("LOG_LEVEL", "info").strip() or "info"
     configure_logging(level, log_settings)
     try:
