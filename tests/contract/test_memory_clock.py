@@ -8,7 +8,7 @@ from __future__ import annotations
 from tests.conftest import TEST_SECRET
 from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.memory_store import IDEMPOTENCY_TTL_MS, MemoryQueueStore
-from ticketgate.waitingroom.model import EnterOutcome
+from ticketgate.waitingroom.model import ClaimOutcome, EnterOutcome
 
 
 class Clock:
@@ -64,5 +64,7 @@ async def test_unused_reservations_are_trimmed_by_later_admissions() -> None:
     second = await store.join("evt", "bob", "")
     await store.enter("evt", second.seq, second.joined_ms, "bob")
     assert set(store._events["evt"].reservations) == {second.seq}
-    assert await store.consume_reservation("evt", first.seq, "ann") is False
-    assert await store.consume_reservation("evt", second.seq, "bob") is True
+    assert await store.claim_reservation("evt", first.seq, "ann", "l", 5_000) is (ClaimOutcome.GONE)
+    assert await store.claim_reservation("evt", second.seq, "bob", "l", 5_000) is (
+        ClaimOutcome.CLAIMED
+    )

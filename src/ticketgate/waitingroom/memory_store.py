@@ -22,6 +22,7 @@ from ticketgate.waitingroom.model import (
     MARK_EVERY,
     OVERRIDE_FIELDS,
     AdmissionCounts,
+    ClaimOutcome,
     EnterOutcome,
     EnterResult,
     EventOverrides,
@@ -73,6 +74,7 @@ class _Event:
     admitted: dict[int, int] = field(default_factory=dict)
     admitted_order: SortedList = field(default_factory=SortedList)
     reservations: dict[int, tuple[str, int]] = field(default_factory=dict)
+    leases: dict[int, tuple[str, int]] = field(default_factory=dict)  # seq -> (id, until ms)
     config: dict[str, str] = field(default_factory=dict)  # raw overrides, as Redis keeps them
     marks: SortedList = field(default_factory=SortedList)  # (seq, joined_ms), see MARK_EVERY
 
@@ -247,6 +249,7 @@ class MemoryQueueStore:
             event.admitted.pop(old_seq, None)
         for old_seq in _expired_head(event.reservations, now, 100, lambda v: v[1]):
             del event.reservations[old_seq]
+            event.leases.pop(old_seq, None)
 
     async def leave(
         self, event_id: str, seq: int, user_id: str, joined_ms: int | None = None
@@ -271,16 +274,31 @@ class MemoryQueueStore:
             del event.idempotency[key]
         return len(stale)
 
-    async def consume_reservation(self, event_id: str, seq: int, user_id: str) -> bool:
+    async def claim_reservation(
+        self, event_id: str, seq: int, user_id: str, lease_id: str, lease_ms: int
+    ) -> ClaimOutcome:
         now = self._clock()
         event = self._events.get(event_id)
         if event is None:
-            return False
+            return ClaimOutcome.GONE
         held = event.reservations.get(seq)
         if held is None or held[0] != user_id or held[1] <= now:
-            return False
-        del event.reservations[seq]
-        return True
+            return ClaimOutcome.GONE
+        lease = event.leases.get(seq)
+        if lease is not None and lease[1] > now:
+            return ClaimOutcome.BUSY
+        event.leases[seq] = (lease_id, now + lease_ms)
+        return ClaimOutcome.CLAIMED
+
+    async def settle_reservation(self, event_id: str, seq: int, lease_id: str, used: bool) -> None:
+        event = self._events.get(event_id)
+        if event is None:
+            return
+        if used:
+            event.reservations.pop(seq, None)
+        lease = event.leases.get(seq)
+        if lease is not None and lease[0] == lease_id:
+            del event.leases[seq]
 
     async def event_stats(self, event_id: str) -> EventStats:
         now = self._clock()

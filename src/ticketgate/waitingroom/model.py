@@ -28,6 +28,19 @@ class EnterOutcome(enum.IntEnum):
     PAUSED = 6  # an operator paused this event's admissions
 
 
+class ClaimOutcome(enum.IntEnum):
+    """A reservation attempt's claim on the reservation armed by enter (the single-use token).
+
+    The claim is a lease: one attempt at a time, and it lapses by itself if the gateway dies
+    mid-attempt. Only an attempt that held seats uses the reservation up; a refused or failed
+    one gives it back, usable until its own expiry.
+    """
+
+    GONE = 0  # used, expired, never armed, or another user's
+    CLAIMED = 1  # this attempt holds the lease and must settle it
+    BUSY = 2  # another attempt with the same reservation holds the lease now
+
+
 class LeaveOutcome(enum.IntEnum):
     LEFT = 1
     NOT_WAITING = 2

@@ -18,6 +18,7 @@ from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
 from ticketgate.redisio.scripts import Script
 from ticketgate.waitingroom.model import (
     AdmissionCounts,
+    ClaimOutcome,
     EnterOutcome,
     EnterResult,
     EventOverrides,
@@ -74,6 +75,9 @@ class _EventKeys:
     def reservation(self, seq: int) -> str:
         return f"{self.prefix}rt:{seq}"
 
+    def reservation_lease(self, seq: int) -> str:
+        return f"{self.prefix}rt:{seq}:lease"
+
 
 class RedisQueueStore:
     name = "redis"
@@ -87,7 +91,8 @@ class RedisQueueStore:
         self._enter = Script.load(_LUA, "enter")
         self._leave = Script.load(_LUA, "leave")
         self._sweep = Script.load(_LUA, "sweep")
-        self._consume = Script.load(_LUA, "consume_reservation")
+        self._claim = Script.load(_LUA, "claim_reservation")
+        self._settle = Script.load(_LUA, "settle_reservation")
         self._stats = Script.load(_LUA, "stats")
         self._configure = Script.load(_LUA, "configure")
         rules: list[int] = []
@@ -112,7 +117,8 @@ class RedisQueueStore:
             self._enter,
             self._leave,
             self._sweep,
-            self._consume,
+            self._claim,
+            self._settle,
             self._stats,
             self._configure,
         )
@@ -226,10 +232,18 @@ class RedisQueueStore:
         )
         return int(removed)
 
-    async def consume_reservation(self, event_id: str, seq: int, user_id: str) -> bool:
+    async def claim_reservation(
+        self, event_id: str, seq: int, user_id: str, lease_id: str, lease_ms: int
+    ) -> ClaimOutcome:
         k = self._event(event_id)
-        used = await self._call(self._consume.run(self._redis, (k.reservation(seq),), user_id))
-        return bool(used)
+        keys = (k.reservation(seq), k.reservation_lease(seq))
+        outcome = await self._call(self._claim.run(self._redis, keys, user_id, lease_id, lease_ms))
+        return ClaimOutcome(int(outcome))
+
+    async def settle_reservation(self, event_id: str, seq: int, lease_id: str, used: bool) -> None:
+        k = self._event(event_id)
+        keys = (k.reservation(seq), k.reservation_lease(seq))
+        await self._call(self._settle.run(self._redis, keys, lease_id, "1" if used else "0"))
 
     async def waiting_count(self, event_id: str) -> int:
         return int(await self._call(self._redis.execute("ZCARD", self._event(event_id).wait)))

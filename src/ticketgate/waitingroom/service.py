@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
+from dataclasses import dataclass
 from typing import Protocol
 
 from ticketgate.config import QueueSettings
@@ -19,6 +21,7 @@ from ticketgate.waitingroom.model import (
     AdmissionsPaused,
     AdmissionThrottled,
     AlreadyAdmitted,
+    ClaimOutcome,
     EnterOutcome,
     Forbidden,
     LeaveOutcome,
@@ -43,6 +46,18 @@ USER_ID_MAX = 128
 NOT_READY_RETRY_SEC = 5.0
 PAUSED_RETRY_SEC = 10.0
 SWEEP_NOW_ROUNDS = 1_000  # an operator's sweep drains at most this many batches per call
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationClaim:
+    """One reservation attempt's claim on an armed reservation (see ClaimOutcome)."""
+
+    outcome: ClaimOutcome
+    event_id: str
+    seq: int
+    lease_id: str
+
+
 log = logging.getLogger("ticketgate.waitingroom")
 
 
@@ -182,15 +197,30 @@ class WaitingRoom:
         )
         return outcome is LeaveOutcome.LEFT
 
-    async def consume_reservation(self, token: str, user_id: str, event_id: str) -> bool:
-        """Single use of the reservation token from enter, by its user, for its event."""
+    async def claim_reservation(
+        self, token: str, user_id: str, event_id: str, lease_ms: int
+    ) -> ReservationClaim:
+        """Lease the reservation token from enter to one attempt, by its user, for its event.
+
+        A token that does not verify, or is another user's or event's, is GONE without a
+        store call. Settle every CLAIMED claim with `settle_reservation`.
+        """
         try:
             claims = self.signer.verify_reservation(token)
         except InvalidToken:
-            return False
+            return ReservationClaim(ClaimOutcome.GONE, event_id, 0, "")
         if claims.user_id != user_id or claims.event_id != event_id:
-            return False
-        return await self.store.consume_reservation(claims.event_id, claims.seq, user_id)
+            return ReservationClaim(ClaimOutcome.GONE, event_id, 0, "")
+        lease_id = secrets.token_hex(8)
+        outcome = await self.store.claim_reservation(
+            claims.event_id, claims.seq, user_id, lease_id, lease_ms
+        )
+        return ReservationClaim(outcome, claims.event_id, claims.seq, lease_id)
+
+    async def settle_reservation(self, claim: ReservationClaim, used: bool) -> None:
+        """Use the reservation up (`used`: the attempt held seats) or give it back."""
+        if claim.outcome is ClaimOutcome.CLAIMED:
+            await self.store.settle_reservation(claim.event_id, claim.seq, claim.lease_id, used)
 
     async def sweep_once(self) -> int:
         """Drain ghosts of every event this process has seen, a bounded batch at a time, and

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from ticketgate.waitingroom.model import (
+    ClaimOutcome,
     EnterResult,
     EventOverrides,
     EventStats,
@@ -45,8 +46,15 @@ class QueueStore(Protocol):
     async def sweep(self, event_id: str, batch: int) -> int:
         """Remove up to `batch` waiters unseen for the heartbeat TTL; return how many."""
 
-    async def consume_reservation(self, event_id: str, seq: int, user_id: str) -> bool:
-        """Use up an armed reservation once; False when expired, reused or someone else's."""
+    async def claim_reservation(
+        self, event_id: str, seq: int, user_id: str, lease_id: str, lease_ms: int
+    ) -> ClaimOutcome:
+        """Lease the armed reservation to one attempt for `lease_ms`: GONE when expired, used
+        or someone else's, BUSY while another attempt holds an unexpired lease."""
+
+    async def settle_reservation(self, event_id: str, seq: int, lease_id: str, used: bool) -> None:
+        """End an attempt: `used` uses the reservation up (whoever holds the lease now);
+        otherwise only the lease `lease_id` is dropped and the reservation stays armed."""
 
     async def waiting_count(self, event_id: str) -> int:
         """How many are waiting for `event_id` now."""
