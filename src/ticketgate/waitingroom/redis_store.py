@@ -11,9 +11,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError
 
 from ticketgate.config import QueueSettings
+from ticketgate.redisio.errors import client_message, note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
 from ticketgate.redisio.scripts import Script
 from ticketgate.waitingroom.model import (
@@ -138,14 +139,16 @@ class RedisQueueStore:
 
     @staticmethod
     async def _call(awaitable: Any) -> Any:
+        """Await a Redis call; a transient failure (redisio/errors.py) becomes 503 with a
+        message that names the state, never the server."""
         try:
             return await awaitable
-        except RedisUnavailable as exc:
-            raise QueueUnavailable(str(exc), retry_after_sec=1) from exc
-        except ResponseError as exc:
-            if "BUSY" in str(exc) or "LOADING" in str(exc) or "MASTERDOWN" in str(exc):
-                raise QueueUnavailable(str(exc), retry_after_sec=1) from exc
-            raise
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            note_unavailable(reason, exc)
+            raise QueueUnavailable(client_message(reason), retry_after_sec=1) from exc
 
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
         k = self._event(event_id)
@@ -291,7 +294,7 @@ class RedisQueueStore:
     async def ping(self) -> bool:
         try:
             return bool(await self._redis.execute("PING"))
-        except (RedisUnavailable, ResponseError):
+        except (RedisUnavailable, RedisError):
             return False
 
     async def close(self) -> None:
