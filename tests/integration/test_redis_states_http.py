@@ -158,12 +158,15 @@ async def test_loading_is_503(
     server: RedisServer, admin: redis.Redis, client: httpx.AsyncClient
 ) -> None:
     token = await join(client, EVENT, headers=as_user(1))
-    admin.execute_command("DEBUG", "POPULATE", "20000")
+    admin.execute_command("DEBUG", "POPULATE", "20000")  # type: ignore[no-untyped-call]
     admin.config_set("key-load-delay", "100")  # µs per key while loading: ~2 s to reload
     # Serve clients (with -LOADING) every KB loaded, not every 2 MB (the whole data set).
     admin.config_set("loading-process-events-interval-bytes", "1024")
     loader = redis.Redis(port=server.port, socket_timeout=60)
-    thread = threading.Thread(target=lambda: loader.execute_command("DEBUG", "RELOAD"), daemon=True)
+    thread = threading.Thread(
+        target=lambda: loader.execute_command("DEBUG", "RELOAD"),  # type: ignore[no-untyped-call]
+        daemon=True,
+    )
     thread.start()
     try:
         seen_loading = False
@@ -219,7 +222,8 @@ def test_the_parser_maps_cluster_replies_to_the_classes_we_classify() -> None:
     from redis._parsers.base import BaseParser
 
     for reply in ("CLUSTERDOWN The cluster is down", "MASTERDOWN Link with MASTER is down"):
-        assert unavailable_reason(BaseParser.parse_error(reply)) == "failover"
+        error = BaseParser.parse_error(reply)  # type: ignore[no-untyped-call]
+        assert unavailable_reason(error) == "failover"
 
 
 @pytest.mark.parametrize(
