@@ -6,11 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: redis-server (the throwaway Redis), haproxy and promtool
-# (from prometheus: they check deploy/'s load balancer and Prometheus configs).
+# (from prometheus: they check deploy/'s load balancer and Prometheus configs), chromium and
+# chromium-driver (the browser tests drive the system browser; none is downloaded),
+# fonts-nanum (Korean glyphs for the Korean page) and npm (installs axe-core, below).
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || packages+=(haproxy)
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+fc-list 2>/dev/null | grep -qi nanum || packages+=(fonts-nanum)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "ticketgate: installing ${packages[*]} (needed by the tests)" >&2
   sudo=""
@@ -18,6 +24,11 @@ if [ "${#packages[@]}" -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${packages[@]}" >/dev/null
+fi
+
+# axe-core, pinned in tests/browser/package-lock.json, injected into the pages by the tests.
+if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 
 bash scripts/bootstrap.sh test

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from ticketgate.accounts.settings import AccountSettings
     from ticketgate.backends.settings import BackendSettings
     from ticketgate.database import DatabaseSettings
+    from ticketgate.http.cors import CorsSettings
+    from ticketgate.http.frontdoor import FrontdoorSettings
     from ticketgate.http.system import ReadinessSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
@@ -110,6 +112,8 @@ class Settings:
     readiness: ReadinessSettings | None = None  # READINESS_REQUIRED (http/system.py)
     tracing: TracingSettings | None = None  # OBSERVABILITY_TRACING_*, OTEL_* (tracing.py)
     logs: LogSettings | None = None  # LOG_FORMAT, LOG_ACCESS (observability/logs.py)
+    cors: CorsSettings | None = None  # CORS_ALLOWED_ORIGINS (http/cors.py)
+    frontdoor: FrontdoorSettings | None = None  # FRONTDOOR_* (http/frontdoor.py)
 
     @property
     def is_development(self) -> bool:
@@ -299,6 +303,8 @@ def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
     from ticketgate.accounts.settings import AccountSettings
     from ticketgate.backends.settings import BackendSettings
     from ticketgate.database import DatabaseSettings
+    from ticketgate.http.cors import CorsSettings
+    from ticketgate.http.frontdoor import FrontdoorSettings
     from ticketgate.http.system import ReadinessSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
@@ -345,6 +351,8 @@ def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
         "services": services,
         "readiness": ReadinessSettings.from_env(source),
         "tracing": TracingSettings.from_env(source),
+        "cors": CorsSettings.from_env(source),
+        "frontdoor": FrontdoorSettings.from_env(source),
         "logs": LogSettings.from_env(
             source,
             development=source.get("SERVER_ENVIRONMENT", "").strip().lower() == "development",

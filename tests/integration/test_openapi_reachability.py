@@ -710,3 +710,29 @@ async def test_every_documented_status_is_reachable_over_http(redis_address: str
             if response.status_code != key_[2]:
                 failures.append(f"{key_}: got {response.status_code} {response.text[:160]}")
     assert not failures, "documented statuses not produced:\n" + "\n".join(failures)
+
+
+# ------------------------------------------------------------------------ front door
+
+
+def _hashed_asset(headers: dict[str, str] | None = None) -> Recipe:
+    """GET the stylesheet under the hashed name the landing page names."""
+
+    async def provoke(env: Env) -> httpx.Response:
+        page = (await env.main.get("/")).text
+        start = page.index("assets/style.")
+        name = page[start : page.index('"', start)]
+        return await env.main.get(f"/{name}", headers=headers)
+
+    return provoke
+
+
+for path in ("/", "/console", "/wait/evt_oas", "/ticketgate.js"):
+    template = "/wait/{event_id}" if path.startswith("/wait/") else path
+    recipe("GET", template, 200)(_get(path))
+    recipe("GET", template, 304)(_get(path, {"If-None-Match": "*"}))
+recipe("GET", "/wait/{event_id}", 400)(_get("/wait/evt_1?return_url=https%3A%2F%2Fevil.example"))
+recipe("GET", "/", 503)(lambda env: env.down.get("/"))
+recipe("GET", "/assets/{asset}", 200)(_hashed_asset())
+recipe("GET", "/assets/{asset}", 304)(_hashed_asset({"If-None-Match": "*"}))
+recipe("GET", "/assets/{asset}", 404)(_get("/assets/style.css"))

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -29,6 +29,9 @@ from ticketgate.middleware.auth import Authenticator, AuthError, Principal
 from ticketgate.middleware.request_id import request_id_from, trace_id_from
 from ticketgate.observability.hooks import RequestObserver
 from ticketgate.waitingroom.model import QueueError
+
+if TYPE_CHECKING:
+    from ticketgate.http.cors import Cors
 
 log = logging.getLogger("ticketgate.http")
 
@@ -222,6 +225,11 @@ class Interceptor(Protocol):
 
 # (route, handler after interceptors, the guard's check, whether a body must be JSON)
 _Entry = tuple[Route, Handler, Check | None, bool]
+PREFLIGHT_PATH = "(cors preflight)"  # the route label of preflights in metrics and logs
+
+
+def _is_preflight(method: str, headers: dict[bytes, bytes]) -> bool:
+    return method == "OPTIONS" and b"access-control-request-method" in headers
 
 
 class Gateway:
@@ -239,8 +247,16 @@ class Gateway:
         observers: tuple[RequestObserver, ...] = (),
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        cors: Cors | None = None,
     ) -> None:
         self.routes = routes
+        self._cors = cors
+        # CORS preflights: answered before auth and the guard (browsers send no credentials
+        # with them), on any path.
+        self._preflight: _Entry | None = None
+        if cors is not None:
+            preflight = Route("OPTIONS", PREFLIGHT_PATH, cors.preflight, AuthPolicy.NONE)
+            self._preflight = (preflight, cors.preflight, None, False)
         self._table: dict[tuple[str, str], _Entry] = {}
         # Templated paths, tried in order after the exact lookup misses.
         self._templates: list[tuple[re.Pattern[str], dict[str, _Entry]]] = []
@@ -333,9 +349,15 @@ class Gateway:
         guarded = _NO_HEADERS
         try:
             try:
+                if self._cors is not None:
+                    guarded = self._cors.headers(headers.get(b"origin"))
                 entry = self._table.get((method, request.path))
                 if entry is None:
-                    entry = self._match_template(method, request)
+                    if self._preflight is not None and _is_preflight(method, headers):
+                        entry = self._preflight
+                        guarded = _NO_HEADERS  # the preflight answer carries its own
+                    else:
+                        entry = self._match_template(method, request)
                 route, handler, check, json_body = entry
                 route_path = route.path
                 if method in _BODY_METHODS:
@@ -351,7 +373,7 @@ class Gateway:
                 if route.auth is not AuthPolicy.NONE:
                     await self._authenticate(request, route.auth)
                 if check is not None:
-                    guarded = check(request)
+                    guarded += check(request)
                 response = await handler(request)
             except ApiError as exc:
                 response = self._error(exc, trace_id)
