@@ -230,6 +230,34 @@ def test_paused_and_closed_are_said_in_words(
     assert position(tab) == "2"
 
 
+def test_a_closed_queue_says_so_to_a_newcomer(
+    tab: Any, gateway: str, api: httpx.Client, event_id: str
+) -> None:
+    patch_event(api, event_id, closed=True)
+    name, password = user(api)
+    tab.get(f"{gateway}/wait/{event_id}")
+    wait_for(tab, lambda d: by_id(d, "signin").is_displayed())
+    by_id(tab, "username").send_keys(name)
+    by_id(tab, "password").send_keys(password)
+    by_id(tab, "signin-button").click()
+    wait_for(tab, lambda d: by_id(d, "ended").is_displayed())
+    assert text_of(tab, "ended-body") == "This queue is closed. No new places are given out."
+    assert not by_id(tab, "rejoin").is_displayed()
+    assert waiting(api, event_id) == 0
+
+
+def test_reduced_motion_is_respected(tab: Any, gateway: str) -> None:
+    script = "return getComputedStyle(document.getElementById('position')).transitionDuration"
+    tab.get(f"{gateway}/wait/evt_motion")
+    assert tab.execute_script(script) == "0.6s"
+    features = [{"name": "prefers-reduced-motion", "value": "reduce"}]
+    tab.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": features})
+    try:
+        assert tab.execute_script(script) == "0s"
+    finally:
+        tab.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
 def test_sold_out_is_said_and_polling_stops(
     tab: Any, gateway: str, api: httpx.Client, event_id: str
 ) -> None:

@@ -190,9 +190,17 @@ function render(status, at) {
   $("eta").textContent = eta(status);
   $("updated").textContent = t("updated", { time: clock(lang, at) });
   if (position !== lastPosition) {
+    if (lastPosition !== null) flash($("position"));
     lastPosition = position;
     announce(t("announce", { n: number(lang, position), eta: $("eta").textContent ?? "" }));
   }
+}
+
+/** A moment's highlight when the place changes (no motion with prefers-reduced-motion).
+ * @param {HTMLElement} element */
+function flash(element) {
+  element.classList.add("moved");
+  setTimeout(() => element.classList.remove("moved"), 900);
 }
 
 /** The ETA as a range that narrows as the estimate's confidence grows.
