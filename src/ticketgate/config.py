@@ -127,9 +127,11 @@ class Settings:
 
 
 def _int(name: str, raw: str, low: int, high: int) -> int:
-    value = ascii_int(raw.strip())
-    if value is None:
+    text = raw.strip()
+    digits = ascii_int(text.removeprefix("-"))
+    if digits is None:
         raise ConfigError(f"{name} must be an integer, got {raw!r}")
+    value = -digits if text.startswith("-") else digits
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value

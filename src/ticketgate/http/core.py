@@ -163,6 +163,9 @@ class Route:
     # on a route that takes any media type (leave's POST: navigator.sendBeacon sends a
     # string as text/plain and cannot choose).
     any_media_type: bool = False
+    # Which rate-limit budget the route draws from: "default" (per user, else per IP) or
+    # "auth" (the lower per-IP budget of login and register).
+    rate_budget: str = "default"
 
 
 def is_json_media_type(value: bytes | None) -> bool:
@@ -371,7 +374,7 @@ class Gateway:
                                 headers=((b"accept", _JSON),),
                             )
                 if route.auth is not AuthPolicy.NONE:
-                    await self._authenticate(request, route.auth)
+                    await self._authenticate(request, route.auth, check)
                 if check is not None:
                     guarded += check(request)
                 response = await handler(request)
@@ -479,15 +482,18 @@ class Gateway:
             deadlines.leave(task)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _authenticate(self, request: Request, policy: AuthPolicy) -> None:
+    async def _authenticate(
+        self, request: Request, policy: AuthPolicy, check: Check | None
+    ) -> None:
         authorization = request.headers.get(b"authorization")
         if authorization is None:
             if policy is not AuthPolicy.OPTIONAL:
-                AUTH_FAILURES.labels(code="MISSING_AUTHORIZATION").inc()
-                raise ApiError(
+                _refuse(
+                    request,
+                    check,
                     "MISSING_AUTHORIZATION",
                     "this endpoint needs 'Authorization: Bearer <token>'",
-                    headers=((b"www-authenticate", b'Bearer realm="ticketgate"'),),
+                    ((b"www-authenticate", b'Bearer realm="ticketgate"'),),
                 )
             return
         try:
@@ -495,23 +501,34 @@ class Gateway:
                 authorization.decode("latin-1"), request.header(b"x-load-test-user")
             )
         except AuthError as exc:
-            AUTH_FAILURES.labels(code=exc.code).inc()
             challenge = (
                 f'Bearer realm="ticketgate", error="invalid_token", '
                 f'error_description="{exc.message}"'
             )
-            raise ApiError(
-                exc.code, exc.message, headers=((b"www-authenticate", challenge.encode()),)
-            ) from None
+            _refuse(
+                request, check, exc.code, exc.message, ((b"www-authenticate", challenge.encode()),)
+            )
         if policy is AuthPolicy.ADMIN and "admin" not in request.principal.roles:
-            AUTH_FAILURES.labels(code="FORBIDDEN").inc()
-            raise ApiError("FORBIDDEN", "this endpoint needs the admin role")
+            _refuse(request, check, "FORBIDDEN", "this endpoint needs the admin role", ())
 
     @staticmethod
     def _error(exc: ApiError, trace_id: str) -> Response:
         return Response(
             exc.status, error_body(exc.code, exc.message, trace_id, exc.extra), exc.headers
         )
+
+
+def _refuse(
+    request: Request, check: Check | None, code: str, message: str, headers: Headers
+) -> NoReturn:
+    """Fail authentication, charged to the caller's rate-limit budget (the client IP's when
+    no principal was established): the guard otherwise runs only after auth succeeds, and
+    guessing tokens must cost like any request. Once the budget is spent the answer is the
+    guard's 429 instead, which says nothing about the token."""
+    AUTH_FAILURES.labels(code=code).inc()
+    if check is not None:
+        headers = (*headers, *check(request))  # raises 429 RATE_LIMITED when over budget
+    raise ApiError(code, message, headers=headers)
 
 
 class _BodyDeadlines:
