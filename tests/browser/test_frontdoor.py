@@ -281,8 +281,12 @@ def test_the_waiting_page_has_no_serious_accessibility_violations(
     tab.get(f"{gateway}/wait/{event_id}")
     wait_for(tab, lambda d: by_id(d, "signin").is_displayed())
     assert axe_violations(tab) == []
+    screenshot(tab, "signin-en")
     open_and_sign_in(tab, gateway, api, event_id)
     assert axe_violations(tab) == []
+    tab.get(f"{gateway}/?lang=ko")
+    assert axe_violations(tab) == []
+    screenshot(tab, "landing-ko")
 
 
 def test_keyboard_only_sign_in_and_leave(
