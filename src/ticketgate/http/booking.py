@@ -522,6 +522,7 @@ class BookingRoutes:
                         409,
                         err,
                         "SEAT_UNAVAILABLE, INSUFFICIENT_INVENTORY, DUPLICATE_REQUEST; "
+                        "SEAT_LIMIT_EXCEEDED: over the seats one person may hold or buy; "
                         "RESERVATION_IN_PROGRESS (Retry-After): another attempt with this "
                         "token is running. A refused or failed attempt leaves the token usable",
                     ),
