@@ -168,6 +168,10 @@ def test_leave_frees_the_place(tab: Any, gateway: str, api: httpx.Client, event_
     while waiting(api, event_id) != 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert waiting(api, event_id) == 1
+    # Joining again is a new join (not a replay of the first one's Idempotency-Key).
+    by_id(tab, "rejoin").click()
+    wait_for(tab, lambda d: position(d) == "2")
+    assert waiting(api, event_id) == 2
 
 
 def test_a_503_period_shows_reconnecting_and_recovers(

@@ -35,7 +35,7 @@ const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
  * @property {number} admitted_last_minute
  * @property {number} tail_eta_sec
  * @property {number} oldest_wait_sec
- * @property {string} [event_state]
+ * @property {string} [state]  open, paused, closed or sold_out
  * @property {{paused: boolean, closed: boolean, sold_out?: boolean}} settings
  *
  * @typedef {{at: number, waiting: number, admitted: number}} Sample
@@ -73,7 +73,7 @@ async function api(path, init = {}) {
 
 /** @param {EventRow} row */
 function stateOf(row) {
-  if (row.event_state) return row.event_state;
+  if (row.state) return row.state;
   if (row.settings.sold_out) return "sold_out";
   if (row.settings.closed) return "closed";
   return row.settings.paused ? "paused" : "open";

@@ -129,8 +129,28 @@ export class WaitingRoom {
 
   /** @param {Place | null} place */
   set place(place) {
-    if (place) this.storage?.setItem(this.key, JSON.stringify(place));
-    else this.storage?.removeItem(this.key);
+    if (place) {
+      this.storage?.setItem(this.key, JSON.stringify(place));
+    } else {
+      this.storage?.removeItem(this.key);
+      this.storage?.removeItem(`${this.key}:join`); // the next join is a new one
+    }
+  }
+
+  /**
+   * The Idempotency-Key of this tab's join: a join whose answer was lost (the network failed
+   * after the gateway took it) is retried with the same key and gets the same place back,
+   * instead of leaving a ghost waiter behind it.
+   * @returns {string}
+   */
+  joinKey() {
+    const name = `${this.key}:join`;
+    let key = this.storage?.getItem(name);
+    if (!key) {
+      key = `join-${globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random()}`}`;
+      this.storage?.setItem(name, key);
+    }
+    return key;
   }
 
   /**
@@ -202,9 +222,16 @@ export class WaitingRoom {
       answer = await this.request("POST", "/api/v1/queue/join", {
         body: { event_id: this.eventId },
         token,
+        idempotencyKey: this.joinKey(),
       });
     } catch (error) {
-      if (!(error instanceof TicketGateError) || error.code !== "DUPLICATE_REQUEST") throw error;
+      if (!(error instanceof TicketGateError) || error.code !== "DUPLICATE_REQUEST") {
+        // Refused for good (closed, sold out, signed out): the next attempt is a new join.
+        if (!(error instanceof TicketGateError) || !error.transient) {
+          this.storage?.removeItem(`${this.key}:join`);
+        }
+        throw error;
+      }
       answer = error.body;
     }
     const place = {
