@@ -17,6 +17,7 @@ import msgspec
 from ticketgate.digits import ascii_int
 from ticketgate.http.core import AuthPolicy, Request, Response, Route
 from ticketgate.http.errors import ApiError
+from ticketgate.http.schemas import FrontierBody, frontier_body
 from ticketgate.waitingroom.events import (
     CAPACITY_RANGE,
     LIST_DEFAULT,
@@ -53,9 +54,19 @@ class EventResponse(msgspec.Struct):
     waiting: Annotated[int, msgspec.Meta(description="Waiters in the queue now")]
     admitted_last_minute: int
     admission_rate_per_sec: Annotated[
-        float, msgspec.Meta(description="Admissions per second over the last minute")
+        float,
+        msgspec.Meta(
+            description="Measured release rate: admissions per second over the time the "
+            "last 1/5/15 minutes really cover, weighted, net of the bucket's initial fill"
+        ),
     ]
-    tail_eta_sec: Annotated[int, msgspec.Meta(description="ETA of a newcomer joining now")]
+    tail_eta_sec: Annotated[
+        int, msgspec.Meta(description="ETA of a newcomer joining now (the fans' estimator)")
+    ]
+    eta_confidence: Annotated[
+        float, msgspec.Meta(description="0 while the configured rate stands in for a measured one")
+    ]
+    frontier: FrontierBody
     oldest_wait_sec: Annotated[
         int, msgspec.Meta(description="How long the head of the queue has waited (±32 joins)")
     ]
@@ -107,6 +118,8 @@ def event_response(view: EventView) -> EventResponse:
         admitted_last_minute=view.admitted_last_minute,
         admission_rate_per_sec=round(view.admission_rate, 3),
         tail_eta_sec=view.tail_eta_sec,
+        eta_confidence=view.eta_confidence,
+        frontier=frontier_body(view.frontier),
         oldest_wait_sec=view.oldest_wait_sec,
         settings=EventSettingsBody(
             settings.admission_window,

@@ -16,6 +16,7 @@ from ticketgate.http.schemas import (
     LeaveRequest,
     LeaveResponse,
     StatusResponse,
+    frontier_body,
 )
 from ticketgate.waitingroom.model import QueueError
 from ticketgate.waitingroom.service import WaitingRoom
@@ -72,6 +73,7 @@ class QueueRoutes:
                 waiting_time=view.waiting_time,
                 ready_for_entry=view.ready_for_entry,
                 poll_after_ms=view.poll_after_ms,
+                frontier=frontier_body(view.frontier),
             ),
             _NO_STORE,
         )

@@ -12,8 +12,9 @@ import asyncio
 from dataclasses import dataclass
 
 from ticketgate.config import QueueSettings
+from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.eta import estimate
-from ticketgate.waitingroom.model import EventOverrides, EventStats, InvalidSetting
+from ticketgate.waitingroom.model import EventOverrides, EventStats, Frontier, InvalidSetting
 from ticketgate.waitingroom.service import WaitingRoom
 
 LIST_DEFAULT = 100
@@ -57,11 +58,9 @@ class EventView:
     oldest_wait_sec: int
     settings: EventSettings
     overrides: EventOverrides
-
-    @property
-    def admission_rate(self) -> float:
-        """Admissions per second over the last minute."""
-        return self.admitted_last_minute / 60.0
+    frontier: Frontier
+    admission_rate: float  # measured release rate per second (eta.release_rate)
+    eta_confidence: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,16 +102,21 @@ class EventAdmin:
     def view(self, event_id: str, stats: EventStats) -> EventView:
         settings = EventSettings.effective(stats.overrides, self.settings)
         counts = stats.counts
-        guess = estimate(stats.waiting, counts, counts.covered_ms, settings.bucket_refill_per_sec)
+        # The same estimator as a fan's status: the tail's distance to the frontier.
+        policy = AdmissionPolicy.of(self.settings, stats.overrides)
+        guess = estimate(policy, stats.frontier, counts, stats.waiting + 1, waited_ms=0)
         oldest = max(0, stats.now_ms - stats.head_joined_ms) if stats.head_joined_ms else 0
         return EventView(
             event_id=event_id,
             waiting=stats.waiting,
             admitted_last_minute=counts.last_1m,
-            tail_eta_sec=guess.eta_sec if stats.waiting else 0,
+            tail_eta_sec=guess.eta_sec,
             oldest_wait_sec=oldest // 1000,
             settings=settings,
             overrides=stats.overrides,
+            frontier=stats.frontier,
+            admission_rate=guess.rate_per_sec,
+            eta_confidence=guess.confidence,
         )
 
     async def get(self, event_id: str) -> EventView:

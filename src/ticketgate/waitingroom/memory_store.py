@@ -16,7 +16,7 @@ from typing import TypeVar
 from sortedcontainers import SortedList
 
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.admission import TokenBucket, eligible_in_ms
+from ticketgate.waitingroom.admission import AdmissionPolicy, refilled
 from ticketgate.waitingroom.eta import WINDOWS_MS
 from ticketgate.waitingroom.model import (
     MARK_EVERY,
@@ -27,6 +27,7 @@ from ticketgate.waitingroom.model import (
     EnterResult,
     EventOverrides,
     EventStats,
+    Frontier,
     JoinResult,
     LeaveOutcome,
     QueueClosed,
@@ -61,8 +62,17 @@ def _expired_head(
 
 
 @dataclass
+class _Bucket:
+    """Unused released capacity as of `updated_ms`, and the admissions granted so far."""
+
+    tokens: float
+    updated_ms: int
+    used: int = 0
+
+
+@dataclass
 class _Event:
-    bucket: TokenBucket
+    bucket: _Bucket | None = None  # made full on the first grant, as Redis does
     seq: int = 0
     epoch_ms: int = 0
     waiting: SortedList = field(default_factory=SortedList)
@@ -93,14 +103,18 @@ class MemoryQueueStore:
     def _event(self, event_id: str, now_ms: int) -> _Event:
         event = self._events.get(event_id)
         if event is None:
-            bucket = TokenBucket(
-                capacity=float(self._settings.bucket_capacity),
-                refill_per_ms=self._settings.bucket_refill_per_sec / 1000.0,
-                tokens=float(self._settings.bucket_capacity),
-                updated_ms=now_ms,
-            )
-            event = self._events[event_id] = _Event(bucket=bucket)
+            event = self._events[event_id] = _Event()
         return event
+
+    @staticmethod
+    def _frontier(event: _Event, policy: AdmissionPolicy, now: int) -> Frontier:
+        bucket = event.bucket
+        if bucket is None:
+            return Frontier(float(policy.capacity), 0)
+        tokens = refilled(
+            bucket.tokens, bucket.updated_ms, now, policy.capacity, policy.refill_per_ms
+        )
+        return Frontier(tokens, bucket.used)
 
     def _remove_waiter(self, event: _Event, seq: int) -> None:
         event.waiting.discard(seq)
@@ -193,13 +207,16 @@ class MemoryQueueStore:
         self, event: _Event, state: WaiterState, position: int, now: int
     ) -> StatusResult:
         overrides = event.overrides()
+        policy = AdmissionPolicy.of(self._settings, overrides)
         return StatusResult(
             state,
             position,
             now,
             self._counts(event, now),
-            admission_window=overrides.admission_window or self._settings.admission_window,
-            refill_per_sec=overrides.bucket_refill_per_sec or self._settings.bucket_refill_per_sec,
+            admission_window=policy.window,
+            refill_per_sec=policy.refill_per_sec,
+            frontier=self._frontier(event, policy, now),
+            capacity=policy.capacity,
             paused=overrides.paused,
         )
 
@@ -220,20 +237,12 @@ class MemoryQueueStore:
         overrides = event.overrides()
         if overrides.paused:
             return EnterResult(EnterOutcome.PAUSED, position, now)
-        window = overrides.admission_window or settings.admission_window
-        wait_left = eligible_in_ms(position, now - joined_ms, settings, window=window)
-        if wait_left is None or wait_left > 0:
-            return EnterResult(EnterOutcome.NOT_READY, position, now, wait_left or 0)
-        bucket = event.bucket
-        bucket.capacity = float(overrides.bucket_capacity or settings.bucket_capacity)
-        refill = overrides.bucket_refill_per_sec or settings.bucket_refill_per_sec
-        bucket.refill_per_ms = refill / 1000.0
-        bucket.refill(now)
-        bucket.tokens = min(bucket.capacity, bucket.tokens)  # a lowered capacity binds now
-        borrow = settings.bypass_top if position <= settings.bypass_top else 0
-        retry_ms = event.bucket.try_take(now, borrow)
-        if retry_ms:
-            return EnterResult(EnterOutcome.THROTTLED, position, now, retry_ms)
+        policy = AdmissionPolicy.of(settings, overrides)
+        frontier = self._frontier(event, policy, now)
+        decision = policy.decide(position, now - joined_ms, frontier.tokens)
+        if decision.outcome is not EnterOutcome.GRANTED:
+            return EnterResult(decision.outcome, position, now, decision.wait_ms)
+        event.bucket = _Bucket(frontier.tokens - 1.0, now, frontier.used + 1)
         self._remove_waiter(event, seq)
         event.admitted[seq] = now
         event.admitted_order.add((now, seq))
@@ -304,14 +313,24 @@ class MemoryQueueStore:
         now = self._clock()
         event = self._events.get(event_id)
         if event is None:
-            return EventStats(0, now, AdmissionCounts(0, 0, 0, 0), 0, EventOverrides())
+            policy = AdmissionPolicy.of(self._settings)
+            return EventStats(
+                0,
+                now,
+                AdmissionCounts(0, 0, 0, 0),
+                0,
+                EventOverrides(),
+                Frontier(policy.capacity, 0),
+            )
         head_ms = 0
         if event.waiting:
             at = event.marks.bisect_right((event.waiting[0], now + 1))
             if at:
                 head_ms = event.marks[at - 1][1]
+        overrides = event.overrides()
+        frontier = self._frontier(event, AdmissionPolicy.of(self._settings, overrides), now)
         return EventStats(
-            len(event.waiting), now, self._counts(event, now), head_ms, event.overrides()
+            len(event.waiting), now, self._counts(event, now), head_ms, overrides, frontier
         )
 
     async def configure(

@@ -128,9 +128,31 @@ class AdmissionCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Frontier:
+    """The serving frontier of one event at one instant.
+
+    `tokens` is the released, unused capacity (fractional while the bucket refills); `used` is
+    every admission granted so far. `earmarked` places at the head may enter now; `released`
+    is everything the bucket has let through, used or not (used + earmarked).
+    """
+
+    tokens: float
+    used: int
+
+    @property
+    def earmarked(self) -> int:
+        return max(0, int(self.tokens))
+
+    @property
+    def released(self) -> int:
+        return self.used + self.earmarked
+
+
+@dataclass(frozen=True, slots=True)
 class StatusResult:
-    """`admission_window`, `refill_per_sec` and `paused` are the event's effective settings
-    (operator override, else the process settings), read in the same store step."""
+    """`admission_window`, `capacity`, `refill_per_sec` and `paused` are the event's effective
+    settings (operator override, else the process settings) and `frontier` its serving
+    frontier, all read in the same store step as the waiter's place."""
 
     state: WaiterState
     position: int
@@ -138,6 +160,8 @@ class StatusResult:
     counts: AdmissionCounts
     admission_window: int
     refill_per_sec: float
+    frontier: Frontier
+    capacity: int
     paused: bool = False
 
 
@@ -159,7 +183,8 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class StatusView:
-    """What a waiter sees on each poll."""
+    """What a waiter sees on each poll; `frontier` is the event's, so a client can see its
+    distance to the door (position - frontier.earmarked)."""
 
     status: str
     position: int
@@ -168,6 +193,7 @@ class StatusView:
     waiting_time: int
     ready_for_entry: bool
     poll_after_ms: int
+    frontier: Frontier
 
 
 # Field names of an event's runtime overrides as the stores keep them (a Redis HASH
@@ -211,6 +237,7 @@ class EventStats:
     counts: AdmissionCounts
     head_joined_ms: int
     overrides: EventOverrides
+    frontier: Frontier
 
 
 # The stores remember the join time of every MARK_EVERY-th seq (1, 33, 65, ...): enough to

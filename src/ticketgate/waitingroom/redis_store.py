@@ -17,6 +17,7 @@ from ticketgate.config import QueueSettings
 from ticketgate.redisio.errors import client_message, note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
 from ticketgate.redisio.scripts import Script
+from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.model import (
     AdmissionCounts,
     ClaimOutcome,
@@ -24,6 +25,7 @@ from ticketgate.waitingroom.model import (
     EnterResult,
     EventOverrides,
     EventStats,
+    Frontier,
     JoinResult,
     LeaveOutcome,
     QueueClosed,
@@ -96,19 +98,14 @@ class RedisQueueStore:
         self._settle = Script.load(_LUA, "settle_reservation")
         self._stats = Script.load(_LUA, "stats")
         self._configure = Script.load(_LUA, "configure")
-        rules: list[int] = []
-        for rule in settings.min_wait:
-            rules += [rule.max_position, rule.min_wait_ms]
+        policy = AdmissionPolicy.of(settings)
         self._enter_args = (
             settings.heartbeat_ttl_ms,
-            settings.admission_window,
-            settings.bypass_top,
-            settings.bucket_capacity,
-            repr(settings.bucket_refill_per_sec / 1000.0),
             settings.reservation_token_ttl_ms,
-            *rules,
+            *policy.script_args(),
         )
         self._refill_per_sec = repr(float(settings.bucket_refill_per_sec))
+        self._stats_args = (policy.capacity, repr(policy.refill_per_ms))
 
     @property
     def scripts(self) -> tuple[Script, ...]:
@@ -169,15 +166,30 @@ class RedisQueueStore:
 
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         k = self._event(event_id)
-        state, position, now, c1, c5, c15, covered, window, refill, paused = await self._call(
+        (
+            state,
+            position,
+            now,
+            c1,
+            c5,
+            c15,
+            covered,
+            window,
+            refill,
+            paused,
+            capacity,
+            tokens,
+            used,
+        ) = await self._call(
             self._status.run(
                 self._redis,
-                (k.wait, k.seen, k.admitted, k.epoch, k.cfg),
+                (k.wait, k.seen, k.admitted, k.epoch, k.cfg, k.bucket),
                 seq,
                 self._settings.heartbeat_ttl_ms,
                 "" if joined_ms is None else joined_ms,
                 self._settings.admission_window,
                 self._refill_per_sec,
+                self._settings.bucket_capacity,
             )
         )
         return StatusResult(
@@ -187,6 +199,8 @@ class RedisQueueStore:
             AdmissionCounts(c1, c5, c15, covered),
             admission_window=int(window),
             refill_per_sec=float(refill),
+            frontier=Frontier(float(tokens), int(used)),
+            capacity=int(capacity),
             paused=paused == 1,
         )
 
@@ -253,14 +267,19 @@ class RedisQueueStore:
 
     async def event_stats(self, event_id: str) -> EventStats:
         k = self._event(event_id)
-        reply = await self._call(self._stats.run(self._redis, (k.wait, k.admitted, k.cfg, k.marks)))
-        waiting, now, c1, c5, c15, covered, head = (int(v) for v in reply[:7])
+        reply = await self._call(
+            self._stats.run(
+                self._redis, (k.wait, k.admitted, k.cfg, k.marks, k.bucket), *self._stats_args
+            )
+        )
+        waiting, now, c1, c5, c15, covered, head, used = (int(v) for v in reply[:8])
         return EventStats(
             waiting,
             now,
             AdmissionCounts(c1, c5, c15, covered),
             head,
-            EventOverrides.from_raw([_text(v) for v in reply[7:]]),
+            EventOverrides.from_raw([_text(v) for v in reply[9:]]),
+            Frontier(float(reply[8]), used),
         )
 
     async def configure(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.admission import eligible_in_ms
+from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.eta import estimate, poll_after_ms
 from ticketgate.waitingroom.model import (
     Admission,
@@ -133,26 +133,28 @@ class WaitingRoom:
                 waiting_time=waited_ms // 1000,
                 ready_for_entry=False,
                 poll_after_ms=0,
+                frontier=result.frontier,
             )
-        # The event's effective window and rate (an operator may have overridden them); while
-        # admissions are paused nobody is ready, though the ETA still shows the usual pace.
-        counts = result.counts
-        window = result.admission_window
-        guess = estimate(result.position, counts, counts.covered_ms, result.refill_per_sec)
-        ready = (
-            not result.paused
-            and eligible_in_ms(result.position, waited_ms, settings, window=window) == 0
+        # The event's effective settings (an operator may have overridden them) and its
+        # frontier, read in the same store step: ready means an enter now would be granted.
+        policy = AdmissionPolicy(
+            result.admission_window, settings.min_wait, result.capacity, result.refill_per_sec
         )
+        frontier = result.frontier
+        decision = policy.decide(result.position, waited_ms, frontier.tokens)
+        ready = not result.paused and decision.outcome is EnterOutcome.GRANTED
+        guess = estimate(policy, frontier, result.counts, result.position, waited_ms)
         return StatusView(
             status="ready" if ready else "waiting",
             position=result.position,
-            eta_sec=0 if ready else guess.eta_sec,
+            eta_sec=0 if ready else max(1, guess.eta_sec),
             eta_confidence=guess.confidence,
             waiting_time=waited_ms // 1000,
             ready_for_entry=ready,
             poll_after_ms=poll_after_ms(
-                result.position, guess.eta_sec, window, settings.heartbeat_ttl_ms
+                ready, min(decision.wait_ms, guess.eta_ms), settings.heartbeat_ttl_ms
             ),
+            frontier=frontier,
         )
 
     async def enter(self, token: str, user_id: str) -> Admission:

@@ -1,7 +1,9 @@
 -- Stats: one event as the operator sees it, read-only, in one step.
 -- KEYS: 1 wait, 2 admitted, 3 operator overrides (HASH), 4 marks (join times of every 32nd
---       seq, see join.lua)
+--       seq, see join.lua), 5 bucket (HASH: tokens, ts, used)
+-- ARGV: 1 the process's bucket capacity, 2 its refill per ms (overrides win, as in enter.lua)
 -- Returns {waiting, now_ms, admitted 1m, 5m, 15m, covered_ms, head_joined_ms (0 when empty),
+-- admissions granted so far, unused released capacity (string),
 -- window, capacity, refill, paused, closed} (override fields '' when unset).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -20,11 +22,24 @@ if oldest[2] then
   covered = now - tonumber(oldest[2])
 end
 local cfg = redis.call('HMGET', KEYS[3], 'window', 'capacity', 'refill', 'paused', 'closed')
+local capacity = tonumber(cfg[2]) or tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+if cfg[3] then
+  refill = tonumber(cfg[3]) / 1000
+end
+local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'ts', 'used')
+local tokens = tonumber(bucket[1]) or capacity
+local ts = tonumber(bucket[2]) or now
+if now > ts then
+  tokens = tokens + (now - ts) * refill
+end
+tokens = math.min(capacity, tokens)
 return {
   waiting, now,
   redis.call('ZCOUNT', KEYS[2], now - 60000, '+inf'),
   redis.call('ZCOUNT', KEYS[2], now - 300000, '+inf'),
   redis.call('ZCOUNT', KEYS[2], now - 900000, '+inf'),
   covered, head_ms,
+  tonumber(bucket[3]) or 0, string.format('%.17g', tokens),
   cfg[1] or '', cfg[2] or '', cfg[3] or '', cfg[4] or '', cfg[5] or '',
 }

@@ -1,9 +1,12 @@
--- Status: the waiter's place, a heartbeat refresh, and the admission counts for the ETA.
--- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH)
+-- Status: the waiter's place, a heartbeat refresh, the admission counts for the ETA and the
+-- event's serving frontier (read, not written: refilling is path-independent, see enter.lua).
+-- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH), 6 bucket
 -- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check),
---       4 the process's admission window, 5 its refill per second (a decimal string)
+--       4 the process's admission window, 5 its refill per second (a decimal string),
+--       6 its bucket capacity
 -- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms, window,
--- refill per second (string: Lua numbers would be truncated), paused 0/1};
+-- refill per second (string: Lua numbers would be truncated), paused 0/1, capacity,
+-- unused released capacity (string), admissions granted so far};
 -- state 1 waiting, 2 admitted, 3 expired.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -32,7 +35,16 @@ local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if oldest[2] then
   covered = now - tonumber(oldest[2])
 end
-local cfg = redis.call('HMGET', KEYS[5], 'window', 'refill', 'paused')
+local cfg = redis.call('HMGET', KEYS[5], 'window', 'refill', 'paused', 'capacity')
+local refill = cfg[2] or ARGV[5]
+local capacity = tonumber(cfg[4]) or tonumber(ARGV[6])
+local bucket = redis.call('HMGET', KEYS[6], 'tokens', 'ts', 'used')
+local tokens = tonumber(bucket[1]) or capacity
+local ts = tonumber(bucket[2]) or now
+if now > ts then
+  tokens = tokens + (now - ts) * (tonumber(refill) / 1000)
+end
+tokens = math.min(capacity, tokens)
 return {
   state, position, now,
   redis.call('ZCOUNT', KEYS[3], now - 60000, '+inf'),
@@ -40,6 +52,9 @@ return {
   redis.call('ZCOUNT', KEYS[3], now - 900000, '+inf'),
   covered,
   tonumber(cfg[1]) or tonumber(ARGV[4]),
-  cfg[2] or ARGV[5],
+  refill,
   cfg[3] == '1' and 1 or 0,
+  capacity,
+  string.format('%.17g', tokens),
+  tonumber(bucket[3]) or 0,
 }
