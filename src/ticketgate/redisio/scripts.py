@@ -22,9 +22,13 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     @classmethod
-    def load(cls, package: str, name: str) -> Script:
-        text = resources.files(package).joinpath(f"{name}.lua").read_text(encoding="utf-8")
-        return cls(name, text)
+    def load(cls, package: str, name: str, prelude: tuple[str, ...] = ()) -> Script:
+        """`name`.lua from `package`, after the `prelude` files (Lua has no include: shared
+        local functions are prepended, so one definition serves several scripts)."""
+        files = resources.files(package)
+        parts = [files.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in prelude]
+        parts.append(files.joinpath(f"{name}.lua").read_text(encoding="utf-8"))
+        return cls(name, "\n".join(parts))
 
     async def run(self, executor: RedisExecutor, keys: tuple[str, ...], *args: Any) -> Any:
         """One EVALSHA; after a Redis restart or failover, one EVAL that reloads the script."""

@@ -35,6 +35,7 @@ from ticketgate.waitingroom.model import (
 )
 
 _LUA = "ticketgate.waitingroom.lua"
+_FRONTIER = ("frontier",)  # lua/frontier.lua, prepended to the scripts that read the bucket
 IDEMPOTENCY_TTL_MS = 86_400_000
 _KEY_CACHE_LIMIT = 4096
 # The event registry: a sorted set of event ids scored by their waiting count, outside every
@@ -90,13 +91,13 @@ class RedisQueueStore:
         self._settings = settings
         self._keys: dict[str, _EventKeys] = {}
         self._join = Script.load(_LUA, "join")
-        self._status = Script.load(_LUA, "status")
-        self._enter = Script.load(_LUA, "enter")
+        self._status = Script.load(_LUA, "status", _FRONTIER)
+        self._enter = Script.load(_LUA, "enter", _FRONTIER)
         self._leave = Script.load(_LUA, "leave")
         self._sweep = Script.load(_LUA, "sweep")
         self._claim = Script.load(_LUA, "claim_reservation")
         self._settle = Script.load(_LUA, "settle_reservation")
-        self._stats = Script.load(_LUA, "stats")
+        self._stats = Script.load(_LUA, "stats", _FRONTIER)
         self._configure = Script.load(_LUA, "configure")
         policy = AdmissionPolicy.of(settings)
         self._enter_args = (
@@ -189,7 +190,7 @@ class RedisQueueStore:
                 "" if joined_ms is None else joined_ms,
                 self._settings.admission_window,
                 self._refill_per_sec,
-                self._settings.bucket_capacity,
+                *self._stats_args,
             )
         )
         return StatusResult(

@@ -38,20 +38,7 @@ if cfg[4] == '1' then
   return {6, position, now, 0}
 end
 local window = tonumber(cfg[1]) or tonumber(ARGV[6])
-local capacity = tonumber(cfg[2]) or tonumber(ARGV[7])
-local refill = tonumber(ARGV[8])
-if cfg[3] then
-  refill = tonumber(cfg[3]) / 1000
-end
-
--- The frontier: unused released capacity, refilled fractionally, at most `capacity`.
-local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'ts', 'used')
-local tokens = tonumber(bucket[1]) or capacity
-local ts = tonumber(bucket[2]) or now
-if now > ts then
-  tokens = tokens + (now - ts) * refill
-end
-tokens = math.min(capacity, tokens)
+local _, refill, tokens, used = frontier(KEYS[5], now, cfg[2], cfg[3], ARGV[7], ARGV[8])
 
 -- AdmissionPolicy.decide
 local distance = position - math.min(tokens, window)
@@ -77,7 +64,7 @@ if frontier_ms > 0 then
   return {3, position, now, frontier_ms}
 end
 redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - 1), 'ts', now,
-  'used', (tonumber(bucket[3]) or 0) + 1)
+  'used', used + 1)
 
 redis.call('ZREM', KEYS[1], seq)
 redis.call('ZREM', KEYS[2], seq)

@@ -22,24 +22,13 @@ if oldest[2] then
   covered = now - tonumber(oldest[2])
 end
 local cfg = redis.call('HMGET', KEYS[3], 'window', 'capacity', 'refill', 'paused', 'closed')
-local capacity = tonumber(cfg[2]) or tonumber(ARGV[1])
-local refill = tonumber(ARGV[2])
-if cfg[3] then
-  refill = tonumber(cfg[3]) / 1000
-end
-local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'ts', 'used')
-local tokens = tonumber(bucket[1]) or capacity
-local ts = tonumber(bucket[2]) or now
-if now > ts then
-  tokens = tokens + (now - ts) * refill
-end
-tokens = math.min(capacity, tokens)
+local _, _, tokens, used = frontier(KEYS[5], now, cfg[2], cfg[3], ARGV[1], ARGV[2])
 return {
   waiting, now,
   redis.call('ZCOUNT', KEYS[2], now - 60000, '+inf'),
   redis.call('ZCOUNT', KEYS[2], now - 300000, '+inf'),
   redis.call('ZCOUNT', KEYS[2], now - 900000, '+inf'),
   covered, head_ms,
-  tonumber(bucket[3]) or 0, string.format('%.17g', tokens),
+  used, string.format('%.17g', tokens),
   cfg[1] or '', cfg[2] or '', cfg[3] or '', cfg[4] or '', cfg[5] or '',
 }

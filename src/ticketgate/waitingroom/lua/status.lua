@@ -3,7 +3,7 @@
 -- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH), 6 bucket
 -- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check),
 --       4 the process's admission window, 5 its refill per second (a decimal string),
---       6 its bucket capacity
+--       6 its bucket capacity, 7 its refill per ms
 -- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms, window,
 -- refill per second (string: Lua numbers would be truncated), paused 0/1, capacity,
 -- unused released capacity (string), admissions granted so far};
@@ -36,15 +36,7 @@ if oldest[2] then
   covered = now - tonumber(oldest[2])
 end
 local cfg = redis.call('HMGET', KEYS[5], 'window', 'refill', 'paused', 'capacity')
-local refill = cfg[2] or ARGV[5]
-local capacity = tonumber(cfg[4]) or tonumber(ARGV[6])
-local bucket = redis.call('HMGET', KEYS[6], 'tokens', 'ts', 'used')
-local tokens = tonumber(bucket[1]) or capacity
-local ts = tonumber(bucket[2]) or now
-if now > ts then
-  tokens = tokens + (now - ts) * (tonumber(refill) / 1000)
-end
-tokens = math.min(capacity, tokens)
+local capacity, _, tokens, used = frontier(KEYS[6], now, cfg[4], cfg[2], ARGV[6], ARGV[7])
 return {
   state, position, now,
   redis.call('ZCOUNT', KEYS[3], now - 60000, '+inf'),
@@ -52,9 +44,9 @@ return {
   redis.call('ZCOUNT', KEYS[3], now - 900000, '+inf'),
   covered,
   tonumber(cfg[1]) or tonumber(ARGV[4]),
-  refill,
+  cfg[2] or ARGV[5],
   cfg[3] == '1' and 1 or 0,
   capacity,
   string.format('%.17g', tokens),
-  tonumber(bucket[3]) or 0,
+  used,
 }
