@@ -83,7 +83,9 @@ async def test_concurrent_enters_by_the_top_200_go_to_the_head_within_released_c
     outcomes = [r.outcome for r in results]
     granted = outcomes.count(EnterOutcome.GRANTED)
     assert CAPACITY <= granted <= CAPACITY + refill_allowance, "no grant beyond the release"
-    winners = {j.seq for j, r in zip(attempts, results) if r.outcome is EnterOutcome.GRANTED}
+    winners = {
+        j.seq for j, r in zip(attempts, results, strict=True) if r.outcome is EnterOutcome.GRANTED
+    }
     assert winners == {j.seq for j in joined[:granted]}, "the head of the line, in order"
     assert set(outcomes) == {EnterOutcome.GRANTED, EnterOutcome.THROTTLED}
     throttled = [r for r in results if r.outcome is EnterOutcome.THROTTLED]
