@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The second command: install everything the tests need, then lint, type-check and run the
 # whole suite. The suite starts its own throwaway redis-server; this script installs the
-# Debian packages the tests use when the machine lacks them (as root or with sudo).
+# Debian packages the tests use when the machine lacks them (as root or with sudo) and starts
+# a throwaway PostgreSQL cluster when none answers (scripts/postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,9 @@ cd "$(dirname "$0")/.."
 # fonts-nanum (Korean glyphs for the Korean page) and npm (installs axe-core, below).
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+# PostgreSQL: the accounts, inventory and reservation tests run on it as well as on SQLite.
+command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 ||
+  packages+=(postgresql)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || packages+=(haproxy)
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
@@ -32,6 +36,10 @@ if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
 fi
 
 bash scripts/bootstrap.sh test
+
+# shellcheck source=scripts/postgres.sh
+source scripts/postgres.sh
+tg_pg_ensure
 
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench

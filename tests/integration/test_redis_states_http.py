@@ -27,6 +27,7 @@ from redis.exceptions import (
 from tests.http_server import serve
 from tests.integration.conftest import JOIN, STATUS, as_user, assert_envelope, dev_env, join
 from tests.redis_server import RedisServer, free_port
+from tests.required import backend_unavailable
 from ticketgate.app import create_app
 from ticketgate.config import load_settings
 from ticketgate.redisio.errors import RedisUnavailable, client_message, unavailable_reason
@@ -38,7 +39,7 @@ EVENT = "evt_states"
 def server() -> Iterator[RedisServer]:
     """A redis-server this test owns, with DEBUG allowed (LOADING is provoked through it)."""
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+        backend_unavailable("redis-server is not installed")
     owned = RedisServer(extra_args=["--enable-debug-command", "yes"])
     owned.start()
     try:

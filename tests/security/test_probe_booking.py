@@ -27,6 +27,7 @@ from tests.backends.fake_servers import FakeBackends, Fault, fake_backends
 from tests.http_server import serve
 from tests.integration.conftest import JOIN, assert_envelope, dev_env, eventually
 from tests.redis_server import RedisServer, running_redis
+from tests.required import backend_unavailable
 from ticketgate.app import create_app
 from ticketgate.config import ConfigError, load_settings
 from ticketgate.proto.common.v1 import common_pb2
@@ -37,7 +38,7 @@ from ticketgate.services.inventory import DEMO_EVENT_ID
 def unix_redis() -> Iterator[RedisServer]:
     """A redis-server listening on a Unix socket only: no TCP port to fall back to."""
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+        backend_unavailable("redis-server is not installed")
     with running_redis(unix_only=True) as server:
         yield server
 
