@@ -30,8 +30,10 @@ if [ "${#packages[@]}" -gt 0 ]; then
     "${packages[@]}" >/dev/null
 fi
 
-# axe-core, pinned in tests/browser/package-lock.json, injected into the pages by the tests.
-if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
+# axe-core (injected into the pages by the browser tests) and TypeScript (checks the shipped
+# JavaScript's JSDoc types), pinned in tests/browser/package-lock.json.
+if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ] \
+  || [ ! -x tests/browser/node_modules/.bin/tsc ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 

@@ -46,7 +46,7 @@ def _which(names: tuple[str, ...]) -> str:
     return ""
 
 
-def _missing(reason: str) -> None:
+def missing(reason: str) -> None:
     """In CI a missing browser is a failure (scripts/test.sh installs it); elsewhere a skip."""
     if os.environ.get("CI"):
         pytest.fail(reason)
@@ -57,7 +57,7 @@ def _missing(reason: str) -> None:
 def browser() -> Iterator[Any]:
     chromium, driver_path = _which(CHROMIUM), _which(DRIVER)
     if not chromium or not driver_path:
-        _missing("chromium and chromium-driver are not installed (scripts/test.sh installs them)")
+        missing("chromium and chromium-driver are not installed (scripts/test.sh installs them)")
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -115,7 +115,7 @@ def site() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
-        _missing("redis-server is not installed (scripts/test.sh installs it)")
+        missing("redis-server is not installed (scripts/test.sh installs it)")
     with running_redis() as server:
         yield server
 
@@ -182,7 +182,7 @@ def text_of(driver: Any, element_id: str) -> str:
 def axe_violations(driver: Any) -> list[dict[str, Any]]:
     """Serious and critical axe-core violations on the current page."""
     if not AXE.exists():
-        _missing("axe-core is not installed (scripts/test.sh runs npm ci in tests/browser)")
+        missing("axe-core is not installed (scripts/test.sh runs npm ci in tests/browser)")
     driver.execute_script(AXE.read_text(encoding="utf-8"))
     result = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"

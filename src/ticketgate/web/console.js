@@ -120,7 +120,7 @@ async function refresh() {
 
 /** @param {EventRow[]} rows */
 function renderTable(rows) {
-  const body = $("events");
+  const body = /** @type {HTMLTableSectionElement} */ ($("events"));
   // Keep the row (and so the focused button) of each event across refreshes.
   /** @type {Map<string, HTMLTableRowElement>} */
   const existing = new Map();
@@ -168,11 +168,12 @@ function renderTable(rows) {
 
 /** @param {HTMLElement} cell @param {EventRow} row @param {string} state */
 function renderActions(cell, row, state) {
+  /** @type {[string, object][]} */
   const wanted = [
     row.settings.paused ? ["resume", { paused: false }] : ["pause", { paused: true }],
     row.settings.closed ? ["open", { closed: false }] : ["close", { closed: true }],
-    ...(state === "sold_out" ? [] : [["sold_out", { sold_out: true }]]),
   ];
+  if (state !== "sold_out") wanted.push(["sold_out", { sold_out: true }]);
   const signature = wanted.map(([name]) => name).join(",");
   if (cell.dataset.signature === signature) return;
   cell.dataset.signature = signature;
@@ -184,10 +185,10 @@ function renderActions(cell, row, state) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = name === "sold_out" ? "danger small" : "secondary small";
-    button.dataset.action = String(name);
+    button.dataset.action = name;
     button.textContent = t(`action_${name}`);
     button.setAttribute("aria-label", `${t(`action_${name}`)} ${row.event_id}`);
-    button.addEventListener("click", () => act(row.event_id, String(name), patch));
+    button.addEventListener("click", () => act(row.event_id, name, patch));
     cell.append(button);
   }
   if (focused) /** @type {HTMLElement | null} */ (cell.querySelector("button"))?.focus();

@@ -178,6 +178,7 @@ export class WaitingRoom {
       throw new TicketGateError(0, "NETWORK", String(error), null);
     }
     const text = await response.text();
+    /** @type {any} */
     let data = {};
     try {
       data = text ? JSON.parse(text) : {};

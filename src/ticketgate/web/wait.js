@@ -35,7 +35,8 @@ let stopWatching = null;
 let lastPosition = null;
 let entering = false;
 let joinAttempts = 0;
-/** after signing in, what to do: join, or retry the enter that needed a user */
+/** after signing in, what to do: join, or retry the enter that needed a user
+ * @type {() => unknown} */
 let afterSignIn = join;
 
 /** @param {"signin" | "queue" | "admitted" | "ended"} section @param {string} heading */
@@ -87,7 +88,7 @@ function start() {
   }
 }
 
-/** @param {() => void} then @param {string} why */
+/** @param {() => unknown} then @param {string} why */
 function askSignIn(then, why) {
   afterSignIn = then;
   $("signin-error").textContent = why;
