@@ -147,7 +147,9 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         startup.append(start_services)
 
     rate_limit = RateLimit(settings.rate_limit or RateLimitSettings(), executor)
-    idempotency = build_idempotency(settings.idempotency or IdempotencySettings(), executor)
+    idempotency = build_idempotency(
+        settings.idempotency or IdempotencySettings(), executor, rate_limit.keys.client_ip
+    )
 
     if settings.metrics_enabled:
         routes += MetricsRoutes(scrape_sources).routes()

@@ -685,6 +685,8 @@ async def environments(redis_address: str) -> AsyncIterator[Env]:
                         RATE_LIMIT_ENABLED="true",
                         RATE_LIMIT_RPS="1",
                         RATE_LIMIT_BURST="1",
+                        RATE_LIMIT_AUTH_RPS="1",
+                        RATE_LIMIT_AUTH_BURST="1",
                     )
                 )
             )

@@ -61,6 +61,7 @@ class Request:
         "body",
         "client",
         "headers",
+        "idempotency_scope",
         "method",
         "path",
         "path_params",
@@ -88,6 +89,9 @@ class Request:
         self.principal: Principal | None = None
         # Values of `{name}` segments of a templated route; empty for exact routes.
         self.path_params: Mapping[str, str] = _NO_PARAMS
+        # The Idempotency-Key scoped to its caller (a digest), set by the idempotency
+        # interceptor for a handler that passes it on to a store or backend; "" without one.
+        self.idempotency_scope = ""
 
     def header(self, name: bytes) -> str:
         value = self.headers.get(name)

@@ -52,7 +52,10 @@ class QueueRoutes:
         user = request.user_id
         if body.user_id and user and body.user_id != user:
             raise ApiError("FORBIDDEN", "user_id does not match the authenticated user")
-        outcome = await self.room.join(body.event_id, user, idempotency_key(request))
+        # The key as the idempotency interceptor scoped it to this caller (the store's own
+        # replay, atomic with the join, then cannot hand one client another's token).
+        key = request.idempotency_scope or idempotency_key(request)
+        outcome = await self.room.join(body.event_id, user, key)
         if outcome.duplicate:
             raise ApiError(
                 "DUPLICATE_REQUEST",
@@ -147,8 +150,9 @@ class QueueRoutes:
                         "DUPLICATE_REQUEST: carries the existing waiting_token; "
                         "QUEUE_CLOSED: an operator closed the queue to newcomers",
                     ),
-                    (503, err, "QUEUE_UNAVAILABLE"),
+                    (503, err, "QUEUE_UNAVAILABLE; UPSTREAM_UNAVAILABLE: idempotency store"),
                 ),
+                idempotency=Idempotency.OPTIONAL,
             ),
             Route(
                 "GET",
