@@ -214,7 +214,7 @@ def test_image_entrypoint_serves_and_its_healthcheck_passes(
         check = json.loads(instruction("HEALTHCHECK").split("CMD", 1)[1])
         assert subprocess.run(check, env=env, timeout=10).returncode == 0
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        assert process.wait(timeout=30) == 0, "a handled SIGTERM exits 0"
     finally:
         if process.poll() is None:
             process.kill()

@@ -280,7 +280,7 @@ async def run_services(
             grace,
         )
         await payments.start()
-        stack.push_async_callback(payments.close)
+        stack.push_async_callback(payments.close, grace)
         payment_address = await _serve(
             stack,
             settings.payment_address,
