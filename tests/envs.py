@@ -14,6 +14,7 @@ tests/integration/test_seat_limit_http.py test the cap).
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,4 +32,13 @@ def app_env(**overrides: str) -> dict[str, str]:
         "BOOKING_MAX_SEATS_PER_USER": "10000",
     }
     env.update(overrides)
+    return env
+
+
+def child_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a `ticketgate` child process: this one's, `app_env(**overrides)` on
+    top, temporary files in the test's directory, and no inherited metrics directory (the
+    command prepares its own for several workers)."""
+    env = {**os.environ, **app_env(**overrides), "TMPDIR": str(tmp_path)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env

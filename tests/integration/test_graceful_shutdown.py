@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import httpx
 import pytest
 import redis
 
-from tests.envs import app_env
+from tests.envs import child_env
 from tests.integration.conftest import SECRET
 from tests.redis_server import free_port
 
@@ -48,27 +47,23 @@ class Load:
 
 def _start(tmp_path: Path, redis_address: str, workers: int) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    env = {
-        **os.environ,
-        **app_env(
-            SERVER_ENVIRONMENT="production",
-            QUEUE_TOKEN_SECRET=SECRET,
-            REDIS_ADDRESS=redis_address,
-            DATABASE_PATH=str(tmp_path / "gateway.db"),
-            BACKEND_EMBEDDED="true",
-            SERVER_PORT=str(port),
-            SERVER_WORKERS=str(workers),
-            SERVER_SHUTDOWN_TIMEOUT_SEC=str(SHUTDOWN_TIMEOUT_SEC),
-            RATE_LIMIT_ENABLED="true",
-            RATE_LIMIT_RPS="1",
-            RATE_LIMIT_BURST="1000",
-            RATE_LIMIT_SYNC_INTERVAL_MS="60000",
-            RATE_LIMIT_TRUSTED_PROXIES="127.0.0.1",
-            LOG_FORMAT="json",
-        ),
-        "TMPDIR": str(tmp_path),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = child_env(
+        tmp_path,
+        SERVER_ENVIRONMENT="production",
+        QUEUE_TOKEN_SECRET=SECRET,
+        REDIS_ADDRESS=redis_address,
+        DATABASE_PATH=str(tmp_path / "gateway.db"),
+        BACKEND_EMBEDDED="true",
+        SERVER_PORT=str(port),
+        SERVER_WORKERS=str(workers),
+        SERVER_SHUTDOWN_TIMEOUT_SEC=str(SHUTDOWN_TIMEOUT_SEC),
+        RATE_LIMIT_ENABLED="true",
+        RATE_LIMIT_RPS="1",
+        RATE_LIMIT_BURST="1000",
+        RATE_LIMIT_SYNC_INTERVAL_MS="60000",
+        RATE_LIMIT_TRUSTED_PROXIES="127.0.0.1",
+        LOG_FORMAT="json",
+    )
     # A file, not a pipe: nobody reads a pipe during the run, and a full one blocks the
     # gateway's log writes (and with them every request).
     with (tmp_path / "gateway.log").open("w") as log:
