@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -327,9 +327,7 @@ def login(
 def _watch_view(event_id: str, body: dict[str, Any] | None, note: str) -> RenderableType:
     if body is None:
         return Text(f"event {event_id}: {note}", style="red")
-    table = event_table(body)
-    table.caption = note
-    return table
+    return Group(event_table(body), Text(note, style="dim"))
 
 
 def watch_event(
@@ -360,7 +358,7 @@ def watch_event(
                 stamp = datetime.now(UTC).strftime("%H:%M:%S UTC")
                 try:
                     body: dict[str, Any] | None = client.try_request("GET", path)
-                    note = f"update {refreshes} at {stamp}, every {interval:g} s; Ctrl-C stops"
+                    note = f"update {refreshes} at {stamp} (every {interval:g} s, Ctrl-C stops)"
                 except AdminError as exc:
                     if 400 <= exc.status < 500:
                         live.stop()
