@@ -26,12 +26,13 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
     parse_url,
 )
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ResponseError
 
 from ticketgate.config import RedisSettings
-from ticketgate.redisio.errors import RedisUnavailable, unavailable_reason
 
-__all__ = ["ClusterExecutor", "PipelinedExecutor", "RedisExecutor", "RedisUnavailable"]
+
+class RedisUnavailable(Exception):
+    """Redis cannot answer now (down, timed out, or too many commands pending)."""
 
 
 class RedisExecutor(Protocol):
@@ -168,9 +169,7 @@ class PipelinedExecutor:
                     reply: Any = await conn.read_response(
                         timeout=math.inf, disconnect_on_error=False
                     )
-                except (ResponseError, BusyLoadingError) as exc:
-                    # An error reply, read whole: the stream is still in step. redis-py
-                    # raises LOADING as a ConnectionError subclass, but it is a reply too.
+                except ResponseError as exc:
                     reply = exc
                 if not waiters:
                     raise RedisUnavailable("Redis sent a reply nobody asked for")
@@ -178,7 +177,7 @@ class PipelinedExecutor:
                 future, _ = waiters.popleft()
                 if future.done():
                     continue
-                if isinstance(reply, ResponseError | BusyLoadingError):
+                if isinstance(reply, ResponseError):
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
@@ -261,9 +260,11 @@ class ClusterExecutor:
         try:
             return await asyncio.wait_for(self._client.execute_command(*args), self._timeout)
         except ResponseError:
-            raise  # a reply: the caller's classification (redisio/errors.py) decides
+            raise
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
         except Exception as exc:
-            if unavailable_reason(exc) is not None or type(exc).__module__.startswith("redis"):
+            if type(exc).__module__.startswith("redis"):
                 raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
             raise
 
