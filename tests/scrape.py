@@ -23,6 +23,9 @@ SCHEMA: dict[str, tuple[str, set[str]]] = {
     # Read from the store at scrape time (observability/queue_gauges.py).
     "queue_waiting_users": ("gauge", {"event_id"}),
     "queue_admission_rate": ("gauge", {"event_id"}),
+    "queue_frontier_released": ("gauge", {"event_id"}),
+    "queue_frontier_used": ("gauge", {"event_id"}),
+    "queue_frontier_earmarked": ("gauge", {"event_id"}),
 }
 
 

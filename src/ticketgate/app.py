@@ -25,7 +25,9 @@ from ticketgate.http.accounts import AccountRoutes
 from ticketgate.http.admin import AdminRoutes
 from ticketgate.http.booking import BookingRoutes
 from ticketgate.http.core import Gateway
+from ticketgate.http.cors import Cors, CorsSettings
 from ticketgate.http.docs import SwaggerRoutes
+from ticketgate.http.frontdoor import Frontdoor, FrontdoorSettings
 from ticketgate.http.metrics import MetricsRoutes
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.http.system import SystemRoutes
@@ -145,13 +147,21 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         startup.append(start_services)
 
     rate_limit = RateLimit(settings.rate_limit or RateLimitSettings(), executor)
-    idempotency = build_idempotency(settings.idempotency or IdempotencySettings(), executor)
+    idempotency = build_idempotency(
+        settings.idempotency or IdempotencySettings(), executor, rate_limit.keys.client_ip
+    )
 
     if settings.metrics_enabled:
         routes += MetricsRoutes(scrape_sources).routes()
     set_redis_observers(tuple(redis_observers))  # process-wide: the last app built wins
 
     routes += SwaggerRoutes().routes()
+    routes += Frontdoor(
+        settings.frontdoor or FrontdoorSettings(),
+        events,
+        accounts_enabled=settings.accounts_enabled,
+    ).routes()
+    cors_settings = settings.cors or CorsSettings()
     system = SystemRoutes(
         settings,
         store,
@@ -216,6 +226,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         observers=tuple(observers),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        cors=Cors(cors_settings) if cors_settings.allowed_origins else None,
     )
 
 

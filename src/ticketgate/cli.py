@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -101,11 +102,28 @@ def serve(
         from ticketgate.observability.prometheus import prepare_multiprocess_dir
 
         metrics_dir = prepare_multiprocess_dir(os.environ)
+    _exit_zero_on_sigterm()
     try:
         _run_uvicorn(settings)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _exit_zero_on_sigterm() -> None:
+    """A SIGTERM that was handled ends the process with status 0, not "killed by SIGTERM".
+
+    uvicorn catches SIGTERM, shuts down gracefully, restores the handler it found and raises
+    the signal again; with the default handler that last step kills a one-worker process
+    (status 143 after a clean drain, which orchestrators count as a failure). With this handler
+    found instead, the re-raise becomes a normal exit. A SIGTERM during start-up, before
+    uvicorn's own handler, ends the process the same way (nothing is being served yet).
+    """
+
+    def exit_zero(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, exit_zero)
 
 
 def _run_uvicorn(settings: Settings) -> None:

@@ -6,7 +6,6 @@ working. An invalid value stops the process with a one-line reason naming the va
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -20,6 +19,8 @@ if TYPE_CHECKING:
     from ticketgate.accounts.settings import AccountSettings
     from ticketgate.backends.settings import BackendSettings
     from ticketgate.database import DatabaseSettings
+    from ticketgate.http.cors import CorsSettings
+    from ticketgate.http.frontdoor import FrontdoorSettings
     from ticketgate.http.system import ReadinessSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
@@ -64,11 +65,6 @@ class QueueSettings:
     bucket_capacity: int = 500
     bucket_refill_per_sec: float = 50.0
     reservation_token_ttl_ms: int = 30_000
-    # How long a join's Idempotency-Key is replayed: IDEMPOTENCY_TTL_SEC, like every route's.
-    idempotency_ttl_ms: int = 86_400_000
-    # QUEUE_AUTO_CREATE_EVENTS: a join may open a queue for any event id. load_settings
-    # turns it on in development only; elsewhere an operator registers events first.
-    auto_create_events: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +112,8 @@ class Settings:
     readiness: ReadinessSettings | None = None  # READINESS_REQUIRED (http/system.py)
     tracing: TracingSettings | None = None  # OBSERVABILITY_TRACING_*, OTEL_* (tracing.py)
     logs: LogSettings | None = None  # LOG_FORMAT, LOG_ACCESS (observability/logs.py)
+    cors: CorsSettings | None = None  # CORS_ALLOWED_ORIGINS (http/cors.py)
+    frontdoor: FrontdoorSettings | None = None  # FRONTDOOR_* (http/frontdoor.py)
 
     @property
     def is_development(self) -> bool:
@@ -129,9 +127,11 @@ class Settings:
 
 
 def _int(name: str, raw: str, low: int, high: int) -> int:
-    value = ascii_int(raw.strip())
-    if value is None:
+    text = raw.strip()
+    digits = ascii_int(text.removeprefix("-"))
+    if digits is None:
         raise ConfigError(f"{name} must be an integer, got {raw!r}")
+    value = -digits if text.startswith("-") else digits
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -267,10 +267,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reservation_token_ttl_ms=int(
             opt("QUEUE_RESERVATION_TOKEN_TTL_SEC", lambda n, r: _float(n, r, 1, 3600), 30.0) * 1000
         ),
-        auto_create_events=env_bool(source, "QUEUE_AUTO_CREATE_EVENTS", is_dev),
     )
-    edge = _edge_settings(source)
-    queue = dataclasses.replace(queue, idempotency_ttl_ms=edge["idempotency"].ttl_ms)
 
     settings = Settings(
         host=get("SERVER_HOST", "127.0.0.1") or "127.0.0.1",
@@ -291,7 +288,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_secret_generated=generated,
         metrics_enabled=env_bool(source, "OBSERVABILITY_METRICS_ENABLED", True),
         replicas_expected=env_int(source, "SERVER_REPLICAS_EXPECTED", 1, 1, 100_000),
-        **edge,
+        **_edge_settings(source),
     )
     check_workers(settings)
     from ticketgate.topology import check_replicas  # it imports ConfigError from here
@@ -308,6 +305,8 @@ def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
     from ticketgate.accounts.settings import AccountSettings
     from ticketgate.backends.settings import BackendSettings
     from ticketgate.database import DatabaseSettings
+    from ticketgate.http.cors import CorsSettings
+    from ticketgate.http.frontdoor import FrontdoorSettings
     from ticketgate.http.system import ReadinessSettings
     from ticketgate.middleware.idempotency import IdempotencySettings
     from ticketgate.middleware.jwt_auth import JwtSettings
@@ -354,6 +353,8 @@ def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
         "services": services,
         "readiness": ReadinessSettings.from_env(source),
         "tracing": TracingSettings.from_env(source),
+        "cors": CorsSettings.from_env(source),
+        "frontdoor": FrontdoorSettings.from_env(source),
         "logs": LogSettings.from_env(
             source,
             development=source.get("SERVER_ENVIRONMENT", "").strip().lower() == "development",

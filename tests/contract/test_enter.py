@@ -10,7 +10,7 @@ import pytest
 
 from tests.contract.conftest import Stopwatch, join_many, open_door, positions
 from ticketgate.config import MinWaitRule
-from ticketgate.waitingroom.model import EnterOutcome, UserAlreadyAdmitted, WaiterState
+from ticketgate.waitingroom.model import EnterOutcome, WaiterState
 from ticketgate.waitingroom.store import QueueStore
 
 
@@ -53,7 +53,6 @@ async def test_entering_after_leaving_is_expired(store: QueueStore, event_id: st
 
 
 TOP = 200
-BYPASS = 10
 CAPACITY = 20
 REFILL_PER_SEC = 2.0
 
@@ -61,12 +60,11 @@ REFILL_PER_SEC = 2.0
 @pytest.mark.queue_settings(
     admission_window=TOP,
     min_wait=open_door(TOP),
-    bypass_top=BYPASS,
     bucket_capacity=CAPACITY,
     bucket_refill_per_sec=REFILL_PER_SEC,
 )
 @pytest.mark.parametrize("order", ["queue order", "reversed", "shuffled"])
-async def test_concurrent_enters_by_the_top_200_never_exceed_the_bucket(
+async def test_concurrent_enters_by_the_top_200_go_to_the_head_within_released_capacity(
     store: QueueStore, event_id: str, order: str
 ) -> None:
     joined = await join_many(store, event_id, TOP)
@@ -84,8 +82,11 @@ async def test_concurrent_enters_by_the_top_200_never_exceed_the_bucket(
 
     outcomes = [r.outcome for r in results]
     granted = outcomes.count(EnterOutcome.GRANTED)
-    assert granted <= BYPASS + CAPACITY + refill_allowance
-    assert granted >= CAPACITY, "the full bucket is spent before anyone is throttled"
+    assert CAPACITY <= granted <= CAPACITY + refill_allowance, "no grant beyond the release"
+    winners = {
+        j.seq for j, r in zip(attempts, results, strict=True) if r.outcome is EnterOutcome.GRANTED
+    }
+    assert winners == {j.seq for j in joined[:granted]}, "the head of the line, in order"
     assert set(outcomes) == {EnterOutcome.GRANTED, EnterOutcome.THROTTLED}
     throttled = [r for r in results if r.outcome is EnterOutcome.THROTTLED]
     assert all(r.retry_after_ms > 0 for r in throttled)
@@ -95,14 +96,12 @@ async def test_concurrent_enters_by_the_top_200_never_exceed_the_bucket(
 @pytest.mark.queue_settings(
     admission_window=TOP,
     min_wait=open_door(TOP),
-    bypass_top=BYPASS,
     bucket_capacity=CAPACITY,
     bucket_refill_per_sec=REFILL_PER_SEC,
 )
 async def test_the_head_entering_one_by_one_cannot_drain_the_queue_past_the_bucket(
     store: QueueStore, event_id: str
 ) -> None:
-    """Whoever is at the head is always in the top N; the bypass must not be a loophole."""
     joined = await join_many(store, event_id, TOP)
     clock = Stopwatch()
     granted = 0
@@ -113,22 +112,67 @@ async def test_the_head_entering_one_by_one_cannot_drain_the_queue_past_the_buck
             assert result.position == 1
             break
         granted += 1
-    assert CAPACITY <= granted <= BYPASS + CAPACITY + math.ceil(clock.elapsed * REFILL_PER_SEC)
+    assert CAPACITY <= granted <= CAPACITY + math.ceil(clock.elapsed * REFILL_PER_SEC)
 
 
-@pytest.mark.queue_settings(admission_window=3, min_wait=open_door(3), bypass_top=3)
+@pytest.mark.queue_settings(admission_window=3, min_wait=open_door(3))
 async def test_only_the_admission_window_may_enter(store: QueueStore, event_id: str) -> None:
     joined = await join_many(store, event_id, 5)
     outside = await store.enter(event_id, joined[3].seq, joined[3].joined_ms, "")
-    assert (outside.outcome, outside.position, outside.retry_after_ms) == (
-        EnterOutcome.NOT_READY,
-        4,
-        0,
-    )
+    assert (outside.outcome, outside.position) == (EnterOutcome.NOT_READY, 4)
+    assert outside.retry_after_ms > 0, "outside the window the turn is still ahead"
     head = await store.enter(event_id, joined[0].seq, joined[0].joined_ms, "")
     assert head.outcome is EnterOutcome.GRANTED
     moved_in = await store.enter(event_id, joined[3].seq, joined[3].joined_ms, "")
     assert (moved_in.outcome, moved_in.position) == (EnterOutcome.GRANTED, 3)
+
+
+SLOW = 0.01  # per second: no refill within a test
+
+
+@pytest.mark.queue_settings(
+    admission_window=10, min_wait=open_door(10), bucket_capacity=2, bucket_refill_per_sec=SLOW
+)
+async def test_released_capacity_is_earmarked_for_the_head_in_order(
+    store: QueueStore, event_id: str
+) -> None:
+    joined = await join_many(store, event_id, 5)
+    third = await store.enter(event_id, joined[2].seq, joined[2].joined_ms, "")
+    assert (third.outcome, third.position) == (EnterOutcome.THROTTLED, 3), (
+        "two places released: they belong to positions 1 and 2, not to whoever asks first"
+    )
+    assert third.retry_after_ms == math.ceil(1 / (SLOW / 1000))
+    second = await store.enter(event_id, joined[1].seq, joined[1].joined_ms, "")
+    assert (second.outcome, second.position) == (EnterOutcome.GRANTED, 2)
+    moved_up = await store.enter(event_id, joined[2].seq, joined[2].joined_ms, "")
+    assert (moved_up.outcome, moved_up.position) == (EnterOutcome.THROTTLED, 2), (
+        "the one place left is the head's"
+    )
+    head = await store.enter(event_id, joined[0].seq, joined[0].joined_ms, "")
+    assert (head.outcome, head.position) == (EnterOutcome.GRANTED, 1)
+    empty = await store.enter(event_id, joined[2].seq, joined[2].joined_ms, "")
+    assert (empty.outcome, empty.position) == (EnterOutcome.THROTTLED, 1)
+    frontier = (await store.status(event_id, joined[2].seq)).frontier
+    assert (frontier.released, frontier.used, frontier.earmarked) == (2, 2, 0)
+
+
+@pytest.mark.queue_settings(
+    admission_window=10, min_wait=open_door(10), bucket_capacity=3, bucket_refill_per_sec=SLOW
+)
+async def test_a_head_who_does_not_come_keeps_its_place_while_the_rest_flow_past(
+    store: QueueStore, event_id: str
+) -> None:
+    silent, *rest = await join_many(store, event_id, 6)
+    flowed = [await store.enter(event_id, j.seq, j.joined_ms, "") for j in rest[:3]]
+    assert [(r.outcome, r.position) for r in flowed] == [
+        (EnterOutcome.GRANTED, 2),
+        (EnterOutcome.GRANTED, 2),
+        (EnterOutcome.THROTTLED, 2),
+    ], "the earmarks beyond the absent head's flow to the next places"
+    status = await store.status(event_id, silent.seq)
+    assert (status.position, status.frontier.earmarked, status.frontier.used) == (1, 1, 2)
+    late = await store.enter(event_id, silent.seq, silent.joined_ms, "")
+    assert (late.outcome, late.position) == (EnterOutcome.GRANTED, 1), "its earmark waited"
 
 
 MIN_WAIT_MS = 300
@@ -137,7 +181,6 @@ MIN_WAIT_MS = 300
 @pytest.mark.queue_settings(
     admission_window=4,
     min_wait=(MinWaitRule(1, 0), MinWaitRule(4, MIN_WAIT_MS)),
-    bypass_top=4,
 )
 async def test_min_wait_gives_not_ready_with_the_time_left(
     store: QueueStore, event_id: str
@@ -160,7 +203,6 @@ async def test_min_wait_gives_not_ready_with_the_time_left(
 @pytest.mark.queue_settings(
     admission_window=4,
     min_wait=(MinWaitRule(1, 0), MinWaitRule(4, 60_000)),
-    bypass_top=4,
 )
 async def test_moving_to_the_front_lowers_the_min_wait(store: QueueStore, event_id: str) -> None:
     head, second = await join_many(store, event_id, 2)
@@ -171,35 +213,12 @@ async def test_moving_to_the_front_lowers_the_min_wait(store: QueueStore, event_
     assert (promoted.outcome, promoted.position) == (EnterOutcome.GRANTED, 1)
 
 
-@pytest.mark.queue_settings(
-    admission_window=10,
-    min_wait=open_door(10),
-    bypass_top=2,
-    bucket_capacity=1,
-    bucket_refill_per_sec=0.01,
-)
-async def test_the_top_n_enter_while_the_bucket_is_empty(store: QueueStore, event_id: str) -> None:
-    joined = await join_many(store, event_id, 5)
-    third = await store.enter(event_id, joined[2].seq, joined[2].joined_ms, "")
-    assert third.outcome is EnterOutcome.GRANTED, "position 3 draws the only token"
-    fourth = await store.enter(event_id, joined[3].seq, joined[3].joined_ms, "")
-    assert (fourth.outcome, fourth.position) == (EnterOutcome.THROTTLED, 3)
-    for waiter in joined[:2]:
-        top = await store.enter(event_id, waiter.seq, waiter.joined_ms, "")
-        assert (top.outcome, top.position) == (EnterOutcome.GRANTED, 1)
-    # The bypass borrowed BYPASS tokens; a third draw from the head must wait for refill.
-    head_now = await store.enter(event_id, joined[3].seq, joined[3].joined_ms, "")
-    assert (head_now.outcome, head_now.position) == (EnterOutcome.THROTTLED, 1)
-    assert head_now.retry_after_ms > 1_000
-
-
 REFILL_MS = 200
 
 
 @pytest.mark.queue_settings(
     admission_window=10,
     min_wait=open_door(10),
-    bypass_top=0,
     bucket_capacity=1,
     bucket_refill_per_sec=1000 / REFILL_MS,
 )
@@ -229,7 +248,6 @@ async def test_throttled_says_when_the_next_token_is_due_and_keeps_fractions(
 @pytest.mark.queue_settings(
     admission_window=10,
     min_wait=open_door(10),
-    bypass_top=0,
     bucket_capacity=3,
     bucket_refill_per_sec=0.01,
 )
@@ -243,7 +261,6 @@ async def test_the_bucket_holds_its_capacity_as_a_burst(store: QueueStore, event
 @pytest.mark.queue_settings(
     admission_window=10,
     min_wait=open_door(10),
-    bypass_top=0,
     bucket_capacity=1,
     bucket_refill_per_sec=0.01,
 )
@@ -258,12 +275,9 @@ async def test_each_event_has_its_own_bucket(store: QueueStore, event_id: str) -
         )
 
 
-async def test_a_user_admitted_once_cannot_join_again(store: QueueStore, event_id: str) -> None:
-    """One admission per person: after alice's grant her place is gone (not a duplicate)
-    and a new join is refused at once instead of after a whole wait at the door."""
+async def test_a_granted_enter_frees_the_users_place(store: QueueStore, event_id: str) -> None:
     first = await store.join(event_id, "alice", "")
     await store.enter(event_id, first.seq, first.joined_ms, "alice")
-    with pytest.raises(UserAlreadyAdmitted):
-        await store.join(event_id, "alice", "")
-    bob = await store.join(event_id, "bob", "")
-    assert not bob.duplicate
+    again = await store.join(event_id, "alice", "")
+    assert not again.duplicate
+    assert again.seq != first.seq

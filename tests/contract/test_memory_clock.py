@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from tests.conftest import TEST_SECRET
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.memory_store import MemoryQueueStore
-from ticketgate.waitingroom.model import EnterOutcome
+from ticketgate.waitingroom.memory_store import IDEMPOTENCY_TTL_MS, MemoryQueueStore
+from ticketgate.waitingroom.model import ClaimOutcome, EnterOutcome
 
 
 class Clock:
@@ -19,16 +19,8 @@ class Clock:
         return self.now_ms
 
 
-# A join's Idempotency-Key lives IDEMPOTENCY_TTL_SEC (here 10 min, not the default day).
-IDEMPOTENCY_TTL_MS = 600_000
-
-
 def _store(clock: Clock) -> MemoryQueueStore:
-    settings = QueueSettings(
-        token_secret=TEST_SECRET,
-        heartbeat_ttl_ms=10 * IDEMPOTENCY_TTL_MS,
-        idempotency_ttl_ms=IDEMPOTENCY_TTL_MS,
-    )
+    settings = QueueSettings(token_secret=TEST_SECRET, heartbeat_ttl_ms=10 * IDEMPOTENCY_TTL_MS)
     return MemoryQueueStore(settings, clock=clock)
 
 
@@ -42,7 +34,7 @@ async def test_an_idempotency_key_is_forgotten_after_its_ttl() -> None:
     again = await store.join("evt", "", "key-1")
     assert again.seq != first.seq
     clock.now_ms += IDEMPOTENCY_TTL_MS - 1
-    assert (await store.join("evt", "", "key-1")).seq == again.seq, "re-armed for a full TTL"
+    assert (await store.join("evt", "", "key-1")).seq == again.seq, "re-armed for a full day"
 
 
 async def test_sweeps_drop_expired_keys_oldest_first_in_batches() -> None:
@@ -72,5 +64,7 @@ async def test_unused_reservations_are_trimmed_by_later_admissions() -> None:
     second = await store.join("evt", "bob", "")
     await store.enter("evt", second.seq, second.joined_ms, "bob")
     assert set(store._events["evt"].reservations) == {second.seq}
-    assert await store.consume_reservation("evt", first.seq, "ann") is False
-    assert await store.consume_reservation("evt", second.seq, "bob") is True
+    assert await store.claim_reservation("evt", first.seq, "ann", "l", 5_000) is (ClaimOutcome.GONE)
+    assert await store.claim_reservation("evt", second.seq, "bob", "l", 5_000) is (
+        ClaimOutcome.CLAIMED
+    )

@@ -14,13 +14,13 @@ from tests.contract.conftest import lose_event_data, open_door
 from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.model import (
     AlreadyAdmitted,
+    ClaimOutcome,
     EnterResult,
     EventOverrides,
     EventStats,
     Forbidden,
     JoinResult,
     LeaveOutcome,
-    Registration,
     StatusResult,
     TokenExpired,
     TokenNotFound,
@@ -60,9 +60,15 @@ class CountingStore:
         self.calls["sweep"] += 1
         return await self.inner.sweep(event_id, batch)
 
-    async def consume_reservation(self, event_id: str, seq: int, user_id: str) -> bool:
-        self.calls["consume_reservation"] += 1
-        return await self.inner.consume_reservation(event_id, seq, user_id)
+    async def claim_reservation(
+        self, event_id: str, seq: int, user_id: str, lease_id: str, lease_ms: int
+    ) -> ClaimOutcome:
+        self.calls["claim_reservation"] += 1
+        return await self.inner.claim_reservation(event_id, seq, user_id, lease_id, lease_ms)
+
+    async def settle_reservation(self, event_id: str, seq: int, lease_id: str, used: bool) -> None:
+        self.calls["settle_reservation"] += 1
+        await self.inner.settle_reservation(event_id, seq, lease_id, used)
 
     async def waiting_count(self, event_id: str) -> int:
         self.calls["waiting_count"] += 1
@@ -73,13 +79,10 @@ class CountingStore:
         return await self.inner.event_stats(event_id)
 
     async def configure(
-        self,
-        event_id: str,
-        changes: Mapping[str, str],
-        registration: Registration = Registration.ANY,
+        self, event_id: str, changes: Mapping[str, str]
     ) -> tuple[EventOverrides, EventOverrides]:
         self.calls["configure"] += 1
-        return await self.inner.configure(event_id, changes, registration)
+        return await self.inner.configure(event_id, changes)
 
     async def register_events(self, waiting: Mapping[str, int]) -> None:
         self.calls["register_events"] += 1
@@ -167,15 +170,23 @@ async def test_a_forged_reservation_token_is_refused_without_a_store_call(
         admission.reservation_token + "A",
         stranger.sign_reservation(ReservationClaims(event_id, 1, "alice", 2**40)),
     ]
+
+    async def outcome(token: str, user: str, event: str) -> ClaimOutcome:
+        claim = await room.claim_reservation(token, user, event, 5_000)
+        if claim.outcome is ClaimOutcome.CLAIMED:
+            await room.settle_reservation(claim, used=True)
+        return claim.outcome
+
     for token in forged:
-        assert await room.consume_reservation(token, "alice", event_id) is False
-    assert await room.consume_reservation(admission.reservation_token, "bob", event_id) is False
-    assert await room.consume_reservation(admission.reservation_token, "alice", "other") is False
+        assert await outcome(token, "alice", event_id) is ClaimOutcome.GONE
+    assert await outcome(admission.reservation_token, "bob", event_id) is ClaimOutcome.GONE
+    assert await outcome(admission.reservation_token, "alice", "other") is ClaimOutcome.GONE
     assert sum(spy.calls.values()) == 0
 
-    assert await room.consume_reservation(admission.reservation_token, "alice", event_id)
-    assert not await room.consume_reservation(admission.reservation_token, "alice", event_id)
-    assert spy.calls["consume_reservation"] == 2
+    assert await outcome(admission.reservation_token, "alice", event_id) is ClaimOutcome.CLAIMED
+    assert await outcome(admission.reservation_token, "alice", event_id) is ClaimOutcome.GONE
+    assert spy.calls["claim_reservation"] == 2
+    assert spy.calls["settle_reservation"] == 1
 
 
 async def test_another_users_token_is_forbidden_without_a_store_call(
@@ -222,7 +233,6 @@ async def test_status_outside_the_window_is_waiting_with_an_eta(
     behind = await room.join(event_id, "")
     view = await room.status(behind.waiting_token)
     assert (view.status, view.position, view.ready_for_entry) == ("waiting", 2, False)
-    assert view.eta_sec is not None
     assert view.eta_sec >= 1
     assert view.eta_confidence == 0.0, "no admissions yet: the ETA is the configured rate"
 

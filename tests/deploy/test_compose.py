@@ -20,6 +20,7 @@ from tests.deploy.tools import DEPLOY, ROOT
 from ticketgate.config import load_settings
 from ticketgate.database import DatabaseSettings
 from ticketgate.services.server import ServiceSettings
+from ticketgate.topology import check_replicas, single_process_components
 
 COMPOSE = DEPLOY / "compose.yaml"
 SECRETS = {
@@ -120,6 +121,9 @@ def test_gateway_environment_is_a_valid_production_configuration(
     assert settings.redis.enabled
     assert settings.database is not None
     assert settings.database.url.startswith("postgresql")
+    # Nothing of it lives in one process only, so the fleet start-up check lets it through.
+    assert single_process_components(settings) == []
+    check_replicas(settings)
 
 
 def test_gateway_environment_for_the_cluster_profile() -> None:

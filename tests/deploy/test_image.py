@@ -15,6 +15,7 @@ import time
 import tomllib
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from packaging.markers import Marker
@@ -28,19 +29,30 @@ DOCKERFILE = ROOT / "Dockerfile"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def locked(path: Path) -> dict[str, tuple[str, Marker | None, int]]:
-    """name -> (version, marker, number of hashes) of a `uv pip compile --generate-hashes` lock."""
-    pins: dict[str, tuple[str, Marker | None, int]] = {}
-    name = ""
+class Pin(NamedTuple):
+    name: str
+    version: str
+    marker: Marker | None
+    hashes: int
+
+    def applies(self) -> bool:
+        """Whether this interpreter and platform install it (a universal lock may pin one
+        package twice, for different Python versions)."""
+        return self.marker is None or self.marker.evaluate()
+
+
+def locked(path: Path) -> list[Pin]:
+    """The pins of a `uv pip compile --generate-hashes` lock, in file order."""
+    pins: list[Pin] = []
     for line in path.read_text().splitlines():
-        if line.startswith(("#", " ")) is False and "==" in line:
+        if not line.startswith(("#", " ")) and "==" in line:
             requirement = Requirement(line.rstrip(" \\"))
-            name = canonicalize_name(requirement.name)
             (spec,) = requirement.specifier
-            pins[name] = (spec.version, requirement.marker, 0)
-        elif line.strip().startswith("--hash=sha256:") and name:
-            version, marker, hashes = pins[name]
-            pins[name] = (version, marker, hashes + 1)
+            pins.append(
+                Pin(canonicalize_name(requirement.name), spec.version, requirement.marker, 0)
+            )
+        elif line.strip().startswith("--hash=sha256:") and pins:
+            pins[-1] = pins[-1]._replace(hashes=pins[-1].hashes + 1)
     return pins
 
 
@@ -67,17 +79,17 @@ def test_dockerfile_is_hadolint_clean() -> None:
     ],
 )
 def test_locks_pin_what_pyproject_pins_with_hashes(lock: str, wanted: list[str]) -> None:
-    pins = locked(DEPLOY / lock)
+    pins = [pin for pin in locked(DEPLOY / lock) if pin.applies()]
     for entry in wanted:
         requirement = Requirement(entry)
         name = canonicalize_name(requirement.name)
-        assert name in pins, f"{name} missing from deploy/{lock}: run deploy/lock.sh"
-        if requirement.specifier:
-            assert pins[name][0] in requirement.specifier, (
-                f"deploy/{lock} pins {name}=={pins[name][0]}, pyproject says "
-                f"{requirement.specifier}: run deploy/lock.sh"
-            )
-    assert all(hashes > 0 for _, _, hashes in pins.values()), "every pin needs its hashes"
+        versions = [pin.version for pin in pins if pin.name == name]
+        assert versions, f"{name} missing from deploy/{lock}: run deploy/lock.sh"
+        assert all(version in requirement.specifier for version in versions), (
+            f"deploy/{lock} pins {name}=={versions}, pyproject says "
+            f"{requirement.specifier}: run deploy/lock.sh"
+        )
+    assert all(pin.hashes > 0 for pin in locked(DEPLOY / lock)), "every pin needs its hashes"
 
 
 def test_dockerfile_shape() -> None:
@@ -141,11 +153,7 @@ def test_runtime_venv_holds_the_lock_and_the_wheel_only(runtime_venv: Path) -> N
         check=True,
     )
     installed = {canonicalize_name(name) for name in json.loads(listing.stdout)}
-    here = {
-        name
-        for name, (_, marker, _) in locked(DEPLOY / "requirements.txt").items()
-        if marker is None or marker.evaluate()
-    }
+    here = {pin.name for pin in locked(DEPLOY / "requirements.txt") if pin.applies()}
     assert installed == here | {"ticketgate"}
     # No installer, no build backend, no compiler plugin, no test tool in the image's venv.
     assert not installed & {"pip", "setuptools", "wheel", "grpcio-tools", "pytest", "mypy"}
@@ -206,7 +214,7 @@ def test_image_entrypoint_serves_and_its_healthcheck_passes(
         check = json.loads(instruction("HEALTHCHECK").split("CMD", 1)[1])
         assert subprocess.run(check, env=env, timeout=10).returncode == 0
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        assert process.wait(timeout=30) == 0, "a handled SIGTERM exits 0"
     finally:
         if process.poll() is None:
             process.kill()

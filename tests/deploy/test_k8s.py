@@ -17,6 +17,7 @@ import yaml
 from tests.deploy.tools import DEPLOY, ROOT, run_tool
 from ticketgate.config import load_settings
 from ticketgate.services.server import ServiceSettings
+from ticketgate.topology import check_replicas, single_process_components
 
 K8S = DEPLOY / "k8s"
 TARGETS = {
@@ -254,6 +255,9 @@ def test_container_environments_pass_settings_validation(
     assert settings.redis.enabled
     assert settings.database is not None
     assert settings.database.url.startswith("postgresql")
+    # Nothing of it lives in one process only, so the fleet start-up check lets it through.
+    assert single_process_components(settings) == []
+    check_replicas(settings)
     ServiceSettings.from_env(_env_with_secrets(docs, "ticketgate-services", key_file))
 
 

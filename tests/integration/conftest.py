@@ -22,6 +22,7 @@ import uvicorn
 from tests.envs import app_env
 from tests.http_server import gateway_config, listening_socket, serve
 from tests.redis_server import RedisServer, running_redis
+from tests.required import backend_unavailable
 from ticketgate.app import create_app
 from ticketgate.config import load_settings
 
@@ -101,7 +102,7 @@ def own_redis() -> Iterator[RedisServer]:
     if os.environ.get("REDIS_URL"):
         pytest.skip("REDIS_URL points at a shared server; this test must own the process")
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+        backend_unavailable("redis-server is not installed")
     with running_redis() as server:
         yield server
 

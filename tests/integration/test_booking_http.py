@@ -237,7 +237,9 @@ async def test_concurrent_uses_of_one_token_hold_seats_once(
         *(reserve(gw.http, event_id, 1, token, key()) for _ in range(10))
     )
     statuses = sorted(answer.status_code for answer in answers)
-    assert statuses == [201] + [410] * 9
+    # One hold; the others found the token leased (409 RESERVATION_IN_PROGRESS) or used (410).
+    assert statuses[0] == 201
+    assert set(statuses[1:]) <= {409, 410}, statuses
     assert len(fake.recorder.of("CreateReservation")) == 1
 
 

@@ -9,7 +9,6 @@ directory so the test can look at the per-worker files and see them removed at e
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
-from tests.envs import app_env
+from tests.envs import child_env
 from tests.integration.conftest import SECRET
 from tests.redis_server import free_port
 from tests.scrape import parse
@@ -51,23 +50,19 @@ class Served:
 @pytest.fixture
 def served(tmp_path: Path, redis_address: str) -> Iterator[Served]:
     port = free_port()
-    env = {
-        **os.environ,
-        **app_env(
-            SERVER_ENVIRONMENT="development",
-            QUEUE_TOKEN_SECRET=SECRET,
-            REDIS_ADDRESS=redis_address,
-            DATABASE_PATH=str(tmp_path / "gateway.db"),
-            # Nothing listens there; no request below reaches a backend, and the workers
-            # start no embedded services of their own.
-            BACKEND_RESERVATION_API_GRPC_ADDRESS="127.0.0.1:1",
-            BACKEND_PAYMENT_API_GRPC_ADDRESS="127.0.0.1:1",
-            PAYMENT_WEBHOOK_SECRET="webhook-secret-webhook-secret-webhook!",
-            LOG_LEVEL="warning",
-        ),
-        "TMPDIR": str(tmp_path),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = child_env(
+        tmp_path,
+        SERVER_ENVIRONMENT="development",
+        QUEUE_TOKEN_SECRET=SECRET,
+        REDIS_ADDRESS=redis_address,
+        DATABASE_PATH=str(tmp_path / "gateway.db"),
+        # Nothing listens there; no request below reaches a backend, and the workers
+        # start no embedded services of their own.
+        BACKEND_RESERVATION_API_GRPC_ADDRESS="127.0.0.1:1",
+        BACKEND_PAYMENT_API_GRPC_ADDRESS="127.0.0.1:1",
+        PAYMENT_WEBHOOK_SECRET="webhook-secret-webhook-secret-webhook!",
+        LOG_LEVEL="warning",
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "ticketgate.cli", "serve", "--workers", "2", "--port", str(port)],
         env=env,

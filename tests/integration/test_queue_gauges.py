@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pytest
 from prometheus_client.metrics_core import Metric
 
 from tests.conftest import TEST_SECRET, make_redis_store
@@ -23,7 +24,11 @@ async def test_refresh_and_collect_report_waiting_users_and_admission_rate(
     redis_address: str, event_id: str
 ) -> None:
     settings = QueueSettings(
-        token_secret=TEST_SECRET, admission_window=5, min_wait=(MinWaitRule(5, 0),), bypass_top=0
+        token_secret=TEST_SECRET,
+        admission_window=5,
+        min_wait=(MinWaitRule(5, 0),),
+        bucket_capacity=10,
+        bucket_refill_per_sec=0.001,
     )
     store = make_redis_store(redis_address, settings)
     await store.preload()
@@ -43,13 +48,19 @@ async def test_refresh_and_collect_report_waiting_users_and_admission_rate(
         assert next(iter(gauges.collect())).samples == []  # nothing before the first refresh
         await gauges.refresh()
         families = list(gauges.collect())
-        assert [f.type for f in families] == ["gauge", "gauge"]
+        assert [f.type for f in families] == ["gauge"] * 5
         waiting = _samples(families, "queue_waiting_users")
         rate = _samples(families, "queue_admission_rate")
         assert len(waiting) == 2  # bounded to the top 2 of the whole registry
         if busy in waiting:  # other tests on this Redis may hold larger events
             assert waiting[busy] == 6
-            assert rate[busy] == 3 / 60
+            # 3 admissions out of the initial fill of 10: nothing measured as released yet.
+            assert rate[busy] == pytest.approx(0, abs=0.01)
+            frontier = {
+                part: _samples(families, f"queue_frontier_{part}")[busy]
+                for part in ("released", "used", "earmarked")
+            }
+            assert frontier == {"released": 10, "used": 3, "earmarked": 7}
         wide = QueueGauges(EventAdmin(room), top=10_000)
         await wide.refresh()
         waiting = _samples(list(wide.collect()), "queue_waiting_users")

@@ -33,7 +33,10 @@ HUNDRED_SEATS = seat_map(
 
 
 def fast_settings(**overrides: Any) -> ServiceSettings:
-    """Free ports, fast payments and sweeps; the hold TTL stays 60 s unless a test shortens it."""
+    """Free ports, fast payments and sweeps; the hold TTL stays 60 s unless a test shortens it.
+
+    The per-person seat cap is lifted (most tests book many seats as one user, e.g. 2,000
+    oversell attempts); tests/services/test_seat_limit.py sets it."""
     base = ServiceSettings(
         inventory_address="127.0.0.1:0",
         reservation_address="127.0.0.1:0",
@@ -45,6 +48,7 @@ def fast_settings(**overrides: Any) -> ServiceSettings:
         payment_recovery_interval_sec=0.1,
         webhook_backoff_sec=0.05,
         webhook_timeout_sec=1.0,
+        max_seats_per_user=10_000,
     )
     return replace(base, **overrides)
 

@@ -8,6 +8,7 @@ import json
 import random
 import time
 from datetime import datetime
+from typing import Any
 
 import grpc
 import pytest
@@ -319,3 +320,47 @@ async def test_a_refused_or_unreachable_webhook_is_given_up_without_touching_the
             await asyncio.sleep(0.05)
         assert await webhook_state(services, unreachable.payment_intent_id) == ("FAILED", 2)
         assert (await services.payment_status(unreachable.payment_intent_id)).status == COMPLETED
+
+
+class SlowReceiver(WebhookReceiver):
+    """Takes `delay` seconds to answer each webhook, so a delivery is surely in flight."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.arrived = asyncio.Event()
+        self.answered = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.arrived.set()
+            await asyncio.sleep(self.delay)
+        await super().__call__(scope, receive, send)
+        if scope["type"] == "http":
+            self.answered += 1
+
+
+@pytest.mark.parametrize(
+    ("grace", "state"),
+    [
+        (2.0, "DELIVERED"),  # the delivery in flight at shutdown is let finish
+        (0.0, "PENDING"),  # no grace: cut off, kept pending for the next process's recovery
+    ],
+)
+async def test_shutdown_drains_the_webhook_in_flight_within_the_grace(
+    sqlite_databases: DatabaseFactory, grace: float, state: str
+) -> None:
+    receiver = SlowReceiver(delay=0.5)
+    async with serve(receiver) as client:
+        async with booking(sqlite_databases, fast_settings(stop_grace_sec=grace)) as services:
+            created = await create(services, intent_request(webhook_url=f"{client.base_url}/h"))
+            await asyncio.wait_for(receiver.arrived.wait(), 5)
+            started = time.monotonic()
+        stopped_in = time.monotonic() - started  # run_services exited: the shutdown is done
+        await asyncio.sleep(0.6)  # a cut-off request would have been answered by now
+    assert await webhook_state(services, created.payment_intent_id) == (state, 1)
+    if grace:
+        assert receiver.answered == 1
+        assert stopped_in < grace + 1.0
+    else:
+        assert stopped_in < 0.4, "without grace nothing waits for the receiver"

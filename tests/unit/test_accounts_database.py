@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from tests.required import backend_unavailable
 from ticketgate.accounts.keys import generate_private_pem
 from ticketgate.accounts.settings import AccountSettings
 from ticketgate.config import ConfigError
@@ -89,7 +90,7 @@ async def database_factory(backend: str, tmp_path: Path) -> AsyncIterator[Databa
     if backend == "postgresql":
         reason = await postgres_unreachable()
         if reason:
-            pytest.skip(reason)
+            backend_unavailable(reason)
     factory = DatabaseFactory(backend, tmp_path)
     try:
         yield factory
@@ -256,7 +257,7 @@ async def test_sqlite_read_then_write_transactions_from_two_processes_lose_no_up
 
 async def test_libpq_sslmode_in_the_url_reaches_the_driver(tmp_path: Path) -> None:
     if reason := await postgres_unreachable():
-        pytest.skip(reason)
+        backend_unavailable(reason)
     separator = "&" if "?" in TEST_DATABASE_URL else "?"
     database = Database(f"{TEST_DATABASE_URL}{separator}sslmode=disable", pool_size=1)
     assert await database.ping() is True

@@ -1,15 +1,24 @@
-"""Admission rules: the window, min waits by position, and the fractional token bucket."""
+"""The admission rule: window, min waits by position, and the serving frontier."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ticketgate.config import MinWaitRule, QueueSettings
-from ticketgate.waitingroom.admission import TokenBucket, eligible_in_ms, min_wait_ms
+from ticketgate.waitingroom.admission import AdmissionPolicy, Decision, min_wait_ms, refilled
+from ticketgate.waitingroom.model import EnterOutcome, EventOverrides, Frontier
 
 DEFAULT = QueueSettings()
+POLICY = AdmissionPolicy.of(DEFAULT)  # window 100, capacity 500, 50/s
+GRANTED, NOT_READY, THROTTLED = (
+    EnterOutcome.GRANTED,
+    EnterOutcome.NOT_READY,
+    EnterOutcome.THROTTLED,
+)
 
 
 @pytest.mark.parametrize(
@@ -22,118 +31,98 @@ def test_default_min_waits_follow_the_design(position: int, expected: int | None
 
 def test_no_rules_means_no_one_is_eligible() -> None:
     assert min_wait_ms(1, ()) is None
+    assert AdmissionPolicy(10, (), 10, 1.0).decide(1, 10**9, 10.0).outcome is NOT_READY
 
 
 @pytest.mark.parametrize(
-    ("position", "waited", "expected"),
+    ("position", "waited", "tokens", "expected"),
     [
-        (1, 0, 0),
-        (10, 0, 0),
-        (11, 0, 2_000),
-        (11, 1_500, 500),
-        (11, 2_000, 0),
-        (11, 60_000, 0),
-        (100, 4_999, 1),
-        (101, 10**9, None),
+        (1, 0, 1.0, Decision(GRANTED, 0)),
+        (1, 0, 0.999, Decision(THROTTLED, 1)),  # 0.001 of a place at 50/s: 0.02 ms, rounded up
+        (1, 0, 0.0, Decision(THROTTLED, 20)),
+        (3, 0, 2.0, Decision(THROTTLED, 20)),
+        (3, 0, 3.5, Decision(GRANTED, 0)),
+        (11, 1_500, 500.0, Decision(NOT_READY, 500)),  # min wait left, frontier already there
+        (11, 0, 1.0, Decision(NOT_READY, 2_000)),  # frontier 200 ms away, min wait 2 s
+        (11, 2_000, 1.0, Decision(THROTTLED, 200)),
+        (100, 4_999, 500.0, Decision(NOT_READY, 1)),
+        (101, 10**9, 500.0, Decision(NOT_READY, 20)),  # one place past the window
     ],
 )
-def test_eligible_in_ms(position: int, waited: int, expected: int | None) -> None:
-    assert eligible_in_ms(position, waited, DEFAULT) == expected
+def test_decide(position: int, waited: int, tokens: float, expected: Decision) -> None:
+    assert POLICY.decide(position, waited, tokens) == expected
 
 
-def test_the_window_wins_over_wider_min_wait_rules() -> None:
-    narrow = QueueSettings(admission_window=5, min_wait=(MinWaitRule(100, 0),), bypass_top=5)
-    assert eligible_in_ms(5, 0, narrow) == 0
-    assert eligible_in_ms(6, 0, narrow) is None
+def test_the_window_wins_over_wider_min_wait_rules_and_a_fuller_bucket() -> None:
+    narrow = AdmissionPolicy(5, (MinWaitRule(100, 0),), 500, 50.0)
+    assert narrow.decide(5, 0, 500.0).outcome is GRANTED
+    assert narrow.decide(6, 0, 500.0).outcome is NOT_READY
 
 
-def test_positions_past_the_last_rule_are_never_eligible() -> None:
-    gap = QueueSettings(admission_window=100, min_wait=(MinWaitRule(10, 0),))
-    assert eligible_in_ms(11, 10**9, gap) is None
+def test_overrides_win_over_process_settings() -> None:
+    overrides = EventOverrides(admission_window=7, bucket_capacity=3, bucket_refill_per_sec=2.5)
+    policy = AdmissionPolicy.of(DEFAULT, overrides)
+    assert (policy.window, policy.capacity, policy.refill_per_sec) == (7, 3, 2.5)
+    assert policy.min_wait == DEFAULT.min_wait
 
 
-@given(st.integers(1, 200), st.integers(0, 10**7))
-def test_eligibility_is_monotone_in_time_waited(position: int, waited: int) -> None:
-    now = eligible_in_ms(position, waited, DEFAULT)
-    later = eligible_in_ms(position, waited + 1_000, DEFAULT)
-    if now is None:
-        assert later is None
-    else:
-        assert later is not None
-        assert later == max(0, now - 1_000)
+def test_script_args_carry_the_policy_for_the_lua_scripts() -> None:
+    policy = AdmissionPolicy(4, (MinWaitRule(1, 0), MinWaitRule(4, 300)), 9, 2.5)
+    assert policy.script_args() == (4, 9, repr(0.0025), 1, 0, 4, 300)
 
 
-def _bucket(capacity: float = 3, per_sec: float = 50.0, tokens: float | None = None) -> TokenBucket:
-    return TokenBucket(
-        capacity=capacity,
-        refill_per_ms=per_sec / 1000,
-        tokens=capacity if tokens is None else tokens,
-        updated_ms=0,
+def test_frontier_counts_released_used_and_earmarked() -> None:
+    frontier = Frontier(tokens=2.75, used=40)
+    assert (frontier.released, frontier.used, frontier.earmarked) == (42, 40, 2)
+
+
+def test_refill_is_fractional_capped_and_ignores_a_clock_going_backwards() -> None:
+    assert refilled(0.0, 0, 10, capacity=3, refill_per_ms=0.05) == pytest.approx(0.5)
+    assert refilled(0.0, 0, 10**7, capacity=3, refill_per_ms=0.05) == 3
+    assert refilled(1.0, 1_000, 500, capacity=3, refill_per_ms=0.05) == 1.0
+    assert refilled(5.0, 0, 0, capacity=3, refill_per_ms=0.05) == 3, "a lowered capacity binds"
+
+
+@given(st.integers(1, 200), st.integers(0, 10**7), st.floats(0, 500))
+def test_eligibility_only_grows_with_time(position: int, waited: int, tokens: float) -> None:
+    now = POLICY.decide(position, waited, tokens)
+    later = POLICY.decide(
+        position,
+        waited + 1_000,
+        refilled(tokens, 0, 1_000, POLICY.capacity, POLICY.refill_per_ms),
     )
-
-
-def test_a_full_bucket_serves_its_capacity_then_throttles() -> None:
-    bucket = _bucket(capacity=3)
-    assert [bucket.try_take(0) for _ in range(3)] == [0, 0, 0]
-    assert bucket.try_take(0) == 21, "at 50/s the next token is due in 20 ms (+1 to land after)"
-
-
-def test_refill_keeps_fractions() -> None:
-    bucket = _bucket(capacity=1, tokens=0)
-    assert bucket.try_take(10) == 11, "half a token refilled after 10 ms; 10 ms to go"
-    assert bucket.tokens == pytest.approx(0.5)
-    assert bucket.try_take(15) == 6
-    assert bucket.try_take(20) == 0
-    assert bucket.tokens == pytest.approx(0.0)
-
-
-def test_refill_stops_at_capacity() -> None:
-    bucket = _bucket(capacity=2, tokens=0)
-    bucket.refill(10_000_000)
-    assert bucket.tokens == 2
-    assert [bucket.try_take(10_000_000) for _ in range(3)][:2] == [0, 0]
-
-
-def test_a_clock_going_backwards_refills_nothing() -> None:
-    bucket = _bucket(capacity=1, tokens=0)
-    bucket.updated_ms = 1_000
-    bucket.refill(500)
-    assert (bucket.tokens, bucket.updated_ms) == (0, 1_000)
-
-
-def test_borrowing_lets_the_top_through_an_empty_bucket_up_to_a_limit() -> None:
-    bucket = _bucket(capacity=1, tokens=0)
-    assert bucket.try_take(0) > 0, "no borrowing: an empty bucket throttles"
-    assert [bucket.try_take(0, borrow=2) for _ in range(2)] == [0, 0]
-    assert bucket.tokens == -2
-    retry = bucket.try_take(0, borrow=2)
-    assert retry == 21, "the debt must shrink by one token (20 ms at 50/s) first"
-    assert bucket.try_take(retry, borrow=2) == 0
-    assert bucket.try_take(retry, borrow=0) > 0, "without borrowing, the debt comes first"
+    if now.outcome is GRANTED:
+        assert later.outcome is GRANTED
+    assert later.wait_ms <= now.wait_ms
 
 
 @given(
     capacity=st.integers(1, 50),
     per_sec=st.floats(0.5, 500),
-    borrow=st.integers(0, 10),
-    steps=st.lists(st.tuples(st.integers(0, 200), st.booleans()), max_size=200),
+    steps=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 60)), max_size=200),
 )
-def test_grants_never_exceed_capacity_plus_refill_plus_borrowing(
-    capacity: int, per_sec: float, borrow: int, steps: list[tuple[int, bool]]
+def test_the_wait_is_a_promise_and_grants_never_exceed_the_release(
+    capacity: int, per_sec: float, steps: list[tuple[int, int]]
 ) -> None:
-    bucket = _bucket(capacity=capacity, per_sec=per_sec)
-    now = granted = 0
-    for advance, at_top in steps:
+    """A waiter told `wait_ms` is granted at that time (nobody else acting), not 2 ms
+    earlier; and grants stay within the initial fill plus the refill."""
+    policy = AdmissionPolicy(60, (MinWaitRule(60, 0),), capacity, per_sec)
+    tokens, updated, now, granted = float(capacity), 0, 0, 0
+    for advance, position in steps:
         now += advance
-        retry = bucket.try_take(now, borrow if at_top else 0)
-        if retry == 0:
+        tokens = refilled(tokens, updated, now, capacity, policy.refill_per_ms)
+        updated = now
+        decision = policy.decide(position, 0, tokens)
+        if decision.outcome is GRANTED:
+            tokens -= 1
             granted += 1
-        else:
-            assert retry >= 1
-            # The promise in `retry` holds: a take at that time succeeds.
-            probe = TokenBucket(bucket.capacity, bucket.refill_per_ms, bucket.tokens, now)
-            assert probe.try_take(now + retry, borrow if at_top else 0) == 0
-            if retry > 1:
-                probe = TokenBucket(bucket.capacity, bucket.refill_per_ms, bucket.tokens, now)
-                assert probe.try_take(now + retry - 2, borrow if at_top else 0) > 0
-    assert granted <= capacity + now * per_sec / 1000 + borrow + 1e-6
+            continue
+        at = refilled(tokens, now, now + decision.wait_ms, capacity, policy.refill_per_ms)
+        if position <= capacity:
+            assert policy.decide(position, 0, at).outcome is GRANTED
+        if decision.wait_ms > 2:
+            early = refilled(
+                tokens, now, now + decision.wait_ms - 2, capacity, policy.refill_per_ms
+            )
+            assert policy.decide(position, 0, early).outcome is not GRANTED
+    assert granted <= capacity + math.floor(now * per_sec / 1000 + 1e-9)

@@ -71,7 +71,9 @@ BY_ERROR_CODE: dict[int, Mapping] = {
     # has its own code, so a precondition is not reported as a payment problem.
     ErrorCode.ERROR_CODE_FAILED_PRECONDITION: Mapping(409, "RESERVATION_NOT_HELD"),
     ErrorCode.ERROR_CODE_RATE_LIMITED: Mapping(429, "RATE_LIMITED", retry_after_sec=_RETRY_SOON),
-    ErrorCode.ERROR_CODE_QUOTA_EXCEEDED: Mapping(429, "RATE_LIMITED", retry_after_sec=_RETRY_SOON),
+    # The per-person seat quota of an event (BOOKING_MAX_SEATS_PER_USER): not "try again
+    # soon" but "you hold enough": cancel a reservation or let a hold expire first.
+    ErrorCode.ERROR_CODE_QUOTA_EXCEEDED: Mapping(409, "SEAT_LIMIT_EXCEEDED"),
     ErrorCode.ERROR_CODE_IDEMPOTENCY_REQUIRED: Mapping(400, "IDEMPOTENCY_REQUIRED"),
     ErrorCode.ERROR_CODE_IDEMPOTENCY_CONFLICT: Mapping(409, "IDEMPOTENCY_CONFLICT"),
     ErrorCode.ERROR_CODE_RESERVATION_EXPIRED: Mapping(410, "RESERVATION_EXPIRED"),

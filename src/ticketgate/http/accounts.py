@@ -126,6 +126,7 @@ class AccountRoutes:
                     (400, err, "INVALID_REQUEST: malformed body, username or password"),
                     (409, err, "USERNAME_TAKEN"),
                 ),
+                rate_budget="auth",
             ),
             Route(
                 "POST",
@@ -139,6 +140,7 @@ class AccountRoutes:
                     (400, err, "INVALID_REQUEST: malformed body"),
                     (401, err, "INVALID_CREDENTIALS"),
                 ),
+                rate_budget="auth",
             ),
             Route(
                 "GET",

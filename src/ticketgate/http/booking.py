@@ -1,8 +1,11 @@
 """Booking endpoints: reservations and payments (DESIGN.md §3), over the gRPC backends.
 
 The gateway's own duties here are the ones no backend can do for it:
-- the reservation token from enter is consumed (single use, bound to user and event) before
-  any seat is held, so only admitted users reach the inventory;
+- the reservation token from enter (bound to user and event) is claimed before any seat is
+  held, so only admitted users reach the inventory. The claim is a lease: attempts with one
+  token run one at a time, only a successful hold uses the token up, and a refused or failed
+  attempt (409, 503, 504) leaves it usable until it expires, so a fan whose seat was just
+  taken picks another instead of queueing again;
 - the caller's identity comes from the JWT and is forwarded as `user_id`; a reservation is
   shown to its owner only (anyone else gets 404, so ids cannot be probed);
 - the Idempotency-Key is forwarded, scoped by user, path and key, so two users choosing the
@@ -12,11 +15,14 @@ The gateway's own duties here are the ones no backend can do for it:
 
 Token refusals: a forged token, another user's token or a token for another event is
 403 FORBIDDEN (the caller holds something that is not theirs to use); a token that expired
-or was already used is 410 RESERVATION_EXPIRED (it was theirs, it is gone: enter again).
+or was already used is 410 RESERVATION_EXPIRED (it was theirs, it is gone: enter again); a
+token another attempt is using right now is 409 RESERVATION_IN_PROGRESS with Retry-After
+(never stored under the Idempotency-Key, so the same request may simply be retried).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -37,10 +43,15 @@ from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2
 from ticketgate.proto.reservation.v1 import reservation_pb2
 from ticketgate.services import webhook_signature
-from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.model import ClaimOutcome, QueueUnavailable
+from ticketgate.waitingroom.service import ReservationClaim, WaitingRoom
 from ticketgate.waitingroom.tokens import InvalidToken
 
 _B = TypeVar("_B", "ConfirmRequest", "CancelRequest")
+log = logging.getLogger("ticketgate.booking")
+# A reservation attempt's lease on its token outlives the backend call it guards (the call's
+# deadline plus this margin); a gateway that dies mid-call frees the token after it.
+LEASE_MARGIN_MS = 5_000
 
 MAX_SEATS = 10
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
@@ -252,6 +263,7 @@ class BookingRoutes:
         self.payments = payments
         self.settings = settings
         self._clock = clock  # wall clock of the webhook timestamp check
+        self._lease_ms = settings.reservation_timeout_ms + LEASE_MARGIN_MS
 
     def use_embedded(self, reservation_address: str, payment_address: str) -> None:
         """Embedded mode: aim the clients at in-process services started at start-up (their
@@ -265,8 +277,9 @@ class BookingRoutes:
         await self.reservations.close()
         await self.payments.close()
 
-    async def _consume_token(self, token: str, user_id: str, event_id: str) -> None:
-        """Refuse with a code that says what to do: 403 "not yours", 410 "gone, enter again"."""
+    async def _claim_token(self, token: str, user_id: str, event_id: str) -> ReservationClaim:
+        """Refuse with a code that says what to do: 403 "not yours", 410 "gone, enter again",
+        409 + Retry-After "your other attempt with this token is still running"."""
         try:
             claims = self.room.signer.verify_reservation(token)
         except InvalidToken:
@@ -275,10 +288,27 @@ class BookingRoutes:
             raise ApiError("FORBIDDEN", "reservation token was issued to another user")
         if claims.event_id != event_id:
             raise ApiError("FORBIDDEN", "reservation token was issued for another event")
-        if not await self.room.consume_reservation(token, user_id, event_id):
+        claim = await self.room.claim_reservation(token, user_id, event_id, self._lease_ms)
+        if claim.outcome is ClaimOutcome.BUSY:
+            raise ApiError(
+                "RESERVATION_IN_PROGRESS",
+                "another reservation with this token is in progress; retry in a second",
+                headers=((b"retry-after", b"1"),),
+            )
+        if claim.outcome is not ClaimOutcome.CLAIMED:
             raise ApiError(
                 "RESERVATION_EXPIRED", "reservation token has expired or was already used"
             )
+        return claim
+
+    async def _settle(self, claim: ReservationClaim, used: bool) -> None:
+        """Settle the claim; a store outage here must not turn a hold into an error (an
+        unsettled lease lapses by itself, and the reservation service refuses a second hold
+        with the same token)."""
+        try:
+            await self.room.settle_reservation(claim, used)
+        except QueueUnavailable as exc:
+            log.warning("could not settle reservation token of %s: %s", claim.event_id, exc)
 
     async def create(self, request: Request) -> Response:
         body = request.json(CreateReservationRequest)
@@ -295,18 +325,24 @@ class BookingRoutes:
             raise ApiError("INVALID_REQUEST", "quantity must equal the number of seat_ids")
         if quantity < 1:
             raise ApiError("INVALID_REQUEST", "give seat_ids or a quantity of at least 1")
-        # Fail fast while the backend is known down, before the single-use token is spent.
+        # Fail fast while the backend is known down, before the token is even claimed.
         self.reservations.check_available()
         user = request.user_id
-        await self._consume_token(body.reservation_token, user, body.event_id)
-        created = await self.reservations.create(
-            _context(request, scoped_idempotency_key(request)),
-            event_id=body.event_id,
-            seat_ids=seats,
-            quantity=quantity,
-            user_id=user,
-            reservation_token=body.reservation_token,
-        )
+        claim = await self._claim_token(body.reservation_token, user, body.event_id)
+        used = False
+        try:
+            created = await self.reservations.create(
+                _context(request, scoped_idempotency_key(request)),
+                event_id=body.event_id,
+                seat_ids=seats,
+                quantity=quantity,
+                user_id=user,
+                reservation_token=body.reservation_token,
+            )
+            used = True
+        finally:
+            # Only a hold uses the token up: after a 409, 503 or 504 it is still theirs.
+            await self._settle(claim, used)
         view = ReservationCreated(
             reservation_id=created.reservation_id,
             status=reservation_status(created.status),
@@ -482,7 +518,14 @@ class BookingRoutes:
                     (400, err, "MISSING_EVENT_ID, MISSING_TOKEN, INVALID_REQUEST"),
                     auth_errors,
                     (403, err, "FORBIDDEN: token invalid, another user's, or another event's"),
-                    (409, err, "SEAT_UNAVAILABLE, INSUFFICIENT_INVENTORY, DUPLICATE_REQUEST"),
+                    (
+                        409,
+                        err,
+                        "SEAT_UNAVAILABLE, INSUFFICIENT_INVENTORY, DUPLICATE_REQUEST; "
+                        "SEAT_LIMIT_EXCEEDED: over the seats one person may hold or buy; "
+                        "RESERVATION_IN_PROGRESS (Retry-After): another attempt with this "
+                        "token is running. A refused or failed attempt leaves the token usable",
+                    ),
                     (410, err, "RESERVATION_EXPIRED: token expired or already used"),
                     upstream[0],
                     (503, err, f"{upstream[1][2]}; QUEUE_UNAVAILABLE"),

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -29,6 +29,9 @@ from ticketgate.middleware.auth import Authenticator, AuthError, Principal
 from ticketgate.middleware.request_id import request_id_from, trace_id_from
 from ticketgate.observability.hooks import RequestObserver
 from ticketgate.waitingroom.model import QueueError
+
+if TYPE_CHECKING:
+    from ticketgate.http.cors import Cors
 
 log = logging.getLogger("ticketgate.http")
 
@@ -58,6 +61,7 @@ class Request:
         "body",
         "client",
         "headers",
+        "idempotency_scope",
         "method",
         "path",
         "path_params",
@@ -85,6 +89,9 @@ class Request:
         self.principal: Principal | None = None
         # Values of `{name}` segments of a templated route; empty for exact routes.
         self.path_params: Mapping[str, str] = _NO_PARAMS
+        # The Idempotency-Key scoped to its caller (a digest), set by the idempotency
+        # interceptor for a handler that passes it on to a store or backend; "" without one.
+        self.idempotency_scope = ""
 
     def header(self, name: bytes) -> str:
         value = self.headers.get(name)
@@ -160,6 +167,9 @@ class Route:
     # on a route that takes any media type (leave's POST: navigator.sendBeacon sends a
     # string as text/plain and cannot choose).
     any_media_type: bool = False
+    # Which rate-limit budget the route draws from: "default" (per user, else per IP) or
+    # "auth" (the lower per-IP budget of login and register).
+    rate_budget: str = "default"
 
 
 def is_json_media_type(value: bytes | None) -> bool:
@@ -222,6 +232,11 @@ class Interceptor(Protocol):
 
 # (route, handler after interceptors, the guard's check, whether a body must be JSON)
 _Entry = tuple[Route, Handler, Check | None, bool]
+PREFLIGHT_PATH = "(cors preflight)"  # the route label of preflights in metrics and logs
+
+
+def _is_preflight(method: str, headers: dict[bytes, bytes]) -> bool:
+    return method == "OPTIONS" and b"access-control-request-method" in headers
 
 
 class Gateway:
@@ -239,8 +254,16 @@ class Gateway:
         observers: tuple[RequestObserver, ...] = (),
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        cors: Cors | None = None,
     ) -> None:
         self.routes = routes
+        self._cors = cors
+        # CORS preflights: answered before auth and the guard (browsers send no credentials
+        # with them), on any path.
+        self._preflight: _Entry | None = None
+        if cors is not None:
+            preflight = Route("OPTIONS", PREFLIGHT_PATH, cors.preflight, AuthPolicy.NONE)
+            self._preflight = (preflight, cors.preflight, None, False)
         self._table: dict[tuple[str, str], _Entry] = {}
         # Templated paths, tried in order after the exact lookup misses.
         self._templates: list[tuple[re.Pattern[str], dict[str, _Entry]]] = []
@@ -333,9 +356,15 @@ class Gateway:
         guarded = _NO_HEADERS
         try:
             try:
+                if self._cors is not None:
+                    guarded = self._cors.headers(headers.get(b"origin"))
                 entry = self._table.get((method, request.path))
                 if entry is None:
-                    entry = self._match_template(method, request)
+                    if self._preflight is not None and _is_preflight(method, headers):
+                        entry = self._preflight
+                        guarded = _NO_HEADERS  # the preflight answer carries its own
+                    else:
+                        entry = self._match_template(method, request)
                 route, handler, check, json_body = entry
                 route_path = route.path
                 if method in _BODY_METHODS:
@@ -349,9 +378,9 @@ class Gateway:
                                 headers=((b"accept", _JSON),),
                             )
                 if route.auth is not AuthPolicy.NONE:
-                    await self._authenticate(request, route.auth)
+                    await self._authenticate(request, route.auth, check)
                 if check is not None:
-                    guarded = check(request)
+                    guarded += check(request)
                 response = await handler(request)
             except ApiError as exc:
                 response = self._error(exc, trace_id)
@@ -457,15 +486,18 @@ class Gateway:
             deadlines.leave(task)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _authenticate(self, request: Request, policy: AuthPolicy) -> None:
+    async def _authenticate(
+        self, request: Request, policy: AuthPolicy, check: Check | None
+    ) -> None:
         authorization = request.headers.get(b"authorization")
         if authorization is None:
             if policy is not AuthPolicy.OPTIONAL:
-                AUTH_FAILURES.labels(code="MISSING_AUTHORIZATION").inc()
-                raise ApiError(
+                _refuse(
+                    request,
+                    check,
                     "MISSING_AUTHORIZATION",
                     "this endpoint needs 'Authorization: Bearer <token>'",
-                    headers=((b"www-authenticate", b'Bearer realm="ticketgate"'),),
+                    ((b"www-authenticate", b'Bearer realm="ticketgate"'),),
                 )
             return
         try:
@@ -473,23 +505,34 @@ class Gateway:
                 authorization.decode("latin-1"), request.header(b"x-load-test-user")
             )
         except AuthError as exc:
-            AUTH_FAILURES.labels(code=exc.code).inc()
             challenge = (
                 f'Bearer realm="ticketgate", error="invalid_token", '
                 f'error_description="{exc.message}"'
             )
-            raise ApiError(
-                exc.code, exc.message, headers=((b"www-authenticate", challenge.encode()),)
-            ) from None
+            _refuse(
+                request, check, exc.code, exc.message, ((b"www-authenticate", challenge.encode()),)
+            )
         if policy is AuthPolicy.ADMIN and "admin" not in request.principal.roles:
-            AUTH_FAILURES.labels(code="FORBIDDEN").inc()
-            raise ApiError("FORBIDDEN", "this endpoint needs the admin role")
+            _refuse(request, check, "FORBIDDEN", "this endpoint needs the admin role", ())
 
     @staticmethod
     def _error(exc: ApiError, trace_id: str) -> Response:
         return Response(
             exc.status, error_body(exc.code, exc.message, trace_id, exc.extra), exc.headers
         )
+
+
+def _refuse(
+    request: Request, check: Check | None, code: str, message: str, headers: Headers
+) -> NoReturn:
+    """Fail authentication, charged to the caller's rate-limit budget (the client IP's when
+    no principal was established): the guard otherwise runs only after auth succeeds, and
+    guessing tokens must cost like any request. Once the budget is spent the answer is the
+    guard's 429 instead, which says nothing about the token."""
+    AUTH_FAILURES.labels(code=code).inc()
+    if check is not None:
+        headers = (*headers, *check(request))  # raises 429 RATE_LIMITED when over budget
+    raise ApiError(code, message, headers=headers)
 
 
 class _BodyDeadlines:

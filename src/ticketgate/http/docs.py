@@ -14,14 +14,13 @@ which is why a day of caching is safe and a conditional request costs a 304 and 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
 from ticketgate.http.core import AuthPolicy, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.http.openapi import RawBody
+from ticketgate.http.static import Asset, make_asset, serve_asset
 
 PACKAGE = "swagger_ui"  # the import name of swagger-ui-py
 INDEX = "/swagger/index.html"
@@ -74,19 +73,6 @@ class StaticAsset(RawBody):
     media_types = ("text/javascript", "text/css", "image/png")
 
 
-@dataclass(frozen=True, slots=True)
-class _Asset:
-    body: bytes
-    content_type: bytes
-    etag: bytes
-    cache_control: bytes
-
-
-def _asset(body: bytes, content_type: str, cache_control: bytes) -> _Asset:
-    digest = hashlib.sha256(body).hexdigest()[:32]
-    return _Asset(body, content_type.encode(), f'"{digest}"'.encode(), cache_control)
-
-
 def package_directory() -> Path:
     """The package's static folder, found without importing the package (it would import
     its web-framework adapters, which the gateway has no use for)."""
@@ -99,13 +85,15 @@ def package_directory() -> Path:
 class SwaggerRoutes:
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory or package_directory()
-        self._assets: dict[str, _Asset] = {
-            "index.html": _asset(INDEX_HTML, "text/html" + _UTF8, PAGE_CACHE),
-            "swagger-initializer.js": _asset(INITIALIZER_JS, "text/javascript" + _UTF8, PAGE_CACHE),
+        self._assets: dict[str, Asset] = {
+            "index.html": make_asset(INDEX_HTML, "text/html" + _UTF8, PAGE_CACHE),
+            "swagger-initializer.js": make_asset(
+                INITIALIZER_JS, "text/javascript" + _UTF8, PAGE_CACHE
+            ),
         }
         self._lock = asyncio.Lock()
 
-    async def _load(self, name: str) -> _Asset | None:
+    async def _load(self, name: str) -> Asset | None:
         asset = self._assets.get(name)
         if asset is not None or name not in PACKAGE_ASSETS:
             return asset
@@ -113,7 +101,7 @@ class SwaggerRoutes:
             asset = self._assets.get(name)
             if asset is None:
                 body = await asyncio.to_thread((self._directory / name).read_bytes)
-                asset = _asset(body, PACKAGE_ASSETS[name], ASSET_CACHE)
+                asset = make_asset(body, PACKAGE_ASSETS[name], ASSET_CACHE)
                 self._assets[name] = asset
         return asset
 
@@ -121,15 +109,7 @@ class SwaggerRoutes:
         asset = await self._load(name)
         if asset is None:
             raise ApiError("NOT_FOUND", f"no route for {request.path}")
-        headers = (
-            (b"etag", asset.etag),
-            (b"cache-control", asset.cache_control),
-            (b"x-content-type-options", b"nosniff"),
-        )
-        tags = _etags(request.headers.get(b"if-none-match", b""))
-        if asset.etag in tags or b"*" in tags:
-            return Response(304, b"", headers, asset.content_type)
-        return Response(200, asset.body, headers, asset.content_type)
+        return serve_asset(request, asset)
 
     async def index(self, request: Request) -> Response:
         return await self._serve(request, "index.html")
@@ -186,9 +166,3 @@ class SwaggerRoutes:
                 for path in ("/swagger", "/swagger/")
             ),
         ]
-
-
-def _etags(header: bytes) -> list[bytes]:
-    """The entity tags of an If-None-Match header (weak ones compare as strong: RFC 9110
-    uses the weak comparison for If-None-Match)."""
-    return [tag.strip().removeprefix(b"W/") for tag in header.split(b",")] if header else []

@@ -16,6 +16,7 @@ from ticketgate.http.schemas import (
     LeaveRequest,
     LeaveResponse,
     StatusResponse,
+    frontier_body,
 )
 from ticketgate.waitingroom.model import QueueError
 from ticketgate.waitingroom.service import WaitingRoom
@@ -51,7 +52,10 @@ class QueueRoutes:
         user = request.user_id
         if body.user_id and user and body.user_id != user:
             raise ApiError("FORBIDDEN", "user_id does not match the authenticated user")
-        outcome = await self.room.join(body.event_id, user, idempotency_key(request))
+        # The key as the idempotency interceptor scoped it to this caller (the store's own
+        # replay, atomic with the join, then cannot hand one client another's token).
+        key = request.idempotency_scope or idempotency_key(request)
+        outcome = await self.room.join(body.event_id, user, key)
         if outcome.duplicate:
             raise ApiError(
                 "DUPLICATE_REQUEST",
@@ -72,7 +76,7 @@ class QueueRoutes:
                 waiting_time=view.waiting_time,
                 ready_for_entry=view.ready_for_entry,
                 poll_after_ms=view.poll_after_ms,
-                event_state=view.event_state.value,
+                frontier=frontier_body(view.frontier),
             ),
             _NO_STORE,
         )
@@ -141,21 +145,14 @@ class QueueRoutes:
                     (401, err, "INVALID_TOKEN_FORMAT, INVALID_TOKEN"),
                     (403, err, "FORBIDDEN: user_id differs from the token's user"),
                     (
-                        404,
-                        err,
-                        "EVENT_NOT_FOUND: the event is not registered "
-                        "(QUEUE_AUTO_CREATE_EVENTS=false)",
-                    ),
-                    (
                         409,
                         err,
                         "DUPLICATE_REQUEST: carries the existing waiting_token; "
-                        "QUEUE_CLOSED: an operator closed the queue to newcomers; "
-                        "SOLD_OUT: the event is sold out; "
-                        "ALREADY_ADMITTED: this signed-in user was admitted to the event already",
+                        "QUEUE_CLOSED: an operator closed the queue to newcomers",
                     ),
-                    (503, err, "QUEUE_UNAVAILABLE"),
+                    (503, err, "QUEUE_UNAVAILABLE; UPSTREAM_UNAVAILABLE: idempotency store"),
                 ),
+                idempotency=Idempotency.OPTIONAL,
             ),
             Route(
                 "GET",
@@ -185,14 +182,7 @@ class QueueRoutes:
                     (401, err, "MISSING_AUTHORIZATION, INVALID_TOKEN_FORMAT, INVALID_TOKEN"),
                     (403, err, "FORBIDDEN: token belongs to another user"),
                     (404, err, "TOKEN_NOT_FOUND"),
-                    (
-                        409,
-                        err,
-                        "NOT_READY; DUPLICATE_REQUEST: this token was admitted already; "
-                        "ALREADY_ADMITTED: this user was admitted to the event already "
-                        "(one admission per person and event, whatever the token); "
-                        "SOLD_OUT: the event is sold out",
-                    ),
+                    (409, err, "NOT_READY, DUPLICATE_REQUEST (already admitted)"),
                     (410, err, "TOKEN_EXPIRED"),
                     (429, err, "ADMISSION_THROTTLED (Retry-After)"),
                     (503, err, "QUEUE_UNAVAILABLE, ADMISSIONS_PAUSED by an operator (Retry-After)"),

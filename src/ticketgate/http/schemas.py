@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ticketgate.http.errors import ErrorDetail
+from ticketgate.waitingroom.model import Frontier
 
 EventId = Annotated[str, msgspec.Meta(max_length=64, description="Event identifier")]
 WaitingToken = Annotated[str, msgspec.Meta(max_length=512, description="Signed waiting token")]
@@ -24,31 +25,44 @@ class JoinResponse(msgspec.Struct):
     status: Literal["waiting"] = "waiting"
 
 
-EventStateName = Literal["open", "paused", "closed", "sold_out"]
+class FrontierBody(msgspec.Struct):
+    """The event's serving frontier: the bucket's released capacity goes to the head of the
+    line in order, so positions 1..earmarked may enter now and a waiter's turn comes when
+    `earmarked` reaches its position."""
+
+    released: Annotated[
+        int, msgspec.Meta(description="Admission capacity released so far (used + earmarked)")
+    ]
+    used: Annotated[int, msgspec.Meta(description="Admissions granted so far")]
+    earmarked: Annotated[
+        int,
+        msgspec.Meta(description="Released, unused capacity: positions 1..earmarked may enter"),
+    ]
+
+
+def frontier_body(frontier: Frontier) -> FrontierBody:
+    return FrontierBody(frontier.released, frontier.used, frontier.earmarked)
 
 
 class StatusResponse(msgspec.Struct):
     status: Literal["waiting", "ready", "admitted", "expired"]
     position: int
     eta_sec: Annotated[
-        int | None,
+        int,
         msgspec.Meta(
-            description="Seconds until admission; null while no ETA can be promised "
-            "(event_state paused or sold_out)"
+            description="Seconds until this waiter may enter: its distance to the frontier "
+            "over the measured release rate (0 when ready)"
         ),
     ]
     eta_confidence: float
     waiting_time: int
-    ready_for_entry: bool
-    poll_after_ms: int
-    event_state: Annotated[
-        EventStateName,
-        msgspec.Meta(
-            description="open; paused (nobody is admitted for now); closed (no newcomers, "
-            "those inside still go through); sold_out (nothing left: stop waiting). "
-            "sold_out wins over paused, paused over closed"
-        ),
-    ] = "open"
+    ready_for_entry: Annotated[
+        bool, msgspec.Meta(description="An enter now would be granted (the waiter's turn)")
+    ]
+    poll_after_ms: Annotated[
+        int, msgspec.Meta(description="Poll again after this long: when the turn comes")
+    ]
+    frontier: FrontierBody
 
 
 class EnterRequest(msgspec.Struct, forbid_unknown_fields=True):

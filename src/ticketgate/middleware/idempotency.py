@@ -5,7 +5,10 @@ release dance, and the reference gateway got it wrong in three ways this module 
 avoid — keys were shared between users (it ran before auth), concurrent retries both ran (no
 in-flight marker), and failures were cached forever. Here:
 
-- the key is scoped by user, method, path and key, so two callers never share an answer;
+- the key is scoped by caller (the user, or for an anonymous request the client key: its
+  IP as the rate limiter resolves it, after trusted proxies), method, path and key, so two
+  callers never share an answer: two anonymous fans sending the same key used to get the
+  same waiting token;
 - the first request claims the key atomically with an in-flight marker carrying a lease, so a
   concurrent duplicate gets 409 IDEMPOTENCY_IN_PROGRESS and a crashed worker's claim expires;
 - the fingerprint (query string and body) is kept with the claim, so reusing a key for a
@@ -165,8 +168,8 @@ def idempotency_key_of(request: Request) -> str:
     return "" if raw is None else _validated(raw)
 
 
-def _scope(user_id: str, method: str, path: str, key: str) -> str:
-    who = f"u:{user_id}" if user_id else "anon"
+def _scope(user_id: str, method: str, path: str, key: str, client: str = "") -> str:
+    who = f"u:{user_id}" if user_id else f"ip:{client}"
     text = f"{who}\x00{method}\x00{path}\x00{key}"
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
@@ -453,8 +456,13 @@ class IdempotencyInterceptor:
     lookup; REQUIRED routes without it get 400 IDEMPOTENCY_REQUIRED.
     """
 
-    def __init__(self, store: IdempotencyStore) -> None:
+    def __init__(
+        self, store: IdempotencyStore, client_ip: Callable[[str, bytes | None], str] | None = None
+    ) -> None:
         self.store = store
+        # (peer, X-Forwarded-For) -> the client's address, trusted proxies applied: the scope
+        # of an anonymous caller's keys (the rate limiter's ClientKeys.client_ip).
+        self._client_ip = client_ip or (lambda peer, forwarded: peer)
 
     def wrap(self, route: Route, handler: Handler) -> Handler:
         if route.idempotency is Idempotency.NONE:
@@ -476,7 +484,14 @@ class IdempotencyInterceptor:
 
     async def _run(self, request: Request, handler: Handler, key: str) -> Response:
         store = self.store
-        scope = _scope(request.user_id, request.method, request.path, key)
+        user_id = request.user_id
+        client = (
+            ""
+            if user_id
+            else self._client_ip(request.client, request.headers.get(b"x-forwarded-for"))
+        )
+        scope = _scope(user_id, request.method, request.path, key, client)
+        request.idempotency_scope = scope
         fingerprint = _fingerprint(request)
         owner = os.urandom(12).hex()
         try:
@@ -547,7 +562,9 @@ class IdempotencyInterceptor:
 
 
 def build_idempotency(
-    settings: IdempotencySettings, executor: RedisExecutor | None
+    settings: IdempotencySettings,
+    executor: RedisExecutor | None,
+    client_ip: Callable[[str, bytes | None], str] | None = None,
 ) -> IdempotencyInterceptor:
     """Redis when the gateway has an executor (shared by all workers), memory otherwise."""
     store: IdempotencyStore
@@ -555,4 +572,4 @@ def build_idempotency(
         store = RedisIdempotencyStore(executor, settings)
     else:
         store = MemoryIdempotencyStore(settings)
-    return IdempotencyInterceptor(store)
+    return IdempotencyInterceptor(store, client_ip)

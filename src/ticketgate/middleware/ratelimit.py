@@ -50,6 +50,7 @@ from typing import Any
 
 from ticketgate.background import cancel_and_wait
 from ticketgate.config import ConfigError, env_bool, env_int
+from ticketgate.digits import ascii_decimal
 from ticketgate.http.core import Check, Headers, Request, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.metrics import RATELIMIT_DROPPED
@@ -83,11 +84,19 @@ class RateLimitSettings:
     # RateLimit-Policy, which say all three numbers) or "all" (also the legacy
     # X-RateLimit-Limit/Remaining/Reset). A refusal (429) always carries all five.
     headers: str = "ietf"
+    # The lower budget of the routes marked Route.rate_budget="auth" (login, register),
+    # always per client IP: each login costs an argon2 hash (~9 a second saturate a core).
+    auth_rps: float = 0.5
+    auth_burst: int = 10
 
     @property
     def window_seconds(self) -> int:
         """The RateLimit-Policy window: an empty bucket refills `burst` in this many seconds."""
-        return max(1, math.ceil(self.burst / self.rps - 1e-9))
+        return _window(self.rps, self.burst)
+
+    @property
+    def auth_window_seconds(self) -> int:
+        return _window(self.auth_rps, self.auth_burst)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RateLimitSettings:
@@ -98,15 +107,10 @@ class RateLimitSettings:
 
         defaults = cls()
         enabled = env_bool(env, "RATE_LIMIT_ENABLED", defaults.enabled)
-        rps = defaults.rps
-        if raw := get("RATE_LIMIT_RPS"):
-            try:
-                rps = float(raw)
-            except ValueError:
-                raise ConfigError(f"RATE_LIMIT_RPS must be a number, got {raw!r}") from None
-            if not 0 < rps <= 1_000_000 or math.isnan(rps):
-                raise ConfigError(f"RATE_LIMIT_RPS must be > 0 and <= 1000000, got {raw}")
+        rps = _rate(env, "RATE_LIMIT_RPS", defaults.rps)
         burst = env_int(env, "RATE_LIMIT_BURST", defaults.burst, 1, 10_000_000)
+        auth_rps = _rate(env, "RATE_LIMIT_AUTH_RPS", defaults.auth_rps)
+        auth_burst = env_int(env, "RATE_LIMIT_AUTH_BURST", defaults.auth_burst, 1, 10_000_000)
         interval = env_int(
             env, "RATE_LIMIT_SYNC_INTERVAL_MS", defaults.sync_interval_ms, 10, 60_000
         )
@@ -136,7 +140,9 @@ class RateLimitSettings:
         headers = get("RATE_LIMIT_HEADERS").lower() or defaults.headers
         if headers not in HEADER_MODES:
             raise ConfigError(f"RATE_LIMIT_HEADERS must be ietf or all, got {headers!r}")
-        return cls(enabled, rps, burst, exempt, proxies, interval, max_keys, headers)
+        return cls(
+            enabled, rps, burst, exempt, proxies, interval, max_keys, headers, auth_rps, auth_burst
+        )
 
     def is_exempt(self, path: str) -> bool:
         """Exact paths, or prefixes written with a trailing `*` (e.g. `/swagger/*`)."""
@@ -147,6 +153,23 @@ class RateLimitSettings:
             elif path == entry:
                 return True
         return False
+
+
+def _window(rps: float, burst: int) -> int:
+    """The RateLimit-Policy window: an empty bucket refills `burst` in this many seconds."""
+    return max(1, math.ceil(burst / rps - 1e-9))
+
+
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    rate = ascii_decimal(raw)
+    if rate is None:
+        raise ConfigError(f"{name} must be a number, got {raw!r}")
+    if not 0 < rate <= 1_000_000:
+        raise ConfigError(f"{name} must be > 0 and <= 1000000, got {raw}")
+    return rate
 
 
 @functools.lru_cache(maxsize=8192)
@@ -297,26 +320,26 @@ class ClientKeys:
         return _client_id(hop)
 
 
-class RateLimit:
-    """The gateway's `Guard`: checks every rate-limited, non-exempt route.
-
-    Owns the local limiter and, given a Redis executor, the background sync; the app calls
-    `start()` at start-up and `stop()` before closing the executor.
-    """
+class _Budget:
+    """One rate and burst: the local limiter, its sync through Redis, and the headers that
+    describe it (`"<name>";q=…;w=…`)."""
 
     def __init__(
         self,
+        name: str,
+        rps: float,
+        burst: int,
+        window: int,
         settings: RateLimitSettings,
-        executor: RedisExecutor | None = None,
+        executor: RedisExecutor | None,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        push_threshold: int | None = None,
-        idle_ttl: float | None = None,
+        clock: Callable[[], float],
+        push_threshold: int | None,
+        idle_ttl: float | None,
     ) -> None:
-        self.settings = settings
         self.limiter = LocalLimiter(
-            settings.rps,
-            settings.burst,
+            rps,
+            burst,
             max_keys=settings.max_keys,
             idle_ttl=idle_ttl,
             push_threshold=push_threshold,
@@ -328,43 +351,12 @@ class RateLimit:
             self.sync = ClusterSync(
                 self.limiter, executor, interval=settings.sync_interval_ms / 1000.0
             )
-        self.keys = ClientKeys(settings.trusted_proxies)
-        self._task: asyncio.Task[None] | None = None
-        self._dropped_user = RATELIMIT_DROPPED.labels(key_type="user")
-        self._dropped_ip = RATELIMIT_DROPPED.labels(key_type="ip")
-        self._policy = (
-            b"ratelimit-policy",
-            f'"default";q={settings.burst};w={settings.window_seconds}'.encode(),
-        )
-        self._limit = (b"x-ratelimit-limit", str(settings.burst).encode())
+        self._label = f'"{name}";r='.encode()
+        self._policy = (b"ratelimit-policy", f'"{name}";q={burst};w={window}'.encode())
+        self._limit = (b"x-ratelimit-limit", str(burst).encode())
         self._header_cache: dict[tuple[int, int, bool], Headers] = {}
 
-    # -- the guard ------------------------------------------------------------------------
-
-    def check(self, route: Route) -> Check | None:
-        if (
-            not self.settings.enabled
-            or not route.rate_limited
-            or self.settings.is_exempt(route.path)
-        ):
-            return None
-        key_of = self.keys.key
-        acquire = self.limiter.acquire
-        remaining = self.limiter.remaining
-        headers_for = self._headers
-        refusal = self._refusal
-        legacy = self.settings.headers == "all"
-
-        def rate_limited(request: Request) -> Headers:
-            key, is_user = key_of(request)
-            admitted, seconds = acquire(key)
-            if not admitted:
-                raise refusal(is_user, seconds)
-            return headers_for(remaining(seconds), seconds, legacy)
-
-        return rate_limited
-
-    def _headers(self, remaining: int, seconds: float, legacy: bool) -> Headers:
+    def headers(self, remaining: int, seconds: float, legacy: bool) -> Headers:
         """The IETF pair, plus the X-RateLimit-* trio when `legacy`. The pair alone says the
         same three numbers in two headers instead of five; uvicorn checks every header with
         two regexes and every client parses it. `bench.ab --preset edge` (edge on vs off,
@@ -377,7 +369,7 @@ class RateLimit:
             if len(self._header_cache) >= _HEADER_CACHE_LIMIT:
                 self._header_cache.clear()
             left, until = str(remaining).encode(), str(reset).encode()
-            cached = (self._policy, (b"ratelimit", b'"default";r=' + left + b";t=" + until))
+            cached = (self._policy, (b"ratelimit", self._label + left + b";t=" + until))
             if legacy:
                 cached += (
                     self._limit,
@@ -387,14 +379,14 @@ class RateLimit:
             self._header_cache[cache_key] = cached
         return cached
 
-    def _refusal(self, is_user: bool, retry: float) -> ApiError:
-        (self._dropped_user if is_user else self._dropped_ip).inc()
+    def refusal(self, retry: float, dropped: Any) -> ApiError:
+        dropped.inc()
         retry_after = max(1, math.ceil(retry - 1e-9))
         # Time until the bucket is full again: the wait for the next request plus a burst.
         full = retry + self.limiter.tau - self.limiter.period
         headers = (
             (b"retry-after", str(retry_after).encode()),
-            *self._headers(0, full, True),
+            *self.headers(0, full, True),
         )
         return ApiError(
             "RATE_LIMITED",
@@ -402,33 +394,135 @@ class RateLimit:
             headers=headers,
         )
 
+
+class RateLimit:
+    """The gateway's `Guard`: checks every rate-limited, non-exempt route.
+
+    Two budgets: the default one (per user, per IP when anonymous) and the lower `auth`
+    one of the routes marked `Route.rate_budget="auth"` (login, register; per IP). A failed
+    authentication is charged too: the edge calls the route's check when auth fails, and
+    with no principal the check draws from the client IP's budget, so guessing tokens is
+    limited like any other traffic while a valid token costs nothing more than before.
+
+    Owns the local limiters and, given a Redis executor, their background sync; the app
+    calls `start()` at start-up and `stop()` before closing the executor.
+    """
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        executor: RedisExecutor | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        push_threshold: int | None = None,
+        idle_ttl: float | None = None,
+    ) -> None:
+        self.settings = settings
+        options: dict[str, Any] = {
+            "clock": clock,
+            "push_threshold": push_threshold,
+            "idle_ttl": idle_ttl,
+        }
+        self.default = _Budget(
+            "default",
+            settings.rps,
+            settings.burst,
+            settings.window_seconds,
+            settings,
+            executor,
+            **options,
+        )
+        self.auth = _Budget(
+            "auth",
+            settings.auth_rps,
+            settings.auth_burst,
+            settings.auth_window_seconds,
+            settings,
+            executor,
+            **options,
+        )
+        self.limiter = self.default.limiter
+        self.sync = self.default.sync
+        self.keys = ClientKeys(settings.trusted_proxies)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dropped_user = RATELIMIT_DROPPED.labels(key_type="user")
+        self._dropped_ip = RATELIMIT_DROPPED.labels(key_type="ip")
+
+    # -- the guard ------------------------------------------------------------------------
+
+    def check(self, route: Route) -> Check | None:
+        if (
+            not self.settings.enabled
+            or not route.rate_limited
+            or self.settings.is_exempt(route.path)
+        ):
+            return None
+        legacy = self.settings.headers == "all"
+        if route.rate_budget == "auth":
+            return self._auth_check(legacy)
+        key_of = self.keys.key
+        acquire = self.limiter.acquire
+        remaining = self.limiter.remaining
+        headers_for = self.default.headers
+        refusal = self.default.refusal
+        dropped_user, dropped_ip = self._dropped_user, self._dropped_ip
+
+        def rate_limited(request: Request) -> Headers:
+            key, is_user = key_of(request)
+            admitted, seconds = acquire(key)
+            if not admitted:
+                raise refusal(seconds, dropped_user if is_user else dropped_ip)
+            return headers_for(remaining(seconds), seconds, legacy)
+
+        return rate_limited
+
+    def _auth_check(self, legacy: bool) -> Check:
+        client_ip = self.keys.client_ip
+        budget = self.auth
+        acquire = budget.limiter.acquire
+        remaining = budget.limiter.remaining
+        dropped = self._dropped_ip
+
+        def auth_limited(request: Request) -> Headers:
+            key = "ip:" + client_ip(request.client, request.headers.get(b"x-forwarded-for"))
+            admitted, seconds = acquire(key)
+            if not admitted:
+                raise budget.refusal(seconds, dropped)
+            return budget.headers(remaining(seconds), seconds, legacy)
+
+        return auth_limited
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the background sync (or, without Redis, the idle-key eviction)."""
-        if self._task is not None or not self.settings.enabled:
+        """Start the background syncs (or, without Redis, the idle-key eviction)."""
+        if self._tasks or not self.settings.enabled:
             return
-        if self.sync is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.sync.preload(), self.sync.interval * 5)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        for budget in (self.default, self.auth):
+            if budget.sync is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(budget.sync.preload(), budget.sync.interval * 5)
+            self._tasks.append(loop.create_task(self._run(budget)))
 
-    async def _run(self) -> None:
-        if self.sync is not None:
-            await self.sync.run()
+    async def _run(self, budget: _Budget) -> None:
+        if budget.sync is not None:
+            await budget.sync.run()
             return
         interval = max(1.0, self.settings.sync_interval_ms / 1000.0)
         while True:
-            self.limiter.evict_idle()
+            budget.limiter.evict_idle()
             await asyncio.sleep(interval)
 
     async def stop(self) -> None:
-        """Stop the loop and push what is still pending, so a restart loses no consumption."""
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
-        if self.sync is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.sync.sync_once(flush_all=True), 1.0)
+        """Stop the loops and push what is still pending, so a restart loses no consumption."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            await cancel_and_wait(task)
+        for budget in (self.default, self.auth):
+            if budget.sync is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(budget.sync.sync_once(flush_all=True), 1.0)
 
     def describe(self) -> dict[str, Any]:
         """Numbers for logs and tests: keys held, script calls and keys pushed so far."""

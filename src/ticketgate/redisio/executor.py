@@ -26,13 +26,12 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
     parse_url,
 )
-from redis.exceptions import ResponseError
+from redis.exceptions import BusyLoadingError, ResponseError
 
 from ticketgate.config import RedisSettings
+from ticketgate.redisio.errors import RedisUnavailable, unavailable_reason
 
-
-class RedisUnavailable(Exception):
-    """Redis cannot answer now (down, timed out, or too many commands pending)."""
+__all__ = ["ClusterExecutor", "PipelinedExecutor", "RedisExecutor", "RedisUnavailable"]
 
 
 class RedisExecutor(Protocol):
@@ -169,7 +168,9 @@ class PipelinedExecutor:
                     reply: Any = await conn.read_response(
                         timeout=math.inf, disconnect_on_error=False
                     )
-                except ResponseError as exc:
+                except (ResponseError, BusyLoadingError) as exc:
+                    # An error reply, read whole: the stream is still in step. redis-py
+                    # raises LOADING as a ConnectionError subclass, but it is a reply too.
                     reply = exc
                 if not waiters:
                     raise RedisUnavailable("Redis sent a reply nobody asked for")
@@ -177,7 +178,7 @@ class PipelinedExecutor:
                 future, _ = waiters.popleft()
                 if future.done():
                     continue
-                if isinstance(reply, ResponseError):
+                if isinstance(reply, ResponseError | BusyLoadingError):
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
@@ -260,11 +261,9 @@ class ClusterExecutor:
         try:
             return await asyncio.wait_for(self._client.execute_command(*args), self._timeout)
         except ResponseError:
-            raise
-        except (TimeoutError, OSError, ConnectionError) as exc:
-            raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
+            raise  # a reply: the caller's classification (redisio/errors.py) decides
         except Exception as exc:
-            if type(exc).__module__.startswith("redis"):
+            if unavailable_reason(exc) is not None or type(exc).__module__.startswith("redis"):
                 raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
             raise
 

@@ -12,8 +12,6 @@ from redis.exceptions import NoScriptError
 from ticketgate.observability import hooks
 from ticketgate.redisio.executor import RedisExecutor
 
-INCLUDE = "--!include "
-
 
 class Script:
     __slots__ = ("name", "sha", "source")
@@ -24,17 +22,13 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     @classmethod
-    def load(cls, package: str, name: str) -> Script:
-        """The script `name`.lua of `package`; a line `--!include other.lua` is replaced by
-        that file's text, so helpers several scripts share are written once (Redis has no
-        module system for EVAL scripts)."""
-        folder = resources.files(package)
-        lines = []
-        for line in folder.joinpath(f"{name}.lua").read_text(encoding="utf-8").splitlines():
-            if line.startswith(INCLUDE):
-                line = folder.joinpath(line[len(INCLUDE) :].strip()).read_text(encoding="utf-8")
-            lines.append(line)
-        return cls(name, "\n".join(lines))
+    def load(cls, package: str, name: str, prelude: tuple[str, ...] = ()) -> Script:
+        """`name`.lua from `package`, after the `prelude` files (Lua has no include: shared
+        local functions are prepended, so one definition serves several scripts)."""
+        files = resources.files(package)
+        parts = [files.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in prelude]
+        parts.append(files.joinpath(f"{name}.lua").read_text(encoding="utf-8"))
+        return cls(name, "\n".join(parts))
 
     async def run(self, executor: RedisExecutor, keys: tuple[str, ...], *args: Any) -> Any:
         """One EVALSHA; after a Redis restart or failover, one EVAL that reloads the script."""

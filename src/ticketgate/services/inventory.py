@@ -8,6 +8,12 @@ are locked first in one global order (seat id for named seats; best-available ro
 behind each other; on SQLite the transaction holds the write lock from its first statement
 (`BEGIN IMMEDIATE`). Expired holds need no sweeper here: the condition above treats them as
 free, and the reservation service releases the holds it abandons.
+
+One person gets at most `max_seats_per_user` seats of an event (BOOKING_MAX_SEATS_PER_USER),
+held or sold, counted in the same write transaction that takes the seats. Parallel holds of
+one user are serialised for that count: on PostgreSQL by a transaction-scoped advisory lock
+on (event, user), taken before any seat lock (so the lock order stays global and deadlock
+free); on SQLite by the write lock every hold already holds.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ log = logging.getLogger("ticketgate.services.inventory")
 DEMO_EVENT_ID = "evt_2025_1001"
 CURRENCY = "KRW"
 MAX_SEATS_PER_HOLD = 10
+DEFAULT_MAX_SEATS_PER_USER = 4
 MAX_HOLD_TTL_SEC = 3_600
 EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 SEAT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -183,6 +190,13 @@ def validate_selection(seat_ids: Sequence[str], quantity: int) -> tuple[list[str
     return [], quantity
 
 
+def _over_limit(limit: int, already: int) -> ServiceError:
+    return ServiceError(
+        common_pb2.ERROR_CODE_QUOTA_EXCEEDED,
+        f"at most {limit} seats per person for this event; {already} already held or bought",
+    )
+
+
 def request_key(named: Sequence[str], quantity: int) -> str:
     return "seats:" + ",".join(named) if named else f"quantity:{quantity}"
 
@@ -195,10 +209,12 @@ class InventoryStore:
         database: Database,
         *,
         default_ttl_sec: int = 60,
+        max_seats_per_user: int = DEFAULT_MAX_SEATS_PER_USER,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.database = database
         self.default_ttl_sec = default_ttl_sec
+        self.max_seats_per_user = max_seats_per_user
         self._clock = clock
         self._events: set[str] = set()  # known to have a seat map
         database.register(tables.inventory_metadata)
@@ -278,10 +294,15 @@ class InventoryStore:
             raise invalid(f"hold_ttl_seconds must be between 1 and {MAX_HOLD_TTL_SEC}")
         request = request_key(named, count)
 
+        if user_id and count > self.max_seats_per_user:
+            raise _over_limit(self.max_seats_per_user, 0)
+
         async def hold(conn: AsyncConnection) -> Hold:
             now = now_ms(self._clock)
             expires = now + ttl * 1000
             seats = tables.seats.c
+            if user_id:
+                await self._check_user_limit(conn, event_id, user_id[:128], count, now)
             if named:
                 if not self.database.is_sqlite:
                     # Lock in one global order (seat id): overlapping holds cannot deadlock.
@@ -366,6 +387,35 @@ class InventoryStore:
         raise ServiceError(
             common_pb2.ERROR_CODE_INSUFFICIENT_INVENTORY, "seats were taken concurrently"
         )
+
+    async def _check_user_limit(
+        self, conn: AsyncConnection, event_id: str, user_id: str, count: int, now: int
+    ) -> None:
+        """Refuse a hold that would give `user_id` more than the cap of this event's seats.
+
+        Inside the hold's write transaction: concurrent holds of the same user wait here for
+        each other, so each counts the seats the others took.
+        """
+        if not self.database.is_sqlite:
+            await conn.execute(
+                select(
+                    func.pg_advisory_xact_lock(func.hashtextextended(f"{event_id}\n{user_id}", 0))
+                )
+            )
+        holds = tables.holds.c
+        owned = await conn.execute(
+            select(func.coalesce(func.sum(holds.seat_count), 0)).where(
+                holds.event_id == event_id,
+                holds.user_id == user_id,
+                or_(
+                    holds.status == tables.HOLD_COMMITTED,
+                    and_(holds.status == tables.HOLD_HELD, holds.expires_ms >= now),
+                ),
+            )
+        )
+        already = int(owned.scalar_one())
+        if already + count > self.max_seats_per_user:
+            raise _over_limit(self.max_seats_per_user, already)
 
     async def _existing_or_refusal(
         self,

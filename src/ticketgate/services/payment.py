@@ -32,6 +32,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ticketgate.background import cancel_and_wait
 from ticketgate.database import Database
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2, payment_pb2_grpc
@@ -156,6 +157,8 @@ class PaymentSimulator:
         self._rng = rng or random.SystemRandom()
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
+        self._webhooks: set[asyncio.Task[None]] = set()  # deliveries, a subset of _tasks
+        self._closing = False
         self._busy: set[tuple[str, str]] = set()  # (job, intent id) running in this process
         self._http: httpx.AsyncClient | None = None
         self._recovery: asyncio.Task[None] | None = None
@@ -169,12 +172,21 @@ class PaymentSimulator:
         )
         self._recovery = asyncio.get_running_loop().create_task(self._recovery_loop())
 
-    async def close(self) -> None:
-        tasks = [*self._tasks, *([self._recovery] if self._recovery else [])]
+    async def close(self, grace_sec: float = 0.0) -> None:
+        """Stop, draining webhooks: nothing new starts, a delivery being posted gets up to
+        `grace_sec` to finish (so a rollout does not cut a confirmation off mid-request), and
+        whatever is left (a retry waiting out its backoff, a settlement timer) is cancelled.
+        Nothing is lost either way: an outcome not yet delivered stays pending in the database
+        with its next attempt time, and the next process's recovery loop sends it."""
+        self._closing = True
+        await cancel_and_wait(self._recovery)
+        self._recovery = None
+        if self._webhooks and grace_sec > 0:
+            await asyncio.wait(self._webhooks, timeout=grace_sec)
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._recovery = None
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -182,7 +194,7 @@ class PaymentSimulator:
     def _spawn(self, job: str, intent_id: str, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background unless the same job for the intent already runs."""
         key = (job, intent_id)
-        if key in self._busy:
+        if key in self._busy or self._closing:
             work.close()
             return
         self._busy.add(key)
@@ -200,6 +212,9 @@ class PaymentSimulator:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if job == "webhook":
+            self._webhooks.add(task)
+            task.add_done_callback(self._webhooks.discard)
 
     # --- the RPCs -----------------------------------------------------------------------
 
@@ -408,6 +423,8 @@ class PaymentSimulator:
                 self.webhook_backoff_sec * 2 ** (row.webhook_attempts - 1), _MAX_BACKOFF_SEC
             )
             await self._set_webhook(intent_id, next_ms=now_ms(self._clock) + int(backoff * 1000))
+            if self._closing:
+                return  # the next attempt is recorded; the next process's recovery makes it
             await asyncio.sleep(backoff)
 
     async def _set_webhook(

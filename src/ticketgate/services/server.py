@@ -28,6 +28,7 @@ from ticketgate.proto.reservation.v1 import reservation_pb2_grpc
 from ticketgate.services import tables
 from ticketgate.services.common import Context
 from ticketgate.services.inventory import (
+    DEFAULT_MAX_SEATS_PER_USER,
     DEMO_EVENT_ID,
     InventoryServicer,
     InventoryStore,
@@ -63,6 +64,7 @@ class ServiceSettings:
     webhook_max_attempts: int = 5
     webhook_backoff_sec: float = 0.2
     seed_demo_event: bool = True
+    max_seats_per_user: int = DEFAULT_MAX_SEATS_PER_USER
     stop_grace_sec: float = 1.0
 
     @classmethod
@@ -118,6 +120,11 @@ class ServiceSettings:
             payment_delay_sec=_number(env, "PAYMENT_DELAY_SEC", 3.0, 0, 3600),
             webhook_timeout_sec=_number(env, "PAYMENT_WEBHOOK_TIMEOUT_SEC", 2.0, 0.05, 60),
             webhook_max_attempts=int(_number(env, "PAYMENT_WEBHOOK_MAX_ATTEMPTS", 5, 1, 100, int)),
+            max_seats_per_user=int(
+                _number(
+                    env, "BOOKING_MAX_SEATS_PER_USER", DEFAULT_MAX_SEATS_PER_USER, 1, 10_000, int
+                )
+            ),
             # The demo seat map is for trying things out: never in a real sale unless asked.
             seed_demo_event=env_bool(env, "SERVICES_SEED_DEMO_EVENT", environment == "development"),
         )
@@ -236,7 +243,12 @@ async def run_services(
     """Create the tables, seed the demo event, serve inventory, payment and reservation in
     the current event loop; stop them (in reverse) on exit. The database stays open: the
     caller owns it. `rng` and `clock` exist for tests (RANDOM outcomes, hold expiry)."""
-    inventory = InventoryStore(database, default_ttl_sec=settings.hold_ttl_sec, clock=clock)
+    inventory = InventoryStore(
+        database,
+        default_ttl_sec=settings.hold_ttl_sec,
+        max_seats_per_user=settings.max_seats_per_user,
+        clock=clock,
+    )
     payments = PaymentSimulator(
         database,
         webhook_secret=settings.webhook_secret or secrets.token_bytes(32),
@@ -268,7 +280,7 @@ async def run_services(
             grace,
         )
         await payments.start()
-        stack.push_async_callback(payments.close)
+        stack.push_async_callback(payments.close, grace)
         payment_address = await _serve(
             stack,
             settings.payment_address,

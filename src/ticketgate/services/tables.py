@@ -64,6 +64,8 @@ holds = Table(
     Column("status", String(16), nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+    # The per-user seat cap counts a user's live holds of an event in every hold.
+    Index("ix_inventory_holds_event_user", "event_id", "user_id"),
 )
 
 # --- reservation -------------------------------------------------------------------------

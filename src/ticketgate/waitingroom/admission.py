@@ -1,14 +1,32 @@
-"""Admission policy: who may leave the queue now, and how fast.
+"""Admission policy: who may leave the queue now, and when the others' turn comes.
 
-The Redis store evaluates the same rules inside its Lua script (for atomicity); the memory
-store and the status view call these functions. `tests/contract` holds both to one behaviour.
+The rule (README "Admission"): the event's bucket releases admission capacity at
+`refill_per_sec`, holding at most `capacity` released-but-unused places. That unused capacity is
+earmarked for the head of the line in order: with `earmarked` = E, the waiters at positions
+1..E may enter now (within the admission window and after their minimum wait), nobody else.
+A grant uses one earmark; positions behind the door are served strictly as capacity is released.
+
+Why this order is fair and the promise holds:
+- once a waiter is within the frontier it stays within it (an enter behind it also takes one
+  earmark from behind it; one ahead moves it up by one), so `ready_for_entry` is a promise;
+- nobody behind a waiter is admitted before it unless it is itself within the frontier, so a
+  waiter is passed only by those who stood within `capacity` places of the head with it —
+  a fan at the head who does not come keeps one earmark while the rest flow past it, until
+  the sweeper removes it;
+- grants never exceed released capacity: no borrowing, no bypass.
+
+This module is the one place the rule lives: the memory store and the status view call
+`AdmissionPolicy.decide`, and the Redis store hands `script_args()` to its Lua scripts, which
+apply the same arithmetic in the same atomic step (`tests/contract` holds both to it).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ticketgate.config import MinWaitRule, QueueSettings
+from ticketgate.waitingroom.model import EnterOutcome, EventOverrides
 
 
 def min_wait_ms(position: int, rules: tuple[MinWaitRule, ...]) -> int | None:
@@ -19,48 +37,76 @@ def min_wait_ms(position: int, rules: tuple[MinWaitRule, ...]) -> int | None:
     return None
 
 
-def eligible_in_ms(
-    position: int, waited_ms: int, settings: QueueSettings, *, window: int | None = None
-) -> int | None:
-    """Milliseconds until the waiter may enter (0 = now); None while outside the window.
-
-    `window` is the event's effective admission window when an operator overrode it.
-    """
-    if position > (window or settings.admission_window):
-        return None
-    needed = min_wait_ms(position, settings.min_wait)
-    if needed is None:
-        return None
-    return max(0, needed - waited_ms)
+def refilled(
+    tokens: float, updated_ms: int, now_ms: int, capacity: float, refill_per_ms: float
+) -> float:
+    """Unused released capacity at `now_ms`: the bucket refills fractionally and holds at most
+    `capacity` (a lowered capacity binds at once)."""
+    if now_ms > updated_ms:
+        tokens += (now_ms - updated_ms) * refill_per_ms
+    return min(capacity, tokens)
 
 
-@dataclass(slots=True)
-class TokenBucket:
-    """Per-event admission bucket with fractional refill (a draw every 20 ms at 50/s).
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What an enter at this instant would get: GRANTED, NOT_READY (outside the window or
+    before the minimum wait) or THROTTLED (in the window, not yet within the frontier), and
+    `wait_ms`, the time until every condition holds at the configured release rate
+    (waiters ahead leaving only make it sooner)."""
 
-    Every grant draws a token, the top of the queue included. The top N "bypass" the bucket
-    by borrowing: they may take it down to -N, so they are not turned away when a burst from
-    further back emptied it, yet whoever stands at the head (always in the top N) cannot
-    drain the queue faster than capacity + refill + N.
-    """
+    outcome: EnterOutcome
+    wait_ms: int
 
-    capacity: float
-    refill_per_ms: float
-    tokens: float
-    updated_ms: int
 
-    def refill(self, now_ms: int) -> None:
-        if now_ms > self.updated_ms:
-            self.tokens = min(
-                self.capacity, self.tokens + (now_ms - self.updated_ms) * self.refill_per_ms
-            )
-            self.updated_ms = now_ms
+GRANT = Decision(EnterOutcome.GRANTED, 0)
 
-    def try_take(self, now_ms: int, borrow: int = 0) -> int:
-        """Take one token, going at most `borrow` tokens into debt; return 0 on success or
-        the milliseconds until the take would succeed."""
-        self.refill(now_ms)
-        if self.tokens - 1.0 >= -borrow:
-            self.tokens -= 1.0
-            return 0
-        return max(1, int((1.0 - borrow - self.tokens) / self.refill_per_ms) + 1)
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPolicy:
+    """One event's effective admission settings (operator overrides over process settings)."""
+
+    window: int
+    min_wait: tuple[MinWaitRule, ...]
+    capacity: int
+    refill_per_sec: float
+
+    @classmethod
+    def of(
+        cls, settings: QueueSettings, overrides: EventOverrides | None = None
+    ) -> AdmissionPolicy:
+        o = overrides or EventOverrides()
+        return cls(
+            window=o.admission_window or settings.admission_window,
+            min_wait=settings.min_wait,
+            capacity=o.bucket_capacity or settings.bucket_capacity,
+            refill_per_sec=o.bucket_refill_per_sec or settings.bucket_refill_per_sec,
+        )
+
+    @property
+    def refill_per_ms(self) -> float:
+        return self.refill_per_sec / 1000.0
+
+    def distance(self, position: int, tokens: float) -> float:
+        """Places between the waiter and the frontier (0 = within it)."""
+        return max(0.0, position - min(tokens, float(self.window)))
+
+    def decide(self, position: int, waited_ms: int, tokens: float) -> Decision:
+        """The rule itself; `tokens` is the refilled unused capacity at the same instant."""
+        frontier_ms = math.ceil(self.distance(position, tokens) / self.refill_per_ms)
+        needed = min_wait_ms(position, self.min_wait)
+        if needed is None:  # past the last min-wait rule: not before the place moves up
+            return Decision(EnterOutcome.NOT_READY, max(frontier_ms, 1))
+        if position > self.window or waited_ms < needed:
+            return Decision(EnterOutcome.NOT_READY, max(frontier_ms, needed - waited_ms, 1))
+        if frontier_ms > 0:
+            return Decision(EnterOutcome.THROTTLED, frontier_ms)
+        return GRANT
+
+    def script_args(self) -> tuple[int | str, ...]:
+        """The policy as the Lua scripts take it (ARGV): window, capacity, refill per ms,
+        then (max position, min wait ms) pairs; the scripts apply the event's overrides to the
+        first three exactly as `of` does."""
+        rules: list[int] = []
+        for rule in self.min_wait:
+            rules += [rule.max_position, rule.min_wait_ms]
+        return (self.window, self.capacity, repr(self.refill_per_ms), *rules)

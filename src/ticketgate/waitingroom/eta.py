@@ -1,8 +1,15 @@
-"""Estimated time to admission from sliding windows of recent admissions.
+"""The one ETA estimator: fans' status, the admin API and the metrics all call `estimate`.
 
-Rate = 0.5·r(1 min) + 0.3·r(5 min) + 0.2·r(15 min). Each window is divided by the time it
-actually covers (an on-sale 40 s old has no 15-minute history), so early estimates are not
-three times too pessimistic. No hour-of-day fudge: the data say how fast the door opens.
+A waiter's turn comes when the serving frontier reaches its place (admission.py), so the ETA
+is arithmetic: the places between the waiter and the frontier, divided by the rate at which
+the bucket releases capacity (plus what is left of the waiter's minimum wait).
+
+The release rate is measured, not assumed: admissions in the last 1, 5 and 15 minutes
+(weighted 0.5, 0.3, 0.2), each divided by the time its window really covers (a sale 30 s old
+has no minute of history), and corrected by the change in unused capacity over the window:
+the bucket starts full, so the first `capacity` admissions of a sale came out of the initial
+fill, not out of the release, and would otherwise read as a burst rate. Until MIN_SAMPLES
+admissions over MIN_SPAN_MS exist, the configured rate is used, with confidence 0.
 """
 
 from __future__ import annotations
@@ -10,61 +17,94 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ticketgate.waitingroom.model import AdmissionCounts
+from ticketgate.waitingroom.admission import AdmissionPolicy, min_wait_ms
+from ticketgate.waitingroom.model import AdmissionCounts, Frontier
 
 WINDOWS_MS = (60_000, 300_000, 900_000)
 WEIGHTS = (0.5, 0.3, 0.2)
+MIN_SAMPLES = 20
+MIN_SPAN_MS = 5_000
 FULL_CONFIDENCE_SAMPLES = 100
 MIN_POLL_MS = 1_000
+TURN_POLL_MS = 100
 MAX_POLL_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
+    """`eta_ms` until the waiter may enter (0 = now) and `eta_sec`, the same in whole seconds
+    (at least 1 while it is not 0); `rate_per_sec` is the measured release rate (0 before any
+    admission) and `confidence` how far to trust it (0 while the configured rate is used)."""
+
     eta_sec: int
+    eta_ms: int
     confidence: float
     rate_per_sec: float
 
 
-def admission_rate(counts: AdmissionCounts, covered_ms: int) -> float:
-    """Weighted admissions per second; `covered_ms` is the age of the oldest sample kept."""
-    rate = 0.0
-    for count, window_ms, weight in zip(
-        (counts.last_1m, counts.last_5m, counts.last_15m), WINDOWS_MS, WEIGHTS, strict=True
+def _window_rates(counts: AdmissionCounts, frontier: Frontier, capacity: int) -> list[float]:
+    covered = max(counts.covered_ms, 1_000)
+    initial = max(0.0, capacity - frontier.tokens)  # the initial fill spent so far
+    rates = []
+    for count, window_ms in zip(
+        (counts.last_1m, counts.last_5m, counts.last_15m), WINDOWS_MS, strict=True
     ):
-        span_ms = min(window_ms, max(covered_ms, 1_000))
-        rate += weight * count * 1000.0 / span_ms
-    return rate
+        # A window reaching back to the sale's first admission (the bucket was full then)
+        # subtracts what came out of the initial fill; an older sale's windows start and end
+        # with about the same unused capacity, so their admissions are the release.
+        released = count - initial if counts.covered_ms < window_ms else count
+        rates.append(max(0.0, released) * 1000.0 / min(window_ms, covered))
+    return rates
+
+
+def release_rate(counts: AdmissionCounts, frontier: Frontier, capacity: int) -> float:
+    """Measured capacity released per second (weighted windows); 0 before any admission."""
+    if not counts.last_15m:
+        return 0.0
+    rates = _window_rates(counts, frontier, capacity)
+    return sum(w * r for w, r in zip(WEIGHTS, rates, strict=True))
 
 
 def estimate(
-    position: int, counts: AdmissionCounts, covered_ms: int, nominal_rate: float
+    policy: AdmissionPolicy,
+    frontier: Frontier,
+    counts: AdmissionCounts,
+    position: int,
+    waited_ms: int | None = None,
 ) -> Estimate:
-    """ETA for `position`; falls back to the configured refill rate with confidence 0."""
-    rate = admission_rate(counts, covered_ms) if counts.last_15m else 0.0
-    if rate <= 0.0:
-        eta = math.ceil(position / nominal_rate) if nominal_rate > 0 else 0
-        return Estimate(eta_sec=eta, confidence=0.0, rate_per_sec=0.0)
-    samples = min(1.0, counts.last_15m / FULL_CONFIDENCE_SAMPLES)
-    short = counts.last_1m * 1000.0 / min(WINDOWS_MS[0], max(covered_ms, 1_000))
-    long = counts.last_15m * 1000.0 / min(WINDOWS_MS[2], max(covered_ms, 1_000))
-    agreement = min(short, long) / max(short, long) if max(short, long) > 0 else 0.0
+    """ETA of the waiter at `position`; `waited_ms` (None: ignore) adds its minimum wait."""
+    measured = release_rate(counts, frontier, policy.capacity)
+    trusted = counts.last_15m >= MIN_SAMPLES and counts.covered_ms >= MIN_SPAN_MS and measured > 0
+    rate = measured if trusted else policy.refill_per_sec
+    eta_ms = math.ceil(policy.distance(position, frontier.tokens) * 1000.0 / rate)
+    if waited_ms is not None:
+        needed = min_wait_ms(position, policy.min_wait)
+        if needed is not None:
+            eta_ms = max(eta_ms, needed - waited_ms)
+    confidence = 0.0
+    if trusted:
+        rates = _window_rates(counts, frontier, policy.capacity)
+        short, long = rates[0], rates[2]
+        agreement = min(short, long) / max(short, long) if max(short, long) > 0 else 0.0
+        samples = min(1.0, counts.last_15m / FULL_CONFIDENCE_SAMPLES)
+        confidence = round(samples * agreement, 2)
     return Estimate(
-        eta_sec=math.ceil(position / rate),
-        confidence=round(samples * agreement, 2),
-        rate_per_sec=rate,
+        eta_sec=0 if eta_ms <= 0 else max(1, round(eta_ms / 1000)),
+        eta_ms=max(0, eta_ms),
+        confidence=confidence,
+        rate_per_sec=measured,
     )
 
 
-def poll_after_ms(position: int, eta_sec: int, admission_window: int, heartbeat_ttl_ms: int) -> int:
-    """When the client should poll next: soon near the door, rarely far back.
+def poll_after_ms(ready: bool, turn_in_ms: int, heartbeat_ttl_ms: int) -> int:
+    """When the client should poll next: at the moment its turn comes.
 
-    A tenth of the ETA keeps 300k waiters from becoming 150k req/s, and the cap at a quarter
-    of the heartbeat TTL keeps an attentive client from being swept as a ghost; that cap
-    wins over the one-second floor when the TTL is configured shorter than four seconds.
+    A ready waiter should enter now (and poll again in a second if it does not). Otherwise
+    the next poll lands when the frontier reaches the waiter, never sooner than 100 ms, and
+    never later than a quarter of the heartbeat TTL (an attentive client must not be swept as
+    a ghost) or 30 s; far back that cap sets the pace, so 300k waiters poll at most every 30 s.
     """
     ceiling = max(1, min(MAX_POLL_MS, heartbeat_ttl_ms // 4))
-    floor = min(MIN_POLL_MS, ceiling)
-    if position <= admission_window:
-        return floor
-    return int(max(floor, min(ceiling, eta_sec * 100)))
+    if ready:
+        return min(MIN_POLL_MS, ceiling)
+    return max(min(TURN_POLL_MS, ceiling), min(ceiling, turn_in_ms))

@@ -1,17 +1,9 @@
-"""Operating events at runtime: register them, list them with live stats, change their
-settings (pause, close, mark sold out), sweep now.
+"""Operating events at runtime: list them with live stats, change their settings, sweep now.
 
 Settings an operator changes live in the queue store (the same place as the queue), never in
 a worker's memory: the join, status and enter steps read them atomically with the queue, so
 every worker and pod sees a change on its very next call. The process settings
 (QueueSettings) stay the defaults for any field an operator has not set.
-
-Registration lives in the same place (the `registered` field of the event's overrides), so
-it is shared by every replica and read by join in its own step; with
-QUEUE_AUTO_CREATE_EVENTS=false (the default outside development) an event nobody registered
-is EVENT_NOT_FOUND to joins and to operators' changes, so a typo cannot pause the wrong event.
-Sold out is one more flag there: an operator sets it today; an inventory watcher can set it
-later through the same `update` (SettingsChange(sold_out=True)).
 """
 
 from __future__ import annotations
@@ -20,15 +12,9 @@ import asyncio
 from dataclasses import dataclass
 
 from ticketgate.config import QueueSettings
+from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.eta import estimate
-from ticketgate.waitingroom.model import (
-    EventNotFound,
-    EventOverrides,
-    EventState,
-    EventStats,
-    InvalidSetting,
-    Registration,
-)
+from ticketgate.waitingroom.model import EventOverrides, EventStats, Frontier, InvalidSetting
 from ticketgate.waitingroom.service import WaitingRoom
 
 LIST_DEFAULT = 100
@@ -47,7 +33,6 @@ class EventSettings:
     bucket_refill_per_sec: float
     paused: bool
     closed: bool
-    sold_out: bool
 
     @classmethod
     def effective(cls, overrides: EventOverrides, defaults: QueueSettings) -> EventSettings:
@@ -59,7 +44,6 @@ class EventSettings:
             ),
             paused=overrides.paused,
             closed=overrides.closed,
-            sold_out=overrides.sold_out,
         )
 
 
@@ -74,16 +58,9 @@ class EventView:
     oldest_wait_sec: int
     settings: EventSettings
     overrides: EventOverrides
-    registered: bool = False
-
-    @property
-    def state(self) -> EventState:
-        return self.overrides.state
-
-    @property
-    def admission_rate(self) -> float:
-        """Admissions per second over the last minute."""
-        return self.admitted_last_minute / 60.0
+    frontier: Frontier
+    admission_rate: float  # measured release rate per second (eta.release_rate)
+    eta_confidence: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +73,6 @@ class SettingsChange:
     bucket_refill_per_sec: float | None = None
     paused: bool | None = None
     closed: bool | None = None
-    sold_out: bool | None = None
     reset: frozenset[str] = frozenset()
 
 
@@ -106,7 +82,6 @@ _FIELD = {
     "bucket_refill_per_sec": "refill",
     "paused": "paused",
     "closed": "closed",
-    "sold_out": "soldout",
 }
 RESETTABLE = frozenset({"admission_window", "bucket_capacity", "bucket_refill_per_sec"})
 
@@ -127,29 +102,26 @@ class EventAdmin:
     def view(self, event_id: str, stats: EventStats) -> EventView:
         settings = EventSettings.effective(stats.overrides, self.settings)
         counts = stats.counts
-        guess = estimate(stats.waiting, counts, counts.covered_ms, settings.bucket_refill_per_sec)
+        # The same estimator as a fan's status: the tail's distance to the frontier.
+        policy = AdmissionPolicy.of(self.settings, stats.overrides)
+        guess = estimate(policy, stats.frontier, counts, stats.waiting + 1, waited_ms=0)
         oldest = max(0, stats.now_ms - stats.head_joined_ms) if stats.head_joined_ms else 0
         return EventView(
             event_id=event_id,
             waiting=stats.waiting,
             admitted_last_minute=counts.last_1m,
-            tail_eta_sec=guess.eta_sec if stats.waiting else 0,
+            tail_eta_sec=guess.eta_sec,
             oldest_wait_sec=oldest // 1000,
             settings=settings,
             overrides=stats.overrides,
-            registered=stats.registered,
+            frontier=stats.frontier,
+            admission_rate=guess.rate_per_sec,
+            eta_confidence=guess.confidence,
         )
-
-    @property
-    def auto_create(self) -> bool:
-        return self.settings.auto_create_events
 
     async def get(self, event_id: str) -> EventView:
         self.room.check_event_id(event_id)
-        view = self.view(event_id, await self.store.event_stats(event_id))
-        if not (view.registered or self.auto_create):
-            raise EventNotFound(f"event {event_id} is not registered")
-        return view
+        return self.view(event_id, await self.store.event_stats(event_id))
 
     async def list(self, limit: int = LIST_DEFAULT) -> list[EventView]:
         """The `limit` events with most waiters, each read fresh (one store step each)."""
@@ -185,8 +157,6 @@ class EventAdmin:
             raw["paused"] = "1" if change.paused else ""
         if change.closed is not None:
             raw["closed"] = "1" if change.closed else ""
-        if change.sold_out is not None:
-            raw["soldout"] = "1" if change.sold_out else ""
         for name in sorted(change.reset):
             if name not in RESETTABLE:
                 raise InvalidSetting(f"reset: {name!r} is not one of {sorted(RESETTABLE)}")
@@ -201,24 +171,12 @@ class EventAdmin:
         """Apply `change` atomically; return the overrides before it and the new view."""
         self.room.check_event_id(event_id)
         raw = self._encode(change)
-        registration = Registration.ANY if self.auto_create else Registration.REGISTERED
-        before, _ = await self.store.configure(event_id, raw, registration)
-        return before, await self._listed(event_id)
-
-    async def create(self, event_id: str, change: SettingsChange) -> EventView:
-        """Register the event (EventExists when it is already), with `change` applied in the
-        same step, so an on-sale can be prepared paused or with its own rate."""
-        self.room.check_event_id(event_id)
-        raw = self._encode(change)
-        await self.store.configure(event_id, raw, Registration.CREATE)
-        return await self._listed(event_id)
-
-    async def _listed(self, event_id: str) -> EventView:
+        before, _ = await self.store.configure(event_id, raw)
         view = await self.get(event_id)
         # Listed at once, even before anyone joins (an operator preparing an on-sale).
         await self.store.register_events({event_id: view.waiting})
-        return view
+        return before, view
 
     async def sweep(self, event_id: str) -> int:
-        await self.get(event_id)  # EventNotFound for an unregistered one
+        self.room.check_event_id(event_id)
         return await self.room.sweep_event(event_id)

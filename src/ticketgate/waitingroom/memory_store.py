@@ -16,29 +16,26 @@ from typing import TypeVar
 from sortedcontainers import SortedList
 
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.admission import TokenBucket, eligible_in_ms
+from ticketgate.waitingroom.admission import AdmissionPolicy, refilled
 from ticketgate.waitingroom.eta import WINDOWS_MS
 from ticketgate.waitingroom.model import (
     MARK_EVERY,
     OVERRIDE_FIELDS,
-    REGISTERED_FIELD,
     AdmissionCounts,
+    ClaimOutcome,
     EnterOutcome,
     EnterResult,
-    EventExists,
-    EventNotFound,
     EventOverrides,
     EventStats,
+    Frontier,
     JoinResult,
     LeaveOutcome,
     QueueClosed,
-    Registration,
-    SoldOut,
     StatusResult,
-    UserAlreadyAdmitted,
     WaiterState,
 )
 
+IDEMPOTENCY_TTL_MS = 86_400_000
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -65,8 +62,17 @@ def _expired_head(
 
 
 @dataclass
+class _Bucket:
+    """Unused released capacity as of `updated_ms`, and the admissions granted so far."""
+
+    tokens: float
+    updated_ms: int
+    used: int = 0
+
+
+@dataclass
 class _Event:
-    bucket: TokenBucket | None = None  # made by the first enter, full at the capacity then
+    bucket: _Bucket | None = None  # made full on the first grant, as Redis does
     seq: int = 0
     epoch_ms: int = 0
     waiting: SortedList = field(default_factory=SortedList)
@@ -77,8 +83,8 @@ class _Event:
     idempotency: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     admitted: dict[int, int] = field(default_factory=dict)
     admitted_order: SortedList = field(default_factory=SortedList)
-    admitted_users: dict[str, int] = field(default_factory=dict)  # one admission per person
     reservations: dict[int, tuple[str, int]] = field(default_factory=dict)
+    leases: dict[int, tuple[str, int]] = field(default_factory=dict)  # seq -> (id, until ms)
     config: dict[str, str] = field(default_factory=dict)  # raw overrides, as Redis keeps them
     marks: SortedList = field(default_factory=SortedList)  # (seq, joined_ms), see MARK_EVERY
 
@@ -94,11 +100,21 @@ class MemoryQueueStore:
         self._clock = clock
         self._events: dict[str, _Event] = {}
 
-    def _event(self, event_id: str) -> _Event:
+    def _event(self, event_id: str, now_ms: int) -> _Event:
         event = self._events.get(event_id)
         if event is None:
             event = self._events[event_id] = _Event()
         return event
+
+    @staticmethod
+    def _frontier(event: _Event, policy: AdmissionPolicy, now: int) -> Frontier:
+        bucket = event.bucket
+        if bucket is None:
+            return Frontier(float(policy.capacity), 0)
+        tokens = refilled(
+            bucket.tokens, bucket.updated_ms, now, policy.capacity, policy.refill_per_ms
+        )
+        return Frontier(tokens, bucket.used)
 
     def _remove_waiter(self, event: _Event, seq: int) -> None:
         event.waiting.discard(seq)
@@ -121,12 +137,7 @@ class MemoryQueueStore:
 
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
         now = self._clock()
-        known = self._events.get(event_id)
-        if not self._settings.auto_create_events and (
-            known is None or REGISTERED_FIELD not in known.config
-        ):
-            raise EventNotFound("no such event (it is not registered)")
-        event = self._event(event_id)
+        event = self._event(event_id, now)
         idem_slot = f"{user_id}\x00{idempotency_key}" if idempotency_key else ""
         if idem_slot:
             held = event.idempotency.get(idem_slot)
@@ -140,10 +151,6 @@ class MemoryQueueStore:
                 if not self._is_stale(event, seq, now):
                     return JoinResult(seq, joined, self._position(event, seq), duplicate=True)
                 self._remove_waiter(event, seq)
-        if user_id and user_id in event.admitted_users:
-            raise UserAlreadyAdmitted("this user was admitted to this event already")
-        if event.config.get("soldout") == "1":
-            raise SoldOut("this event is sold out")
         if event.config.get("closed") == "1":
             raise QueueClosed("this event's queue is closed to new waiters")
         event.seq += 1
@@ -163,7 +170,7 @@ class MemoryQueueStore:
                 event.marks.pop(0)
         if idem_slot:
             event.idempotency.pop(idem_slot, None)  # re-insert at the end: expiry order
-            event.idempotency[idem_slot] = (seq, now, now + self._settings.idempotency_ttl_ms)
+            event.idempotency[idem_slot] = (seq, now, now + IDEMPOTENCY_TTL_MS)
         return JoinResult(seq, now, len(event.waiting), duplicate=False)
 
     @staticmethod
@@ -180,7 +187,7 @@ class MemoryQueueStore:
 
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         now = self._clock()
-        event = self._event(event_id)
+        event = self._event(event_id, now)
         if self._earlier_life(event, joined_ms):
             return self._status_result(event, WaiterState.EXPIRED, 0, now)
         if seq in event.last_seen:
@@ -200,28 +207,27 @@ class MemoryQueueStore:
         self, event: _Event, state: WaiterState, position: int, now: int
     ) -> StatusResult:
         overrides = event.overrides()
+        policy = AdmissionPolicy.of(self._settings, overrides)
         return StatusResult(
             state,
             position,
             now,
             self._counts(event, now),
-            admission_window=overrides.admission_window or self._settings.admission_window,
-            refill_per_sec=overrides.bucket_refill_per_sec or self._settings.bucket_refill_per_sec,
+            admission_window=policy.window,
+            refill_per_sec=policy.refill_per_sec,
+            frontier=self._frontier(event, policy, now),
+            capacity=policy.capacity,
             paused=overrides.paused,
-            closed=overrides.closed,
-            sold_out=overrides.sold_out,
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
         now = self._clock()
-        event = self._event(event_id)
+        event = self._event(event_id, now)
         settings = self._settings
         if self._earlier_life(event, joined_ms):
             return EnterResult(EnterOutcome.EXPIRED, 0, now)
         if seq in event.admitted:
             return EnterResult(EnterOutcome.ALREADY_ADMITTED, 0, now)
-        if user_id and user_id in event.admitted_users:
-            return EnterResult(EnterOutcome.USER_ADMITTED, 0, now)
         if seq not in event.last_seen:
             return EnterResult(EnterOutcome.EXPIRED, 0, now)
         if self._is_stale(event, seq, now):
@@ -229,32 +235,17 @@ class MemoryQueueStore:
             return EnterResult(EnterOutcome.EXPIRED, 0, now)
         position = int(event.waiting.bisect_left(seq)) + 1
         overrides = event.overrides()
-        if overrides.sold_out:
-            return EnterResult(EnterOutcome.SOLD_OUT, position, now)
         if overrides.paused:
             return EnterResult(EnterOutcome.PAUSED, position, now)
-        window = overrides.admission_window or settings.admission_window
-        wait_left = eligible_in_ms(position, now - joined_ms, settings, window=window)
-        if wait_left is None or wait_left > 0:
-            return EnterResult(EnterOutcome.NOT_READY, position, now, wait_left or 0)
-        capacity = float(overrides.bucket_capacity or settings.bucket_capacity)
-        refill = overrides.bucket_refill_per_sec or settings.bucket_refill_per_sec
-        bucket = event.bucket
-        if bucket is None:  # as in Redis: the first draw finds the bucket full at today's size
-            bucket = event.bucket = TokenBucket(capacity, refill / 1000.0, capacity, now)
-        bucket.capacity = capacity
-        bucket.refill_per_ms = refill / 1000.0
-        bucket.refill(now)
-        bucket.tokens = min(bucket.capacity, bucket.tokens)  # a lowered capacity binds now
-        borrow = settings.bypass_top if position <= settings.bypass_top else 0
-        retry_ms = bucket.try_take(now, borrow)
-        if retry_ms:
-            return EnterResult(EnterOutcome.THROTTLED, position, now, retry_ms)
+        policy = AdmissionPolicy.of(settings, overrides)
+        frontier = self._frontier(event, policy, now)
+        decision = policy.decide(position, now - joined_ms, frontier.tokens)
+        if decision.outcome is not EnterOutcome.GRANTED:
+            return EnterResult(decision.outcome, position, now, decision.wait_ms)
+        event.bucket = _Bucket(frontier.tokens - 1.0, now, frontier.used + 1)
         self._remove_waiter(event, seq)
         event.admitted[seq] = now
         event.admitted_order.add((now, seq))
-        if user_id:
-            event.admitted_users[user_id] = seq
         event.reservations[seq] = (user_id, now + settings.reservation_token_ttl_ms)
         self._trim(event, now)
         return EnterResult(EnterOutcome.GRANTED, position, now)
@@ -267,12 +258,14 @@ class MemoryQueueStore:
             event.admitted.pop(old_seq, None)
         for old_seq in _expired_head(event.reservations, now, 100, lambda v: v[1]):
             del event.reservations[old_seq]
+            event.leases.pop(old_seq, None)
 
     async def leave(
         self, event_id: str, seq: int, user_id: str, joined_ms: int | None = None
     ) -> LeaveOutcome:
-        event = self._events.get(event_id)
-        if event is None or self._earlier_life(event, joined_ms) or seq not in event.last_seen:
+        now = self._clock()
+        event = self._event(event_id, now)
+        if self._earlier_life(event, joined_ms) or seq not in event.last_seen:
             return LeaveOutcome.NOT_WAITING
         self._remove_waiter(event, seq)
         return LeaveOutcome.LEFT
@@ -290,51 +283,60 @@ class MemoryQueueStore:
             del event.idempotency[key]
         return len(stale)
 
-    async def consume_reservation(self, event_id: str, seq: int, user_id: str) -> bool:
+    async def claim_reservation(
+        self, event_id: str, seq: int, user_id: str, lease_id: str, lease_ms: int
+    ) -> ClaimOutcome:
         now = self._clock()
         event = self._events.get(event_id)
         if event is None:
-            return False
+            return ClaimOutcome.GONE
         held = event.reservations.get(seq)
         if held is None or held[0] != user_id or held[1] <= now:
-            return False
-        del event.reservations[seq]
-        return True
+            return ClaimOutcome.GONE
+        lease = event.leases.get(seq)
+        if lease is not None and lease[1] > now:
+            return ClaimOutcome.BUSY
+        event.leases[seq] = (lease_id, now + lease_ms)
+        return ClaimOutcome.CLAIMED
+
+    async def settle_reservation(self, event_id: str, seq: int, lease_id: str, used: bool) -> None:
+        event = self._events.get(event_id)
+        if event is None:
+            return
+        if used:
+            event.reservations.pop(seq, None)
+        lease = event.leases.get(seq)
+        if lease is not None and lease[0] == lease_id:
+            del event.leases[seq]
 
     async def event_stats(self, event_id: str) -> EventStats:
         now = self._clock()
         event = self._events.get(event_id)
         if event is None:
-            return EventStats(0, now, AdmissionCounts(0, 0, 0, 0), 0, EventOverrides(), False)
+            policy = AdmissionPolicy.of(self._settings)
+            return EventStats(
+                0,
+                now,
+                AdmissionCounts(0, 0, 0, 0),
+                0,
+                EventOverrides(),
+                Frontier(policy.capacity, 0),
+            )
         head_ms = 0
         if event.waiting:
             at = event.marks.bisect_right((event.waiting[0], now + 1))
             if at:
                 head_ms = event.marks[at - 1][1]
+        overrides = event.overrides()
+        frontier = self._frontier(event, AdmissionPolicy.of(self._settings, overrides), now)
         return EventStats(
-            len(event.waiting),
-            now,
-            self._counts(event, now),
-            head_ms,
-            event.overrides(),
-            REGISTERED_FIELD in event.config,
+            len(event.waiting), now, self._counts(event, now), head_ms, overrides, frontier
         )
 
     async def configure(
-        self,
-        event_id: str,
-        changes: Mapping[str, str],
-        registration: Registration = Registration.ANY,
+        self, event_id: str, changes: Mapping[str, str]
     ) -> tuple[EventOverrides, EventOverrides]:
-        known = self._events.get(event_id)
-        registered = known is not None and REGISTERED_FIELD in known.config
-        if registration is Registration.REGISTERED and not registered:
-            raise EventNotFound(f"event {event_id} is not registered")
-        if registration is Registration.CREATE and registered:
-            raise EventExists(f"event {event_id} is registered already")
-        event = self._event(event_id)
-        if registration is Registration.CREATE:
-            event.config[REGISTERED_FIELD] = str(self._clock())
+        event = self._event(event_id, self._clock())
         before = event.overrides()
         for name, value in changes.items():
             if value:

@@ -26,27 +26,19 @@ class EnterOutcome(enum.IntEnum):
     ALREADY_ADMITTED = 4
     EXPIRED = 5
     PAUSED = 6  # an operator paused this event's admissions
-    USER_ADMITTED = 7  # this user was already admitted to this event (with another token)
-    SOLD_OUT = 8  # the event is sold out: nobody is admitted
 
 
-class EventState(enum.Enum):
-    """The event as a waiter sees it in status. When several flags are set the one that
-    matters most to a waiter wins: sold out (nothing left to wait for), then paused (nobody
-    is admitted now), then closed (no newcomers, but those inside still go through)."""
+class ClaimOutcome(enum.IntEnum):
+    """A reservation attempt's claim on the reservation armed by enter (the single-use token).
 
-    OPEN = "open"
-    PAUSED = "paused"
-    CLOSED = "closed"
-    SOLD_OUT = "sold_out"
+    The claim is a lease: one attempt at a time, and it lapses by itself if the gateway dies
+    mid-attempt. Only an attempt that held seats uses the reservation up; a refused or failed
+    one gives it back, usable until its own expiry.
+    """
 
-    @classmethod
-    def of(cls, *, paused: bool, closed: bool, sold_out: bool) -> EventState:
-        if sold_out:
-            return cls.SOLD_OUT
-        if paused:
-            return cls.PAUSED
-        return cls.CLOSED if closed else cls.OPEN
+    GONE = 0  # used, expired, never armed, or another user's
+    CLAIMED = 1  # this attempt holds the lease and must settle it
+    BUSY = 2  # another attempt with the same reservation holds the lease now
 
 
 class LeaveOutcome(enum.IntEnum):
@@ -82,42 +74,7 @@ class AdmissionThrottled(QueueError):
 
 
 class AlreadyAdmitted(QueueError):
-    """This waiting token was admitted already (a repeated enter)."""
-
     code = "DUPLICATE_REQUEST"
-
-
-class UserAlreadyAdmitted(QueueError):
-    """One person, one admission per event: this user was admitted to the event already,
-    with another waiting token (or is signed in and joins again after an admission)."""
-
-    code = "ALREADY_ADMITTED"
-
-
-class SoldOut(QueueError):
-    """The event is sold out: new joins and enters are refused; waiters see it in status."""
-
-    code = "SOLD_OUT"
-
-
-class EventNotFound(QueueError):
-    """The event is not registered and QUEUE_AUTO_CREATE_EVENTS is off."""
-
-    code = "EVENT_NOT_FOUND"
-
-
-class EventExists(QueueError):
-    """An operator registers an event that is registered already."""
-
-    code = "EVENT_EXISTS"
-
-
-class Registration(enum.Enum):
-    """Which events a store's `configure` may change."""
-
-    ANY = "any"  # whether registered or not (QUEUE_AUTO_CREATE_EVENTS=true)
-    REGISTERED = "registered"  # registered ones only, else EventNotFound
-    CREATE = "create"  # register it now, else EventExists
 
 
 class Forbidden(QueueError):
@@ -171,9 +128,31 @@ class AdmissionCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Frontier:
+    """The serving frontier of one event at one instant.
+
+    `tokens` is the released, unused capacity (fractional while the bucket refills); `used` is
+    every admission granted so far. `earmarked` places at the head may enter now; `released`
+    is everything the bucket has let through, used or not (used + earmarked).
+    """
+
+    tokens: float
+    used: int
+
+    @property
+    def earmarked(self) -> int:
+        return max(0, int(self.tokens))
+
+    @property
+    def released(self) -> int:
+        return self.used + self.earmarked
+
+
+@dataclass(frozen=True, slots=True)
 class StatusResult:
-    """`admission_window`, `refill_per_sec` and `paused` are the event's effective settings
-    (operator override, else the process settings), read in the same store step."""
+    """`admission_window`, `capacity`, `refill_per_sec` and `paused` are the event's effective
+    settings (operator override, else the process settings) and `frontier` its serving
+    frontier, all read in the same store step as the waiter's place."""
 
     state: WaiterState
     position: int
@@ -181,13 +160,9 @@ class StatusResult:
     counts: AdmissionCounts
     admission_window: int
     refill_per_sec: float
+    frontier: Frontier
+    capacity: int
     paused: bool = False
-    closed: bool = False
-    sold_out: bool = False
-
-    @property
-    def event_state(self) -> EventState:
-        return EventState.of(paused=self.paused, closed=self.closed, sold_out=self.sold_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,27 +183,22 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class StatusView:
-    """What a waiter sees on each poll. `eta_sec` is None when no ETA can be promised: the
-    event is paused or sold out (`event_state` says which)."""
+    """What a waiter sees on each poll; `frontier` is the event's, so a client can see its
+    distance to the door (position - frontier.earmarked)."""
 
     status: str
     position: int
-    eta_sec: int | None
+    eta_sec: int
     eta_confidence: float
     waiting_time: int
     ready_for_entry: bool
     poll_after_ms: int
-    event_state: EventState = EventState.OPEN
+    frontier: Frontier
 
 
 # Field names of an event's runtime overrides as the stores keep them (a Redis HASH
 # `tg:{event_id}:cfg`, a dict in memory). An absent field means "the process setting".
-# `soldout` is a flag like `paused`: set by an operator today, by an inventory watcher later
-# (anything that can call EventAdmin.update), read by join, status and enter in their step.
-OVERRIDE_FIELDS = ("window", "capacity", "refill", "paused", "closed", "soldout")
-# Set (to the registration time in ms) when an operator registers the event; the same HASH,
-# so join reads it in its own step (QUEUE_AUTO_CREATE_EVENTS=false refuses other events).
-REGISTERED_FIELD = "registered"
+OVERRIDE_FIELDS = ("window", "capacity", "refill", "paused", "closed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,24 +210,18 @@ class EventOverrides:
     bucket_refill_per_sec: float | None = None
     paused: bool = False
     closed: bool = False
-    sold_out: bool = False
 
     @classmethod
     def from_raw(cls, values: Sequence[str | None]) -> EventOverrides:
         """Decode the stores' raw field values, in OVERRIDE_FIELDS order ('' or None = unset)."""
-        window, capacity, refill, paused, closed, sold_out = (v or None for v in values)
+        window, capacity, refill, paused, closed = (v or None for v in values)
         return cls(
             admission_window=int(window) if window else None,
             bucket_capacity=int(capacity) if capacity else None,
             bucket_refill_per_sec=float(refill) if refill else None,
             paused=paused == "1",
             closed=closed == "1",
-            sold_out=sold_out == "1",
         )
-
-    @property
-    def state(self) -> EventState:
-        return EventState.of(paused=self.paused, closed=self.closed, sold_out=self.sold_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +237,7 @@ class EventStats:
     counts: AdmissionCounts
     head_joined_ms: int
     overrides: EventOverrides
-    registered: bool = False  # an operator registered it (POST /api/v1/admin/events)
+    frontier: Frontier
 
 
 # The stores remember the join time of every MARK_EVERY-th seq (1, 33, 65, ...): enough to

@@ -11,32 +11,32 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError
 
 from ticketgate.config import QueueSettings
+from ticketgate.redisio.errors import client_message, note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
 from ticketgate.redisio.scripts import Script
+from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.model import (
     AdmissionCounts,
+    ClaimOutcome,
     EnterOutcome,
     EnterResult,
-    EventExists,
-    EventNotFound,
     EventOverrides,
     EventStats,
+    Frontier,
     JoinResult,
     LeaveOutcome,
     QueueClosed,
-    QueueError,
     QueueUnavailable,
-    Registration,
-    SoldOut,
     StatusResult,
-    UserAlreadyAdmitted,
     WaiterState,
 )
 
 _LUA = "ticketgate.waitingroom.lua"
+_FRONTIER = ("frontier",)  # lua/frontier.lua, prepended to the scripts that read the bucket
+IDEMPOTENCY_TTL_MS = 86_400_000
 _KEY_CACHE_LIMIT = 4096
 # The event registry: a sorted set of event ids scored by their waiting count, outside every
 # event's slot (so written by plain commands, never by a script), trimmed to the largest
@@ -49,12 +49,10 @@ _REGISTRY_CHUNK = 500
 class _EventKeys:
     __slots__ = (
         "admitted",
-        "admitted_users",
         "bucket",
         "cfg",
         "epoch",
         "marks",
-        "owners",
         "prefix",
         "seen",
         "seq",
@@ -67,9 +65,7 @@ class _EventKeys:
         self.seq = self.prefix + "seq"
         self.wait = self.prefix + "wait"
         self.seen = self.prefix + "seen"
-        self.users = self.prefix + "users"  # user -> 'seq:joined_ms' (signed-in waiters)
-        self.owners = self.prefix + "owners"  # seq -> user, to clean `users` on any removal
-        self.admitted_users = self.prefix + "admu"  # user -> seq: one admission per person
+        self.users = self.prefix + "users"
         self.admitted = self.prefix + "adm"
         self.bucket = self.prefix + "bucket"
         self.epoch = self.prefix + "epoch"
@@ -83,6 +79,9 @@ class _EventKeys:
     def reservation(self, seq: int) -> str:
         return f"{self.prefix}rt:{seq}"
 
+    def reservation_lease(self, seq: int) -> str:
+        return f"{self.prefix}rt:{seq}:lease"
+
 
 class RedisQueueStore:
     name = "redis"
@@ -92,26 +91,22 @@ class RedisQueueStore:
         self._settings = settings
         self._keys: dict[str, _EventKeys] = {}
         self._join = Script.load(_LUA, "join")
-        self._status = Script.load(_LUA, "status")
-        self._enter = Script.load(_LUA, "enter")
+        self._status = Script.load(_LUA, "status", _FRONTIER)
+        self._enter = Script.load(_LUA, "enter", _FRONTIER)
         self._leave = Script.load(_LUA, "leave")
         self._sweep = Script.load(_LUA, "sweep")
-        self._consume = Script.load(_LUA, "consume_reservation")
-        self._stats = Script.load(_LUA, "stats")
+        self._claim = Script.load(_LUA, "claim_reservation")
+        self._settle = Script.load(_LUA, "settle_reservation")
+        self._stats = Script.load(_LUA, "stats", _FRONTIER)
         self._configure = Script.load(_LUA, "configure")
-        rules: list[int] = []
-        for rule in settings.min_wait:
-            rules += [rule.max_position, rule.min_wait_ms]
+        policy = AdmissionPolicy.of(settings)
         self._enter_args = (
             settings.heartbeat_ttl_ms,
-            settings.admission_window,
-            settings.bypass_top,
-            settings.bucket_capacity,
-            repr(settings.bucket_refill_per_sec / 1000.0),
             settings.reservation_token_ttl_ms,
-            *rules,
+            *policy.script_args(),
         )
         self._refill_per_sec = repr(float(settings.bucket_refill_per_sec))
+        self._stats_args = (policy.capacity, repr(policy.refill_per_ms))
 
     @property
     def scripts(self) -> tuple[Script, ...]:
@@ -121,7 +116,8 @@ class RedisQueueStore:
             self._enter,
             self._leave,
             self._sweep,
-            self._consume,
+            self._claim,
+            self._settle,
             self._stats,
             self._configure,
         )
@@ -141,59 +137,62 @@ class RedisQueueStore:
 
     @staticmethod
     async def _call(awaitable: Any) -> Any:
+        """Await a Redis call; a transient failure (redisio/errors.py) becomes 503 with a
+        message that names the state, never the server."""
         try:
             return await awaitable
-        except RedisUnavailable as exc:
-            raise QueueUnavailable(str(exc), retry_after_sec=1) from exc
-        except ResponseError as exc:
-            if "BUSY" in str(exc) or "LOADING" in str(exc) or "MASTERDOWN" in str(exc):
-                raise QueueUnavailable(str(exc), retry_after_sec=1) from exc
-            raise
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            note_unavailable(reason, exc)
+            raise QueueUnavailable(client_message(reason), retry_after_sec=1) from exc
 
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
         k = self._event(event_id)
         slot = k.idempotency(user_id, idempotency_key) if idempotency_key else k.users
-        settings = self._settings
         kind, seq, joined, position = await self._call(
             self._join.run(
                 self._redis,
-                (
-                    k.seq,
-                    k.wait,
-                    k.seen,
-                    k.users,
-                    slot,
-                    k.epoch,
-                    k.cfg,
-                    k.marks,
-                    k.owners,
-                    k.admitted_users,
-                ),
+                (k.seq, k.wait, k.seen, k.users, slot, k.epoch, k.cfg, k.marks),
                 user_id,
                 "1" if idempotency_key else "0",
-                settings.idempotency_ttl_ms,
-                settings.heartbeat_ttl_ms,
-                "0" if settings.auto_create_events else "1",
+                IDEMPOTENCY_TTL_MS,
+                self._settings.heartbeat_ttl_ms,
             )
         )
-        if kind >= 3:
-            raise _join_refusal(kind)
+        if kind == 3:
+            raise QueueClosed("this event's queue is closed to new waiters")
         return JoinResult(int(seq), int(joined), int(position), duplicate=kind == 2)
 
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         k = self._event(event_id)
-        reply = await self._call(
+        (
+            state,
+            position,
+            now,
+            c1,
+            c5,
+            c15,
+            covered,
+            window,
+            refill,
+            paused,
+            capacity,
+            tokens,
+            used,
+        ) = await self._call(
             self._status.run(
                 self._redis,
-                (k.wait, k.seen, k.admitted, k.epoch, k.cfg, k.users, k.owners),
+                (k.wait, k.seen, k.admitted, k.epoch, k.cfg, k.bucket),
                 seq,
                 self._settings.heartbeat_ttl_ms,
                 "" if joined_ms is None else joined_ms,
                 self._settings.admission_window,
                 self._refill_per_sec,
+                *self._stats_args,
             )
         )
-        state, position, now, c1, c5, c15, covered, window, refill, paused, closed, sold_out = reply
         return StatusResult(
             WaiterState(state),
             int(position),
@@ -201,9 +200,9 @@ class RedisQueueStore:
             AdmissionCounts(c1, c5, c15, covered),
             admission_window=int(window),
             refill_per_sec=float(refill),
+            frontier=Frontier(float(tokens), int(used)),
+            capacity=int(capacity),
             paused=paused == 1,
-            closed=closed == 1,
-            sold_out=sold_out == 1,
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
@@ -220,8 +219,6 @@ class RedisQueueStore:
                     k.reservation(seq),
                     k.epoch,
                     k.cfg,
-                    k.owners,
-                    k.admitted_users,
                 ),
                 seq,
                 joined_ms,
@@ -238,8 +235,9 @@ class RedisQueueStore:
         outcome = await self._call(
             self._leave.run(
                 self._redis,
-                (k.wait, k.seen, k.users, k.epoch, k.owners),
+                (k.wait, k.seen, k.users, k.epoch),
                 seq,
+                user_id,
                 "" if joined_ms is None else joined_ms,
             )
         )
@@ -248,55 +246,54 @@ class RedisQueueStore:
     async def sweep(self, event_id: str, batch: int) -> int:
         k = self._event(event_id)
         removed = await self._call(
-            self._sweep.run(
-                self._redis,
-                (k.wait, k.seen, k.users, k.owners),
-                self._settings.heartbeat_ttl_ms,
-                batch,
-            )
+            self._sweep.run(self._redis, (k.wait, k.seen), self._settings.heartbeat_ttl_ms, batch)
         )
         return int(removed)
 
-    async def consume_reservation(self, event_id: str, seq: int, user_id: str) -> bool:
+    async def claim_reservation(
+        self, event_id: str, seq: int, user_id: str, lease_id: str, lease_ms: int
+    ) -> ClaimOutcome:
         k = self._event(event_id)
-        used = await self._call(self._consume.run(self._redis, (k.reservation(seq),), user_id))
-        return bool(used)
+        keys = (k.reservation(seq), k.reservation_lease(seq))
+        outcome = await self._call(self._claim.run(self._redis, keys, user_id, lease_id, lease_ms))
+        return ClaimOutcome(int(outcome))
+
+    async def settle_reservation(self, event_id: str, seq: int, lease_id: str, used: bool) -> None:
+        k = self._event(event_id)
+        keys = (k.reservation(seq), k.reservation_lease(seq))
+        await self._call(self._settle.run(self._redis, keys, lease_id, "1" if used else "0"))
 
     async def waiting_count(self, event_id: str) -> int:
         return int(await self._call(self._redis.execute("ZCARD", self._event(event_id).wait)))
 
     async def event_stats(self, event_id: str) -> EventStats:
         k = self._event(event_id)
-        reply = await self._call(self._stats.run(self._redis, (k.wait, k.admitted, k.cfg, k.marks)))
-        waiting, now, c1, c5, c15, covered, head = (int(v) for v in reply[:7])
+        reply = await self._call(
+            self._stats.run(
+                self._redis, (k.wait, k.admitted, k.cfg, k.marks, k.bucket), *self._stats_args
+            )
+        )
+        waiting, now, c1, c5, c15, covered, head, used = (int(v) for v in reply[:8])
         return EventStats(
             waiting,
             now,
             AdmissionCounts(c1, c5, c15, covered),
             head,
-            EventOverrides.from_raw([_text(v) for v in reply[7:13]]),
-            registered=bool(_text(reply[13])),
+            EventOverrides.from_raw([_text(v) for v in reply[9:]]),
+            Frontier(float(reply[8]), used),
         )
 
     async def configure(
-        self,
-        event_id: str,
-        changes: Mapping[str, str],
-        registration: Registration = Registration.ANY,
+        self, event_id: str, changes: Mapping[str, str]
     ) -> tuple[EventOverrides, EventOverrides]:
-        flat: list[str] = [registration.value]
+        flat: list[str] = []
         for name, value in changes.items():
             flat += [name, value]
         reply = await self._call(
             self._configure.run(self._redis, (self._event(event_id).cfg,), *flat)
         )
-        outcome = int(reply[0])
-        if outcome == 2:
-            raise EventNotFound(f"event {event_id} is not registered")
-        if outcome == 3:
-            raise EventExists(f"event {event_id} is registered already")
-        values = [_text(v) for v in reply[1:]]
-        return EventOverrides.from_raw(values[:6]), EventOverrides.from_raw(values[6:])
+        values = [_text(v) for v in reply]
+        return EventOverrides.from_raw(values[:5]), EventOverrides.from_raw(values[5:])
 
     async def register_events(self, waiting: Mapping[str, int]) -> None:
         items = list(waiting.items())
@@ -317,22 +314,11 @@ class RedisQueueStore:
     async def ping(self) -> bool:
         try:
             return bool(await self._redis.execute("PING"))
-        except (RedisUnavailable, ResponseError):
+        except (RedisUnavailable, RedisError):
             return False
 
     async def close(self) -> None:
         await self._redis.close()
-
-
-def _join_refusal(kind: int) -> QueueError:
-    """join.lua's refusals (kinds 3-6), the same errors the memory store raises."""
-    if kind == 3:
-        return QueueClosed("this event's queue is closed to new waiters")
-    if kind == 4:
-        return SoldOut("this event is sold out")
-    if kind == 5:
-        return EventNotFound("no such event (it is not registered)")
-    return UserAlreadyAdmitted("this user was admitted to this event already")
 
 
 def _text(value: bytes | str | None) -> str:

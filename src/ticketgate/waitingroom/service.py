@@ -9,28 +9,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
+from dataclasses import dataclass
 from typing import Protocol
 
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.admission import eligible_in_ms
+from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.eta import estimate, poll_after_ms
 from ticketgate.waitingroom.model import (
     Admission,
     AdmissionsPaused,
     AdmissionThrottled,
     AlreadyAdmitted,
+    ClaimOutcome,
     EnterOutcome,
-    EventState,
     Forbidden,
     LeaveOutcome,
     NotReady,
     QueueError,
     QueueUnavailable,
-    SoldOut,
     StatusView,
     TokenExpired,
     TokenNotFound,
-    UserAlreadyAdmitted,
     WaiterState,
 )
 from ticketgate.waitingroom.store import QueueStore
@@ -46,9 +46,19 @@ USER_ID_MAX = 128
 NOT_READY_RETRY_SEC = 5.0
 PAUSED_RETRY_SEC = 10.0
 SWEEP_NOW_ROUNDS = 1_000  # an operator's sweep drains at most this many batches per call
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationClaim:
+    """One reservation attempt's claim on an armed reservation (see ClaimOutcome)."""
+
+    outcome: ClaimOutcome
+    event_id: str
+    seq: int
+    lease_id: str
+
+
 log = logging.getLogger("ticketgate.waitingroom")
-# Event states in which nobody is admitted: status promises neither readiness nor an ETA.
-_STALLED = frozenset({EventState.PAUSED, EventState.SOLD_OUT})
 
 
 class InvalidEventId(QueueError):
@@ -114,7 +124,6 @@ class WaitingRoom:
         self.active_events.add(claims.event_id)
         waited_ms = max(0, result.now_ms - claims.joined_ms)
         settings = self.settings
-        event_state = result.event_state
         if result.state is not WaiterState.WAITING:
             return StatusView(
                 status="admitted" if result.state is WaiterState.ADMITTED else "expired",
@@ -124,29 +133,28 @@ class WaitingRoom:
                 waiting_time=waited_ms // 1000,
                 ready_for_entry=False,
                 poll_after_ms=0,
-                event_state=event_state,
+                frontier=result.frontier,
             )
-        # The event's effective window and rate (an operator may have overridden them). While
-        # admissions are paused or the event is sold out nobody is ready and no ETA is
-        # promised (eta_sec null): nobody knows when, or whether, the door opens again.
-        counts = result.counts
-        window = result.admission_window
-        guess = estimate(result.position, counts, counts.covered_ms, result.refill_per_sec)
-        stalled = event_state in _STALLED
-        ready = (
-            not stalled and eligible_in_ms(result.position, waited_ms, settings, window=window) == 0
+        # The event's effective settings (an operator may have overridden them) and its
+        # frontier, read in the same store step: ready means an enter now would be granted.
+        policy = AdmissionPolicy(
+            result.admission_window, settings.min_wait, result.capacity, result.refill_per_sec
         )
+        frontier = result.frontier
+        decision = policy.decide(result.position, waited_ms, frontier.tokens)
+        ready = not result.paused and decision.outcome is EnterOutcome.GRANTED
+        guess = estimate(policy, frontier, result.counts, result.position, waited_ms)
         return StatusView(
             status="ready" if ready else "waiting",
             position=result.position,
-            eta_sec=None if stalled else 0 if ready else guess.eta_sec,
-            eta_confidence=0.0 if stalled else guess.confidence,
+            eta_sec=0 if ready else max(1, guess.eta_sec),
+            eta_confidence=guess.confidence,
             waiting_time=waited_ms // 1000,
             ready_for_entry=ready,
             poll_after_ms=poll_after_ms(
-                result.position, guess.eta_sec, window, settings.heartbeat_ttl_ms
+                ready, min(decision.wait_ms, guess.eta_ms), settings.heartbeat_ttl_ms
             ),
-            event_state=event_state,
+            frontier=frontier,
         )
 
     async def enter(self, token: str, user_id: str) -> Admission:
@@ -181,12 +189,6 @@ class WaitingRoom:
             )
         if outcome is EnterOutcome.ALREADY_ADMITTED:
             raise AlreadyAdmitted("this waiting token was already admitted")
-        if outcome is EnterOutcome.USER_ADMITTED:
-            raise UserAlreadyAdmitted(
-                "this user was admitted to this event already (one admission per person)"
-            )
-        if outcome is EnterOutcome.SOLD_OUT:
-            raise SoldOut("this event is sold out")
         raise TokenExpired("waiting token expired or left the queue")
 
     async def leave(self, token: str) -> bool:
@@ -197,15 +199,30 @@ class WaitingRoom:
         )
         return outcome is LeaveOutcome.LEFT
 
-    async def consume_reservation(self, token: str, user_id: str, event_id: str) -> bool:
-        """Single use of the reservation token from enter, by its user, for its event."""
+    async def claim_reservation(
+        self, token: str, user_id: str, event_id: str, lease_ms: int
+    ) -> ReservationClaim:
+        """Lease the reservation token from enter to one attempt, by its user, for its event.
+
+        A token that does not verify, or is another user's or event's, is GONE without a
+        store call. Settle every CLAIMED claim with `settle_reservation`.
+        """
         try:
             claims = self.signer.verify_reservation(token)
         except InvalidToken:
-            return False
+            return ReservationClaim(ClaimOutcome.GONE, event_id, 0, "")
         if claims.user_id != user_id or claims.event_id != event_id:
-            return False
-        return await self.store.consume_reservation(claims.event_id, claims.seq, user_id)
+            return ReservationClaim(ClaimOutcome.GONE, event_id, 0, "")
+        lease_id = secrets.token_hex(8)
+        outcome = await self.store.claim_reservation(
+            claims.event_id, claims.seq, user_id, lease_id, lease_ms
+        )
+        return ReservationClaim(outcome, claims.event_id, claims.seq, lease_id)
+
+    async def settle_reservation(self, claim: ReservationClaim, used: bool) -> None:
+        """Use the reservation up (`used`: the attempt held seats) or give it back."""
+        if claim.outcome is ClaimOutcome.CLAIMED:
+            await self.store.settle_reservation(claim.event_id, claim.seq, claim.lease_id, used)
 
     async def sweep_once(self) -> int:
         """Drain ghosts of every event this process has seen, a bounded batch at a time, and

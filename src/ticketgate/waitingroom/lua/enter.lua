@@ -1,18 +1,16 @@
--- Enter: eligibility check, bucket draw, removal and reservation arming as one step, so two
--- concurrent enters on one token can never both win and the bucket is never overdrawn
--- (beyond what the top N may borrow).
--- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket, 6 reservation slot of this seq,
---       7 epoch, 8 operator overrides (HASH: window, capacity, refill per second, paused,
---       soldout), 9 owners (seq -> user), 10 admitted users (user -> seq: one admission
---       per person and event, whatever token they come with)
--- ARGV: 1 seq, 2 joined_ms, 3 user id, 4 heartbeat TTL ms, 5 admission window,
---       6 bypass top N, 7 bucket capacity, 8 refill per ms, 9 reservation TTL ms,
---       10.. pairs of (max position, min wait ms), ascending. ARGV 5, 7 and 8 are the
---       process settings; an operator's override in KEYS[8] wins over them.
--- Returns {outcome, position, now_ms, retry_after_ms}: 1 granted, 2 not ready,
--- 3 throttled, 4 already admitted, 5 expired, 6 admissions paused, 7 this user was admitted
--- already (another token), 8 sold out.
---!include waiter.lua
+-- Enter: the admission rule (admission.AdmissionPolicy.decide), the grant from the serving
+-- frontier, the removal and the reservation arming as one step, so two concurrent enters on
+-- one token can never both win and no grant exceeds the released capacity.
+-- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket (HASH: tokens, ts, used),
+--       6 reservation slot of this seq, 7 epoch,
+--       8 operator overrides (HASH: window, capacity, refill per second, paused)
+-- ARGV: 1 seq, 2 joined_ms, 3 user id, 4 heartbeat TTL ms, 5 reservation TTL ms,
+--       6.. AdmissionPolicy.script_args(): 6 admission window, 7 bucket capacity,
+--       8 refill per ms, 9.. pairs of (max position, min wait ms), ascending. ARGV 6-8 are
+--       the process settings; an operator's override in KEYS[8] wins over them.
+-- Returns {outcome, position, now_ms, wait_ms}: 1 granted, 2 not ready, 3 throttled (in the
+-- window, not yet within the frontier), 4 already admitted, 5 expired, 6 admissions paused;
+-- wait_ms: until the waiter's turn at the configured rate.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = ARGV[1]
@@ -23,75 +21,61 @@ end
 if redis.call('ZSCORE', KEYS[4], seq) then
   return {4, 0, now, 0}
 end
-local user = ARGV[3]
-if user ~= '' and redis.call('HEXISTS', KEYS[10], user) == 1 then
-  return {7, 0, now, 0}
-end
 local rank = redis.call('ZRANK', KEYS[1], seq)
 if not rank then
   return {5, 0, now, 0}
 end
 local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
 if now - seen > tonumber(ARGV[4]) then
-  forget(KEYS[1], KEYS[2], KEYS[3], KEYS[9], seq)
+  redis.call('ZREM', KEYS[1], seq)
+  redis.call('ZREM', KEYS[2], seq)
   return {5, 0, now, 0}
 end
 
 local position = rank + 1
-local cfg = redis.call('HMGET', KEYS[8], 'window', 'capacity', 'refill', 'paused', 'soldout')
-if cfg[5] == '1' then
-  return {8, position, now, 0}
-end
+local cfg = redis.call('HMGET', KEYS[8], 'window', 'capacity', 'refill', 'paused')
 if cfg[4] == '1' then
   return {6, position, now, 0}
 end
-if position > (tonumber(cfg[1]) or tonumber(ARGV[5])) then
-  return {2, position, now, 0}
+local window = tonumber(cfg[1]) or tonumber(ARGV[6])
+local _, refill, tokens, used = frontier(KEYS[5], now, cfg[2], cfg[3], ARGV[7], ARGV[8])
+
+-- AdmissionPolicy.decide
+local distance = position - math.min(tokens, window)
+if distance < 0 then
+  distance = 0
 end
+local frontier_ms = math.ceil(distance / refill)
 local need = nil
-for i = 10, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   if position <= tonumber(ARGV[i]) then
     need = tonumber(ARGV[i + 1])
     break
   end
 end
 if need == nil then
-  return {2, position, now, 0}
+  return {2, position, now, math.max(frontier_ms, 1)}
 end
 local waited = now - tonumber(ARGV[2])
-if waited < need then
-  return {2, position, now, need - waited}
+if position > window or waited < need then
+  return {2, position, now, math.max(frontier_ms, need - waited, 1)}
 end
+if frontier_ms > 0 then
+  return {3, position, now, frontier_ms}
+end
+redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - 1), 'ts', now,
+  'used', used + 1)
 
--- Every grant draws a token; the top N may borrow up to N (admission.TokenBucket).
-local borrow = 0
-if position <= tonumber(ARGV[6]) then
-  borrow = tonumber(ARGV[6])
-end
-local capacity = tonumber(cfg[2]) or tonumber(ARGV[7])
-local refill = tonumber(ARGV[8])
-if cfg[3] then
-  refill = tonumber(cfg[3]) / 1000
-end
-local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'ts')
-local tokens = tonumber(bucket[1]) or capacity
-local ts = tonumber(bucket[2]) or now
-if now > ts then
-  tokens = tokens + (now - ts) * refill
-  ts = now
-end
-tokens = math.min(capacity, tokens)  -- also when an operator just lowered the capacity
-if tokens - 1 < -borrow then
-  redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens), 'ts', ts)
-  return {3, position, now, math.floor((1 - borrow - tokens) / refill) + 1}
-end
-redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - 1), 'ts', ts)
-
-forget(KEYS[1], KEYS[2], KEYS[3], KEYS[9], seq)
+redis.call('ZREM', KEYS[1], seq)
+redis.call('ZREM', KEYS[2], seq)
+local user = ARGV[3]
 if user ~= '' then
-  redis.call('HSET', KEYS[10], user, seq)
+  local held = redis.call('HGET', KEYS[3], user)
+  if held and string.sub(held, 1, #seq + 1) == seq .. ':' then
+    redis.call('HDEL', KEYS[3], user)
+  end
 end
 redis.call('ZADD', KEYS[4], now, seq)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - 900000))
-redis.call('SET', KEYS[6], user, 'PX', ARGV[9])
+redis.call('SET', KEYS[6], user, 'PX', ARGV[5])
 return {1, position, now, 0}

@@ -1,12 +1,13 @@
--- Status: the waiter's place, a heartbeat refresh, and the admission counts for the ETA.
--- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH), 6 users,
---       7 owners (seq -> user)
+-- Status: the waiter's place, a heartbeat refresh, the admission counts for the ETA and the
+-- event's serving frontier (read, not written: refilling is path-independent, see enter.lua).
+-- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH), 6 bucket
 -- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check),
---       4 the process's admission window, 5 its refill per second (a decimal string)
+--       4 the process's admission window, 5 its refill per second (a decimal string),
+--       6 its bucket capacity, 7 its refill per ms
 -- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms, window,
--- refill per second (string: Lua numbers would be truncated), paused 0/1, closed 0/1,
--- sold out 0/1}; state 1 waiting, 2 admitted, 3 expired.
---!include waiter.lua
+-- refill per second (string: Lua numbers would be truncated), paused 0/1, capacity,
+-- unused released capacity (string), admissions granted so far};
+-- state 1 waiting, 2 admitted, 3 expired.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = ARGV[1]
@@ -19,7 +20,8 @@ local rank = current and redis.call('ZRANK', KEYS[1], seq)
 if rank then
   local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
   if now - seen > tonumber(ARGV[2]) then
-    forget(KEYS[1], KEYS[2], KEYS[6], KEYS[7], seq)
+    redis.call('ZREM', KEYS[1], seq)
+    redis.call('ZREM', KEYS[2], seq)
   else
     redis.call('ZADD', KEYS[2], now, seq)
     state, position = 1, rank + 1
@@ -33,7 +35,8 @@ local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if oldest[2] then
   covered = now - tonumber(oldest[2])
 end
-local cfg = redis.call('HMGET', KEYS[5], 'window', 'refill', 'paused', 'closed', 'soldout')
+local cfg = redis.call('HMGET', KEYS[5], 'window', 'refill', 'paused', 'capacity')
+local capacity, _, tokens, used = frontier(KEYS[6], now, cfg[4], cfg[2], ARGV[6], ARGV[7])
 return {
   state, position, now,
   redis.call('ZCOUNT', KEYS[3], now - 60000, '+inf'),
@@ -43,6 +46,7 @@ return {
   tonumber(cfg[1]) or tonumber(ARGV[4]),
   cfg[2] or ARGV[5],
   cfg[3] == '1' and 1 or 0,
-  cfg[4] == '1' and 1 or 0,
-  cfg[5] == '1' and 1 or 0,
+  capacity,
+  string.format('%.17g', tokens),
+  used,
 }
