@@ -19,7 +19,7 @@ import redis
 from tests.redis_server import RedisServer, free_cluster_port
 from ticketgate.config import QueueSettings, RedisSettings
 from ticketgate.redisio.executor import build_executor
-from ticketgate.waitingroom.model import EnterOutcome, WaiterState
+from ticketgate.waitingroom.model import ClaimOutcome, EnterOutcome, WaiterState
 from ticketgate.waitingroom.redis_store import RedisQueueStore
 
 pytestmark = pytest.mark.skipif(
@@ -117,3 +117,28 @@ async def test_concurrent_enters_on_a_cluster_grant_once(
         )
     )
     assert sum(r.outcome is EnterOutcome.GRANTED for r in results) == 1
+
+
+async def test_reservation_claims_and_settles_on_every_shard(
+    cluster_store: RedisQueueStore,
+) -> None:
+    """The armed reservation and its lease share the event's hash tag (one slot per script)."""
+    for i in range(6):
+        event = f"evt_cluster_claim_{i}"
+        joined = await cluster_store.join(event, f"u{i}", "")
+        result = await cluster_store.enter(event, joined.seq, joined.joined_ms, f"u{i}")
+        assert result.outcome is EnterOutcome.GRANTED
+        claims = await asyncio.gather(
+            *(
+                cluster_store.claim_reservation(event, joined.seq, f"u{i}", f"l{n}", 5_000)
+                for n in range(5)
+            )
+        )
+        assert claims.count(ClaimOutcome.CLAIMED) == 1
+        holder = f"l{claims.index(ClaimOutcome.CLAIMED)}"
+        await cluster_store.settle_reservation(event, joined.seq, holder, used=False)
+        again = await cluster_store.claim_reservation(event, joined.seq, f"u{i}", "m", 5_000)
+        assert again is ClaimOutcome.CLAIMED
+        await cluster_store.settle_reservation(event, joined.seq, "m", used=True)
+        gone = await cluster_store.claim_reservation(event, joined.seq, f"u{i}", "n", 5_000)
+        assert gone is ClaimOutcome.GONE
