@@ -237,6 +237,11 @@ async function enter() {
         config.accounts ? () => (watch(), enter()) : () => watch(),
         t(config.accounts ? "signin_to_enter" : "signin_at_site"),
       );
+    } else if (error.code === "SOLD_OUT") {
+      stopWatching?.();
+      room.place = null;
+      setState("sold_out");
+      ended(t("state_sold_out"), false);
     } else if (error.code === "NOT_READY") {
       show("queue", t("heading_waiting"));
     } else if (error.code === "TOKEN_NOT_FOUND" || error.code === "TOKEN_EXPIRED") {
