@@ -100,7 +100,7 @@ def test_whole_stack_is_there(stack: dict[str, Any]) -> None:
 
 
 def test_gateway_environment_is_a_valid_production_configuration(
-    stack: dict[str, Any], tmp_path: Path
+    stack: dict[str, Any], key_file: Path
 ) -> None:
     gateway = stack["services"]["gateway"]
     env = dict(gateway["environment"])
@@ -109,13 +109,7 @@ def test_gateway_environment_is_a_valid_production_configuration(
     # The secret file compose mounts at AUTH_SIGNING_KEY_FILE, replaced by a real key here.
     assert env["AUTH_SIGNING_KEY_FILE"] == "/run/secrets/auth_signing_key"
     assert "auth_signing_key" in {s["source"] for s in gateway["secrets"]}
-    key = tmp_path / "signing-key.pem"
-    subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-        stdout=key.open("w"),
-        check=True,
-    )
-    env["AUTH_SIGNING_KEY_FILE"] = str(key)
+    env["AUTH_SIGNING_KEY_FILE"] = str(key_file)
     settings = load_settings(env)
     assert not settings.is_development
     assert settings.redis.enabled

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -207,18 +206,6 @@ def _env_with_secrets(
     if "AUTH_SIGNING_KEY_FILE" in env:
         env["AUTH_SIGNING_KEY_FILE"] = str(key_file)
     return env
-
-
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("k8s") / "auth-signing-key.pem"
-    with path.open("w") as out:
-        subprocess.run(
-            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-            stdout=out,
-            check=True,
-        )
-    return path
 
 
 def test_every_required_secret_is_referenced_and_documented(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,18 +38,6 @@ def documented() -> dict[str, tuple[str, bool]]:
 
 
 SETTINGS = documented()
-
-
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ops") / "key.pem"
-    with path.open("w") as out:
-        subprocess.run(
-            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-            stdout=out,
-            check=True,
-        )
-    return path
 
 
 def start(env: dict[str, str]) -> None:
