@@ -54,6 +54,7 @@ def _start(tmp_path: Path, redis_address: str, workers: int) -> tuple[subprocess
         REDIS_ADDRESS=redis_address,
         DATABASE_PATH=str(tmp_path / "gateway.db"),
         BACKEND_EMBEDDED="true",
+        QUEUE_AUTO_CREATE_EVENTS="true",  # the load's event needs no registration
         SERVER_PORT=str(port),
         SERVER_WORKERS=str(workers),
         SERVER_SHUTDOWN_TIMEOUT_SEC=str(SHUTDOWN_TIMEOUT_SEC),
