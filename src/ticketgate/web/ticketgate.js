@@ -18,7 +18,7 @@
  * @typedef {object} QueueStatus
  * @property {"waiting" | "ready" | "admitted" | "expired"} status
  * @property {number} position  1 = at the head of the queue
- * @property {number} eta_sec
+ * @property {number | null} eta_sec  null while admissions are paused or the event is sold out
  * @property {number} eta_confidence  0 (a guess) to 1 (measured)
  * @property {number} waiting_time  seconds since joining
  * @property {boolean} ready_for_entry  enter() will be granted now

@@ -208,7 +208,10 @@ function flash(element) {
  * @param {import("./ticketgate.js").QueueStatus} status */
 function eta(status) {
   if (status.ready_for_entry) return t("eta_now");
-  if (status.eta_sec <= 0) return t("eta_unknown");
+  if (status.event_state === "paused") return t("eta_paused");
+  if (status.eta_sec === null || status.eta_sec === undefined || status.eta_sec <= 0) {
+    return t("eta_unknown");
+  }
   const spread = 1 - Math.min(1, Math.max(0, status.eta_confidence));
   const low = duration(strings, status.eta_sec * (1 - 0.5 * spread));
   const high = duration(strings, status.eta_sec * (1 + spread));
