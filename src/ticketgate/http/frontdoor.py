@@ -196,15 +196,26 @@ class Frontdoor:
         self.assets = Assets(directory)
         self.templates = Templates(self.assets, directory)
 
+    def _language(self, request: Request) -> str:
+        return negotiate(request.query_param("lang"), request.header(b"accept-language"))
+
     def _page(
-        self, request: Request, page: str, root: str, extra: dict[str, Any], query: dict[str, str]
+        self,
+        request: Request,
+        page: str,
+        root: str,
+        data: dict[str, str],
+        query: dict[str, str],
+        markup: dict[str, str] | None = None,
     ) -> Response:
-        lang = negotiate(request.query_param("lang"), request.header(b"accept-language"))
+        """`data` goes to the scripts (the JSON block) and, escaped, into the page; `markup`
+        is HTML the server built itself (escaped where it holds data)."""
+        lang = self._language(request)
         config = {
             "lang": lang,
             "accounts": self.accounts_enabled,
             "strings": self.templates.catalogues[lang],
-            **extra,
+            **data,
         }
         values = {
             "root": root,
@@ -214,8 +225,8 @@ class Frontdoor:
             "link_ko": html.escape("?" + urlencode({**query, "lang": "ko"})),
             "current_en": "page" if lang == "en" else "false",
             "current_ko": "page" if lang == "ko" else "false",
-            **{key: html.escape(str(value)) for key, value in extra.items() if key != "events"},
-            "events": extra.get("events_html", ""),
+            **{key: html.escape(value) for key, value in data.items()},
+            **(markup or {}),
         }
         # One pass, so a value (a return URL) can never smuggle in another placeholder.
         body = _VALUE.sub(
@@ -236,8 +247,7 @@ class Frontdoor:
 
     async def landing(self, request: Request) -> Response:
         views = await self.events.list(LANDING_EVENTS)
-        lang = negotiate(request.query_param("lang"), request.header(b"accept-language"))
-        strings = self.templates.catalogues[lang]
+        strings = self.templates.catalogues[self._language(request)]
         items = []
         for view in views:
             if view.settings.closed:
@@ -253,7 +263,7 @@ class Frontdoor:
             if items
             else f'<p class="muted">{html.escape(strings["landing_none"])}</p>'
         )
-        return self._page(request, "index", "", {"events_html": listing}, {})
+        return self._page(request, "index", "", {}, {}, {"events": listing})
 
     async def console(self, request: Request) -> Response:
         return self._page(request, "console", "", {}, {})
