@@ -192,6 +192,7 @@ def gateway_env(
             "BACKEND_EMBEDDED": "true",  # one gateway per side: its own reference services
             "LOG_LEVEL": "warning",
             "QUEUE_HEARTBEAT_TTL_SEC": "3600",
+            "QUEUE_AUTO_CREATE_EVENTS": "true",  # the load joins made-up events
             "QUEUE_TOKEN_SECRET": secret,
             "DATABASE_PATH": str(workdir / f"accounts-{side}.db"),
             **extra,

@@ -17,11 +17,13 @@ from typing import Any
 import hiredis
 import redis
 
+from ticketgate.config import QueueSettings
 from ticketgate.redisio.scripts import Script
-from ticketgate.waitingroom.redis_store import IDEMPOTENCY_TTL_MS, _EventKeys
+from ticketgate.waitingroom.redis_store import _EventKeys
 from ticketgate.waitingroom.tokens import TokenSigner, WaitingClaims
 
 PIPELINE_CHUNK = 5_000
+IDEMPOTENCY_TTL_MS = QueueSettings().idempotency_ttl_ms  # IDEMPOTENCY_TTL_SEC's default
 # Only read for a returning user's place; the gateway under test runs with a one-hour TTL.
 PRELOAD_HEARTBEAT_TTL_MS = 3_600_000
 Command = tuple[str | int, ...]
@@ -84,7 +86,7 @@ def preload(
                     (
                         "EVALSHA",
                         script.sha,
-                        8,
+                        10,
                         keys.seq,
                         keys.wait,
                         keys.seen,
@@ -93,10 +95,13 @@ def preload(
                         keys.epoch,
                         keys.cfg,
                         keys.marks,
+                        keys.owners,
+                        keys.admitted_users,
                         user,
                         "1" if idempotency else "0",
                         IDEMPOTENCY_TTL_MS,
                         PRELOAD_HEARTBEAT_TTL_MS,
+                        "0",  # any event: the bench's gateways run QUEUE_AUTO_CREATE_EVENTS=true
                     )
                 )
             for offset, reply in enumerate(pipe.run(commands)):

@@ -536,6 +536,7 @@ class Run:
             "BACKEND_EMBEDDED": "true",  # one gateway per side: its own reference services
             "LOG_LEVEL": "warning",
             "QUEUE_HEARTBEAT_TTL_SEC": str(HEARTBEAT_TTL_SEC),
+            "QUEUE_AUTO_CREATE_EVENTS": "true",  # the load joins made-up events
             **self.plan.gateway_env,
             "RATE_LIMIT_ENABLED": "true" if mode == "on" else "false",
         }

@@ -1,4 +1,4 @@
-"""`ticketgate admin events | event show/set/sweep`: the operator API from a terminal.
+"""`ticketgate admin events | event create/show/set/sweep`: the operator API from a terminal.
 
 The commands talk to a running gateway over its HTTP admin API (never to Redis directly), so
 they go through the same authorisation, validation and audit log as any other operator
@@ -170,7 +170,7 @@ def fail(message: str) -> Any:
 
 def _flags(event: dict[str, Any]) -> str:
     settings = event["settings"]
-    flags = [name for name in ("paused", "closed") if settings[name]]
+    flags = [name for name in ("sold_out", "paused", "closed") if settings.get(name)]
     return ", ".join(flags) or "open"
 
 
@@ -202,6 +202,7 @@ def event_table(event: dict[str, Any]) -> Table:
     table.add_column("")
     overridden = set(event["overridden"])
     rows: list[tuple[str, str]] = [
+        ("state", event.get("state", _flags(event))),
         ("waiting", f"{event['waiting']:,}"),
         ("admitted last minute", f"{event['admitted_last_minute']:,}"),
         ("admission rate", f"{event['admission_rate_per_sec']:.2f}/s"),
@@ -251,42 +252,95 @@ def show_event(
     out.print(event_table(body))
 
 
+Window = Annotated[int | None, typer.Option("--window", help="Admission window")]
+BucketSize = Annotated[int | None, typer.Option("--bucket-size", help="Token bucket capacity")]
+Rate = Annotated[float | None, typer.Option("--rate", help="Bucket refill, admissions per second")]
+Paused = Annotated[bool | None, typer.Option("--pause/--resume", help="Pause or resume admissions")]
+Closed = Annotated[
+    bool | None, typer.Option("--close/--open", help="Close the queue to newcomers or open it")
+]
+SoldOut = Annotated[
+    bool | None,
+    typer.Option(
+        "--sold-out/--on-sale",
+        help="Mark the event sold out (joins and enters refused, waiters told) or undo it",
+    ),
+]
+
+
+def _settings_body(**values: Any) -> dict[str, Any]:
+    """The API's field names for the options given (None = not given)."""
+    names = {
+        "window": "admission_window",
+        "bucket_size": "bucket_capacity",
+        "rate": "bucket_refill_per_sec",
+        "paused": "paused",
+        "closed": "closed",
+        "sold_out": "sold_out",
+    }
+    return {names[option]: value for option, value in values.items() if value is not None}
+
+
+def create_event(
+    event_id: Annotated[str, typer.Argument(help="Event id")],
+    window: Window = None,
+    bucket_size: BucketSize = None,
+    rate: Rate = None,
+    paused: Paused = None,
+    closed: Closed = None,
+    sold_out: SoldOut = None,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+    username: Username = "",
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Register an event, optionally with its first settings (e.g. --pause until the sale)."""
+    body = _settings_body(
+        window=window,
+        bucket_size=bucket_size,
+        rate=rate,
+        paused=paused,
+        closed=closed,
+        sold_out=sold_out,
+    )
+    answer = _call(
+        url,
+        token,
+        username,
+        password_stdin,
+        "POST",
+        ADMIN_EVENTS,
+        json={"event_id": event_id, **body},
+    )
+    out.print(event_table(answer))
+
+
 def set_event(
     event_id: Annotated[str, typer.Argument(help="Event id")],
-    window: Annotated[int | None, typer.Option("--window", help="Admission window")] = None,
-    bucket_size: Annotated[
-        int | None, typer.Option("--bucket-size", help="Token bucket capacity")
-    ] = None,
-    rate: Annotated[
-        float | None, typer.Option("--rate", help="Bucket refill, admissions per second")
-    ] = None,
-    paused: Annotated[
-        bool | None, typer.Option("--pause/--resume", help="Pause or resume admissions")
-    ] = None,
-    closed: Annotated[
-        bool | None, typer.Option("--close/--open", help="Close the queue to newcomers or open it")
-    ] = None,
+    window: Window = None,
+    bucket_size: BucketSize = None,
+    rate: Rate = None,
+    paused: Paused = None,
+    closed: Closed = None,
+    sold_out: SoldOut = None,
     url: Url = DEFAULT_URL,
     token: Token = "",
     username: Username = "",
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Change an event's settings at runtime (all workers, within a second; audit-logged)."""
-    patch: dict[str, Any] = {
-        name: value
-        for name, value in (
-            ("admission_window", window),
-            ("bucket_capacity", bucket_size),
-            ("bucket_refill_per_sec", rate),
-            ("paused", paused),
-            ("closed", closed),
-        )
-        if value is not None
-    }
+    patch = _settings_body(
+        window=window,
+        bucket_size=bucket_size,
+        rate=rate,
+        paused=paused,
+        closed=closed,
+        sold_out=sold_out,
+    )
     if not patch:
         fail(
-            "nothing to change: give --window, --bucket-size, --rate, --pause/--resume or "
-            "--close/--open"
+            "nothing to change: give --window, --bucket-size, --rate, --pause/--resume, "
+            "--close/--open or --sold-out/--on-sale"
         )
     body = _call(
         url, token, username, password_stdin, "PATCH", f"{ADMIN_EVENTS}/{event_id}", json=patch
@@ -378,7 +432,8 @@ def register(admin: typer.Typer) -> None:
     """Add the event commands to the `admin` group of the main CLI."""
     admin.command("events")(list_events)
     admin.command("login")(login)
-    event = typer.Typer(no_args_is_help=True, help="One event: show, set, sweep, watch")
+    event = typer.Typer(no_args_is_help=True, help="One event: create, show, set, sweep, watch")
+    event.command("create")(create_event)
     event.command("show")(show_event)
     event.command("watch")(watch_event)
     event.command("set")(set_event)

@@ -6,6 +6,7 @@ working. An invalid value stops the process with a one-line reason naming the va
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -65,6 +66,11 @@ class QueueSettings:
     bucket_capacity: int = 500
     bucket_refill_per_sec: float = 50.0
     reservation_token_ttl_ms: int = 30_000
+    # How long a join's Idempotency-Key is replayed: IDEMPOTENCY_TTL_SEC, like every route's.
+    idempotency_ttl_ms: int = 86_400_000
+    # QUEUE_AUTO_CREATE_EVENTS: a join may open a queue for any event id. load_settings
+    # turns it on in development only; elsewhere an operator registers events first.
+    auto_create_events: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +273,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reservation_token_ttl_ms=int(
             opt("QUEUE_RESERVATION_TOKEN_TTL_SEC", lambda n, r: _float(n, r, 1, 3600), 30.0) * 1000
         ),
+        auto_create_events=env_bool(source, "QUEUE_AUTO_CREATE_EVENTS", is_dev),
     )
+    edge = _edge_settings(source)
+    queue = dataclasses.replace(queue, idempotency_ttl_ms=edge["idempotency"].ttl_ms)
 
     settings = Settings(
         host=get("SERVER_HOST", "127.0.0.1") or "127.0.0.1",
@@ -288,7 +297,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_secret_generated=generated,
         metrics_enabled=env_bool(source, "OBSERVABILITY_METRICS_ENABLED", True),
         replicas_expected=env_int(source, "SERVER_REPLICAS_EXPECTED", 1, 1, 100_000),
-        **_edge_settings(source),
+        **edge,
     )
     check_workers(settings)
     from ticketgate.topology import check_replicas  # it imports ConfigError from here

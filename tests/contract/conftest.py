@@ -75,3 +75,59 @@ def lose_event_data(store: QueueStore, event_id: str, request: pytest.FixtureReq
     keys = list(client.scan_iter(match=f"tg:{{{event_id}}}:*"))
     assert keys, "the event had keys to lose"
     client.delete(*keys)
+
+
+def store_state(store: QueueStore, event_id: str, client: redis.Redis | None) -> dict[str, object]:
+    """Everything a store keeps for one event except clock values (the two stores read
+    different clocks), in one shape for both, so a test can require them to be equal.
+    `client` reads the Redis store's keys (None for the memory store)."""
+    if isinstance(store, MemoryQueueStore):
+        event = store._events.get(event_id)
+        if event is None:
+            return {}
+        return {
+            "seq": event.seq,
+            "waiting": list(event.waiting),
+            "seen": sorted(event.last_seen),
+            "users": {user: seq for user, (seq, _) in event.users.items()},
+            "owners": dict(event.seq_user),
+            "admitted": sorted(event.admitted),
+            "admitted_users": dict(event.admitted_users),
+            "reservations": {seq: user for seq, (user, _) in event.reservations.items()},
+            "idempotency_keys": len(event.idempotency),
+            "config": {k: v for k, v in event.config.items() if k != "registered"},
+            "registered": "registered" in event.config,
+            "marks": [seq for seq, _ in event.marks],
+        }
+    assert client is not None
+    prefix = f"tg:{{{event_id}}}:"
+    keys = {key.decode() for key in client.scan_iter(match=f"{prefix}*")}
+    if not keys:
+        return {}
+
+    def text(value: object) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    config = {text(k): text(v) for k, v in client.hgetall(f"{prefix}cfg").items()}
+    return {
+        "seq": int(client.get(f"{prefix}seq") or 0),
+        "waiting": [int(text(s)) for s in client.zrange(f"{prefix}wait", 0, -1)],
+        "seen": sorted(int(text(s)) for s in client.zrange(f"{prefix}seen", 0, -1)),
+        "users": {
+            text(u): int(text(v).split(":")[0]) for u, v in client.hgetall(f"{prefix}users").items()
+        },
+        "owners": {int(text(s)): text(u) for s, u in client.hgetall(f"{prefix}owners").items()},
+        "admitted": sorted(int(text(s)) for s in client.zrange(f"{prefix}adm", 0, -1)),
+        "admitted_users": {
+            text(u): int(text(s)) for u, s in client.hgetall(f"{prefix}admu").items()
+        },
+        "reservations": {
+            int(key.rsplit(":", 1)[1]): text(client.get(key) or b"")
+            for key in keys
+            if key.startswith(f"{prefix}rt:") and key.rsplit(":", 1)[1].isdigit()
+        },
+        "idempotency_keys": sum(1 for key in keys if key.startswith(f"{prefix}idem:")),
+        "config": {k: v for k, v in config.items() if k != "registered"},
+        "registered": "registered" in config,
+        "marks": [int(text(m).split(":")[0]) for m in client.zrange(f"{prefix}marks", 0, -1)],
+    }

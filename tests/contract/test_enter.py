@@ -10,7 +10,7 @@ import pytest
 
 from tests.contract.conftest import Stopwatch, join_many, open_door, positions
 from ticketgate.config import MinWaitRule
-from ticketgate.waitingroom.model import EnterOutcome, WaiterState
+from ticketgate.waitingroom.model import EnterOutcome, UserAlreadyAdmitted, WaiterState
 from ticketgate.waitingroom.store import QueueStore
 
 
@@ -275,9 +275,12 @@ async def test_each_event_has_its_own_bucket(store: QueueStore, event_id: str) -
         )
 
 
-async def test_a_granted_enter_frees_the_users_place(store: QueueStore, event_id: str) -> None:
+async def test_a_user_admitted_once_cannot_join_again(store: QueueStore, event_id: str) -> None:
+    """One admission per person: after alice's grant her place is gone (not a duplicate)
+    and a new join is refused at once instead of after a whole wait at the door."""
     first = await store.join(event_id, "alice", "")
     await store.enter(event_id, first.seq, first.joined_ms, "alice")
-    again = await store.join(event_id, "alice", "")
-    assert not again.duplicate
-    assert again.seq != first.seq
+    with pytest.raises(UserAlreadyAdmitted):
+        await store.join(event_id, "alice", "")
+    bob = await store.join(event_id, "bob", "")
+    assert not bob.duplicate

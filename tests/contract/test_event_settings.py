@@ -124,6 +124,28 @@ async def test_bucket_capacity_and_rate_overrides_throttle_the_door(
     assert 90_000 <= throttled.retry_after_ms <= 100_001  # one token at 0.01/s
 
 
+@pytest.mark.queue_settings(
+    admission_window=10,
+    min_wait=open_door(10),
+    bypass_top=0,
+    bucket_capacity=2,
+    bucket_refill_per_sec=0.001,
+)
+@pytest.mark.parametrize("when", ["before the first join", "after joins"])
+async def test_a_raised_capacity_fills_a_new_events_bucket_on_both_stores(
+    store: QueueStore, event_id: str, when: str
+) -> None:
+    """A new event's bucket starts full at the operator's capacity (5), not the process's
+    (2): the memory store once granted 2 where Redis granted 5."""
+    if when == "before the first join":
+        await store.configure(event_id, {"capacity": "5"})
+    joined = await join_many(store, event_id, 8)
+    if when == "after joins":
+        await store.configure(event_id, {"capacity": "5"})
+    outcomes = [(await store.enter(event_id, j.seq, j.joined_ms, "")).outcome for j in joined]
+    assert outcomes == [EnterOutcome.GRANTED] * 5 + [EnterOutcome.THROTTLED] * 3
+
+
 async def test_stats_count_waiters_admissions_and_age_the_head(
     store: QueueStore, event_id: str
 ) -> None:

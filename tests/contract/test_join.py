@@ -109,3 +109,13 @@ async def test_a_user_whose_place_expired_joins_again_at_the_tail(
     assert again.position == 1, "the expired place no longer counts ahead of the new one"
     assert (await store.status(event_id, stale.seq)).state is WaiterState.EXPIRED
     assert (await store.status(event_id, again.seq)).position == 1
+
+
+@pytest.mark.queue_settings(idempotency_ttl_ms=700)
+async def test_the_idempotency_key_lives_idempotency_ttl_sec_not_a_day(
+    store: QueueStore, event_id: str
+) -> None:
+    first = await store.join(event_id, "", "key-1")
+    assert (await store.join(event_id, "", "key-1")).seq == first.seq
+    await asyncio.sleep(0.8)
+    assert (await store.join(event_id, "", "key-1")).seq != first.seq

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tests.conftest import TEST_SECRET
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.memory_store import IDEMPOTENCY_TTL_MS, MemoryQueueStore
+from ticketgate.waitingroom.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import ClaimOutcome, EnterOutcome
 
 
@@ -19,8 +19,16 @@ class Clock:
         return self.now_ms
 
 
+# A join's Idempotency-Key lives IDEMPOTENCY_TTL_SEC (here 10 min, not the default day).
+IDEMPOTENCY_TTL_MS = 600_000
+
+
 def _store(clock: Clock) -> MemoryQueueStore:
-    settings = QueueSettings(token_secret=TEST_SECRET, heartbeat_ttl_ms=10 * IDEMPOTENCY_TTL_MS)
+    settings = QueueSettings(
+        token_secret=TEST_SECRET,
+        heartbeat_ttl_ms=10 * IDEMPOTENCY_TTL_MS,
+        idempotency_ttl_ms=IDEMPOTENCY_TTL_MS,
+    )
     return MemoryQueueStore(settings, clock=clock)
 
 
@@ -34,7 +42,7 @@ async def test_an_idempotency_key_is_forgotten_after_its_ttl() -> None:
     again = await store.join("evt", "", "key-1")
     assert again.seq != first.seq
     clock.now_ms += IDEMPOTENCY_TTL_MS - 1
-    assert (await store.join("evt", "", "key-1")).seq == again.seq, "re-armed for a full day"
+    assert (await store.join("evt", "", "key-1")).seq == again.seq, "re-armed for a full TTL"
 
 
 async def test_sweeps_drop_expired_keys_oldest_first_in_batches() -> None:

@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,12 @@ from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import open_door
 from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.memory_store import MemoryQueueStore
-from ticketgate.waitingroom.model import EnterOutcome, LeaveOutcome, WaiterState
+from ticketgate.waitingroom.model import (
+    EnterOutcome,
+    LeaveOutcome,
+    UserAlreadyAdmitted,
+    WaiterState,
+)
 from ticketgate.waitingroom.store import QueueStore
 
 WINDOW = 2
@@ -29,6 +35,7 @@ SETTINGS = QueueSettings(
     bucket_capacity=10_000,
 )
 USERS = ("", "", "", "ann", "bob")
+ENTER_AS = ("", "ann", "bob", "cy")
 
 Op = tuple[str, int]
 JOIN = st.tuples(st.just("join"), st.integers(0, len(USERS) - 1))
@@ -42,6 +49,7 @@ class Model:
     waiting: list[int] = field(default_factory=list)
     admitted: set[int] = field(default_factory=set)
     place_of: dict[str, int] = field(default_factory=dict)
+    admitted_users: set[str] = field(default_factory=set)  # one admission per person
 
     def position(self, seq: int) -> int:
         return self.waiting.index(seq) + 1 if seq in self.waiting else 0
@@ -58,6 +66,10 @@ async def run_against_model(store: QueueStore, ops: list[Op]) -> None:
     for name, arg in ops:
         if name == "join":
             user = USERS[arg]
+            if user in model.admitted_users and user not in model.place_of:
+                with pytest.raises(UserAlreadyAdmitted):
+                    await store.join(event_id, user, "")
+                continue
             result = await store.join(event_id, user, "")
             if user and user in model.place_of:
                 assert result.duplicate
@@ -80,9 +92,13 @@ async def run_against_model(store: QueueStore, ops: list[Op]) -> None:
                 if seq in model.waiting:
                     model.remove(seq)
             elif name == "enter":
+                # An anonymous place is entered by whoever signs in with it.
+                user = user or ENTER_AS[arg % len(ENTER_AS)]
                 entered = await store.enter(event_id, seq, joined_ms, user)
                 if seq in model.admitted:
                     assert entered.outcome is EnterOutcome.ALREADY_ADMITTED
+                elif user in model.admitted_users:
+                    assert entered.outcome is EnterOutcome.USER_ADMITTED
                 elif seq not in model.waiting:
                     assert entered.outcome is EnterOutcome.EXPIRED
                 elif model.position(seq) <= WINDOW:
@@ -92,6 +108,8 @@ async def run_against_model(store: QueueStore, ops: list[Op]) -> None:
                     )
                     model.remove(seq)
                     model.admitted.add(seq)
+                    if user:
+                        model.admitted_users.add(user)
                 else:
                     assert (entered.outcome, entered.position) == (
                         EnterOutcome.NOT_READY,

@@ -21,6 +21,7 @@ from ticketgate.waitingroom.model import (
     Forbidden,
     JoinResult,
     LeaveOutcome,
+    Registration,
     StatusResult,
     TokenExpired,
     TokenNotFound,
@@ -79,10 +80,13 @@ class CountingStore:
         return await self.inner.event_stats(event_id)
 
     async def configure(
-        self, event_id: str, changes: Mapping[str, str]
+        self,
+        event_id: str,
+        changes: Mapping[str, str],
+        registration: Registration = Registration.ANY,
     ) -> tuple[EventOverrides, EventOverrides]:
         self.calls["configure"] += 1
-        return await self.inner.configure(event_id, changes)
+        return await self.inner.configure(event_id, changes, registration)
 
     async def register_events(self, waiting: Mapping[str, int]) -> None:
         self.calls["register_events"] += 1
@@ -233,6 +237,7 @@ async def test_status_outside_the_window_is_waiting_with_an_eta(
     behind = await room.join(event_id, "")
     view = await room.status(behind.waiting_token)
     assert (view.status, view.position, view.ready_for_entry) == ("waiting", 2, False)
+    assert view.eta_sec is not None
     assert view.eta_sec >= 1
     assert view.eta_confidence == 0.0, "no admissions yet: the ETA is the configured rate"
 

@@ -76,7 +76,9 @@ async def test_an_event_shows_live_stats_and_the_listing_sorts_by_waiting(
         "bucket_refill_per_sec": 50.0,
         "paused": False,
         "closed": False,
+        "sold_out": False,
     }
+    assert (shown["state"], shown["registered"]) == ("open", False)
     assert shown["overridden"] == []
 
     async def listed() -> bool:  # the registry is written by the sweeper, once a second

@@ -30,7 +30,7 @@ def production_env(redis_address: str, database: Path, **overrides: str) -> dict
         QUEUE_TOKEN_SECRET=SECRET,
         REDIS_ADDRESS=redis_address,
         DATABASE_PATH=str(database),
-        **overrides,
+        **{"QUEUE_AUTO_CREATE_EVENTS": "true", **overrides},  # these tests join made-up events
     )
 
 

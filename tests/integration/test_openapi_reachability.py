@@ -42,6 +42,7 @@ class Env:
     limited: httpx.AsyncClient  # one request per second per client
     down: httpx.AsyncClient  # Redis and both backends unreachable
     fake: FakeBackends  # the backends of `main` and `limited`
+    strict: httpx.AsyncClient  # QUEUE_AUTO_CREATE_EVENTS=false: only registered events
 
 
 Recipe = Callable[[Env], Awaitable[httpx.Response]]
@@ -199,6 +200,9 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/readyz"): lambda env, http, who: http.get("/readyz"),
     # The operator API (role admin: DEV is the development admin).
     ("GET", ADMIN): lambda env, http, who: http.get(ADMIN, headers=DEV),
+    ("POST", ADMIN): lambda env, http, who: http.post(
+        ADMIN, json={"event_id": event()}, headers=DEV
+    ),
     ("GET", f"{ADMIN}/{{event_id}}"): lambda env, http, who: http.get(ADMIN_EVENT, headers=DEV),
     ("PATCH", f"{ADMIN}/{{event_id}}"): lambda env, http, who: http.patch(
         ADMIN_EVENT, json={"paused": False}, headers=DEV
@@ -308,6 +312,7 @@ JSON_BODY = [
     ("POST", f"{RES}/{{id}}/cancel"),
     ("POST", INTENT),
     ("POST", WEBHOOK),
+    ("POST", ADMIN),
     ("PATCH", f"{ADMIN}/{{event_id}}"),
 ]
 for route in JSON_BODY:
@@ -323,7 +328,7 @@ for route in [*REQUIRES_AUTH, *ADMIN_ROUTES]:
     recipe(*route, 401)(_unauthenticated(route))
 for route in ADMIN_ROUTES:
     recipe(*route, 403)(_not_admin(route))
-    recipe(*route, 200)(_as_admin(route))
+    recipe(*route, 201 if route == ("POST", ADMIN) else 200)(_as_admin(route))
 
 
 # ------------------------------------------------------------------------ queue
@@ -349,6 +354,11 @@ async def join_with_a_bad_token(env: Env) -> httpx.Response:
 @recipe("POST", JOIN, 403)
 async def join_as_someone_else(env: Env) -> httpx.Response:
     return await env.main.post(JOIN, json={"event_id": event(), "user_id": "other"}, headers=DEV)
+
+
+@recipe("POST", JOIN, 404)
+async def join_an_unregistered_event(env: Env) -> httpx.Response:
+    return await env.strict.post(JOIN, json={"event_id": event()})
 
 
 @recipe("POST", JOIN, 409)
@@ -593,6 +603,32 @@ recipe("POST", WEBHOOK, 412)(_webhook_fault("ERROR_CODE_PAYMENT_NOT_APPROVED"))
 
 # ------------------------------------------------------------------------ admin
 
+recipe("POST", ADMIN, 400)(lambda env: env.main.post(ADMIN, json={}, headers=DEV))
+
+
+@recipe("POST", ADMIN, 409)
+async def register_an_event_twice(env: Env) -> httpx.Response:
+    body = {"event_id": event()}
+    await env.main.post(ADMIN, json=body, headers=DEV)
+    return await env.main.post(ADMIN, json=body, headers=DEV)
+
+
+def _unregistered(method: str, path: str) -> Recipe:
+    async def provoke(env: Env) -> httpx.Response:
+        body = {"paused": True} if method == "PATCH" else None
+        return await env.strict.request(
+            method, path.replace("{event_id}", event()), json=body, headers=DEV
+        )
+
+    return provoke
+
+
+for method, path in (
+    ("GET", f"{ADMIN}/{{event_id}}"),
+    ("PATCH", f"{ADMIN}/{{event_id}}"),
+    ("POST", f"{ADMIN}/{{event_id}}/sweep"),
+):
+    recipe(method, path, 404)(_unregistered(method, path))
 recipe("GET", ADMIN, 400)(lambda env: env.main.get(ADMIN, params={"limit": "ten"}, headers=DEV))
 recipe("GET", f"{ADMIN}/{{event_id}}", 400)(
     lambda env: env.main.get(f"{ADMIN}/bad%20id", headers=DEV)
@@ -692,8 +728,15 @@ async def environments(redis_address: str) -> AsyncIterator[Env]:
             )
         ) as limited,
         serve(create_app(load_settings(_environment(nobody, nobody)))) as down,
+        serve(
+            create_app(
+                load_settings(
+                    _environment(redis_address, fake.address, QUEUE_AUTO_CREATE_EVENTS="false")
+                )
+            )
+        ) as strict,
     ):
-        yield Env(main, limited, down, fake)
+        yield Env(main, limited, down, fake, strict)
 
 
 async def test_every_documented_status_is_reachable_over_http(redis_address: str) -> None:

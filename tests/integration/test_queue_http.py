@@ -16,6 +16,7 @@ from tests.integration.conftest import (
 )
 
 STATUS_FIELDS = {
+    "event_state",
     "status",
     "position",
     "eta_sec",
@@ -247,8 +248,9 @@ async def test_eta_keeps_the_configured_rate_until_enough_admissions_are_observe
         tokens = [await join(client, event_id) for _ in range(4)]
         before = (await client.get(STATUS, params={"token": tokens[3]})).json()
         assert before["eta_confidence"] == 0.0  # nothing observed yet: the nominal rate
-        for token in tokens[:2]:  # each is first in line when it enters
-            entered = await client.post(ENTER, json={"waiting_token": token}, headers=DEV)
+        for n, token in enumerate(tokens[:2]):  # each is first in line when it enters
+            who = as_user(f"eta-{n}")  # one admission per person: two people
+            entered = await client.post(ENTER, json={"waiting_token": token}, headers=who)
             assert entered.status_code == 200, entered.text
         after = (await client.get(STATUS, params={"token": tokens[3]})).json()
     assert (after["status"], after["position"]) == ("waiting", 2)

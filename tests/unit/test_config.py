@@ -39,7 +39,20 @@ def test_defaults_follow_the_design() -> None:
     assert queue.min_wait == (MinWaitRule(10, 0), MinWaitRule(50, 2_000), MinWaitRule(100, 5_000))
     assert (queue.bucket_capacity, queue.bucket_refill_per_sec) == (500, 50.0)
     assert queue.reservation_token_ttl_ms == 30_000
-    assert queue == QueueSettings(token_secret=SECRET.encode())
+    assert queue.idempotency_ttl_ms == 86_400_000
+    assert not queue.auto_create_events, "outside development events are registered first"
+    # The dataclass default is for embedding and tests; load_settings applies the environment.
+    assert queue == QueueSettings(token_secret=SECRET.encode(), auto_create_events=False)
+
+
+def test_events_are_created_on_first_join_in_development_only() -> None:
+    assert load().queue.auto_create_events
+    assert load_settings({**PROD, "QUEUE_AUTO_CREATE_EVENTS": "true"}).queue.auto_create_events
+    assert not load(QUEUE_AUTO_CREATE_EVENTS="false").queue.auto_create_events
+
+
+def test_the_joins_idempotency_key_lives_idempotency_ttl_sec() -> None:
+    assert load(IDEMPOTENCY_TTL_SEC="90").queue.idempotency_ttl_ms == 90_000
 
 
 def test_development_defaults_enable_the_bypass_and_generate_a_secret() -> None:

@@ -1,5 +1,5 @@
-"""Operator endpoints under /api/v1/admin (role `admin`): events with live stats, runtime
-settings per event, sweeping ghosts on demand.
+"""Operator endpoints under /api/v1/admin (role `admin`): registering events, events with
+live stats, runtime settings per event (pause, close, sold out), sweeping ghosts on demand.
 
 A change is written to the queue store, where the join/status/enter steps read it, so it is
 in effect on every worker and pod at their next call; each change is audit-logged
@@ -17,7 +17,7 @@ import msgspec
 from ticketgate.digits import ascii_int
 from ticketgate.http.core import AuthPolicy, Request, Response, Route
 from ticketgate.http.errors import ApiError
-from ticketgate.http.schemas import FrontierBody, frontier_body
+from ticketgate.http.schemas import EventId, EventStateName, FrontierBody, frontier_body
 from ticketgate.waitingroom.events import (
     CAPACITY_RANGE,
     LIST_DEFAULT,
@@ -47,10 +47,22 @@ class EventSettingsBody(msgspec.Struct):
     bucket_refill_per_sec: float
     paused: bool
     closed: bool
+    sold_out: bool
 
 
 class EventResponse(msgspec.Struct):
     event_id: str
+    state: Annotated[
+        EventStateName,
+        msgspec.Meta(
+            description="What waiters see as event_state: sold_out, else paused, else closed, "
+            "else open"
+        ),
+    ]
+    registered: Annotated[
+        bool,
+        msgspec.Meta(description="Registered by an operator (else created by a join)"),
+    ]
     waiting: Annotated[int, msgspec.Meta(description="Waiters in the queue now")]
     admitted_last_minute: int
     admission_rate_per_sec: Annotated[
@@ -84,13 +96,21 @@ class EventListResponse(msgspec.Struct):
 class EventPatch(msgspec.Struct, forbid_unknown_fields=True):
     """A partial update: absent fields stay as they are; `null` returns a number to the
     process setting. Pausing stops admissions (enter answers 503 ADMISSIONS_PAUSED);
-    closing refuses new joins (409 QUEUE_CLOSED) while those inside keep their places."""
+    closing refuses new joins (409 QUEUE_CLOSED) while those inside keep their places;
+    sold out refuses joins and enters (409 SOLD_OUT) and every waiter's status says so."""
 
     admission_window: Window | msgspec.UnsetType | None = msgspec.UNSET
     bucket_capacity: Capacity | msgspec.UnsetType | None = msgspec.UNSET
     bucket_refill_per_sec: Rate | msgspec.UnsetType | None = msgspec.UNSET
     paused: bool | msgspec.UnsetType = msgspec.UNSET
     closed: bool | msgspec.UnsetType = msgspec.UNSET
+    sold_out: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class EventCreate(EventPatch, forbid_unknown_fields=True):
+    """Register an event, optionally with its first settings (e.g. paused until the sale)."""
+
+    event_id: EventId = ""
 
 
 class SweepResponse(msgspec.Struct):
@@ -109,11 +129,14 @@ def event_response(view: EventView) -> EventResponse:
             ("bucket_refill_per_sec", overrides.bucket_refill_per_sec),
             ("paused", overrides.paused or None),
             ("closed", overrides.closed or None),
+            ("sold_out", overrides.sold_out or None),
         )
         if value is not None
     ]
     return EventResponse(
         event_id=view.event_id,
+        state=view.state.value,
+        registered=view.registered,
         waiting=view.waiting,
         admitted_last_minute=view.admitted_last_minute,
         admission_rate_per_sec=round(view.admission_rate, 3),
@@ -127,6 +150,7 @@ def event_response(view: EventView) -> EventResponse:
             settings.bucket_refill_per_sec,
             settings.paused,
             settings.closed,
+            settings.sold_out,
         ),
         overridden=overridden,
     )
@@ -141,7 +165,7 @@ def _change(patch: EventPatch) -> SettingsChange:
             reset.add(name)
         elif value is not msgspec.UNSET:
             values[name] = value
-    for name in ("paused", "closed"):
+    for name in ("paused", "closed", "sold_out"):
         value = getattr(patch, name)
         if value is not msgspec.UNSET:
             values[name] = value
@@ -168,6 +192,14 @@ class AdminRoutes:
         view = await self.admin.get(request.path_params["event_id"])
         return Response.json(200, event_response(view), _NO_STORE)
 
+    async def create_event(self, request: Request) -> Response:
+        body = request.json(EventCreate)
+        if not body.event_id:
+            raise ApiError("MISSING_EVENT_ID", "event_id is required")
+        view = await self.admin.create(body.event_id, _change(body))
+        _audit(request, "event.create", body.event_id, None, _settings(view))
+        return Response.json(201, event_response(view), _NO_STORE)
+
     async def update_event(self, request: Request) -> Response:
         event_id = request.path_params["event_id"]
         change = _change(request.json(EventPatch))
@@ -189,6 +221,11 @@ class AdminRoutes:
             (403, err, "FORBIDDEN: the caller lacks the admin role"),
             (503, err, "QUEUE_UNAVAILABLE"),
         )
+        not_found = (
+            404,
+            err,
+            "EVENT_NOT_FOUND: not registered (QUEUE_AUTO_CREATE_EVENTS=false)",
+        )
         return [
             Route(
                 "GET",
@@ -205,6 +242,26 @@ class AdminRoutes:
                 query=(("limit?", f"How many events, 1-{LIST_MAX} (default {LIST_DEFAULT})"),),
             ),
             Route(
+                "POST",
+                BASE,
+                self.create_event,
+                AuthPolicy.ADMIN,
+                "Register an event (needed before its first join unless "
+                "QUEUE_AUTO_CREATE_EVENTS=true)",
+                EventCreate,
+                (
+                    (201, EventResponse, "The registered event with its settings"),
+                    (
+                        400,
+                        err,
+                        "MISSING_EVENT_ID, INVALID_REQUEST: malformed body, event_id or "
+                        "out-of-range value",
+                    ),
+                    (409, err, "EVENT_EXISTS: the event is registered already"),
+                    *common,
+                ),
+            ),
+            Route(
                 "GET",
                 f"{BASE}/{{event_id}}",
                 self.get_event,
@@ -214,6 +271,7 @@ class AdminRoutes:
                 (
                     (200, EventResponse, "The event (zeros for one nobody has joined)"),
                     (400, err, "INVALID_REQUEST: malformed event_id"),
+                    not_found,
                     *common,
                 ),
             ),
@@ -227,6 +285,7 @@ class AdminRoutes:
                 (
                     (200, EventResponse, "The event with its new settings"),
                     (400, err, "INVALID_REQUEST: malformed body, event_id or out-of-range value"),
+                    not_found,
                     *common,
                 ),
             ),
@@ -240,6 +299,7 @@ class AdminRoutes:
                 (
                     (200, SweepResponse, "How many were removed"),
                     (400, err, "INVALID_REQUEST: malformed event_id"),
+                    not_found,
                     *common,
                 ),
             ),

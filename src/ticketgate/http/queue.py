@@ -77,6 +77,7 @@ class QueueRoutes:
                 ready_for_entry=view.ready_for_entry,
                 poll_after_ms=view.poll_after_ms,
                 frontier=frontier_body(view.frontier),
+                event_state=view.event_state.value,
             ),
             _NO_STORE,
         )
@@ -145,10 +146,18 @@ class QueueRoutes:
                     (401, err, "INVALID_TOKEN_FORMAT, INVALID_TOKEN"),
                     (403, err, "FORBIDDEN: user_id differs from the token's user"),
                     (
+                        404,
+                        err,
+                        "EVENT_NOT_FOUND: the event is not registered "
+                        "(QUEUE_AUTO_CREATE_EVENTS=false)",
+                    ),
+                    (
                         409,
                         err,
                         "DUPLICATE_REQUEST: carries the existing waiting_token; "
-                        "QUEUE_CLOSED: an operator closed the queue to newcomers",
+                        "QUEUE_CLOSED: an operator closed the queue to newcomers; "
+                        "SOLD_OUT: the event is sold out; "
+                        "ALREADY_ADMITTED: this signed-in user was admitted to the event already",
                     ),
                     (503, err, "QUEUE_UNAVAILABLE; UPSTREAM_UNAVAILABLE: idempotency store"),
                 ),
@@ -182,7 +191,14 @@ class QueueRoutes:
                     (401, err, "MISSING_AUTHORIZATION, INVALID_TOKEN_FORMAT, INVALID_TOKEN"),
                     (403, err, "FORBIDDEN: token belongs to another user"),
                     (404, err, "TOKEN_NOT_FOUND"),
-                    (409, err, "NOT_READY, DUPLICATE_REQUEST (already admitted)"),
+                    (
+                        409,
+                        err,
+                        "NOT_READY; DUPLICATE_REQUEST: this token was admitted already; "
+                        "ALREADY_ADMITTED: this user was admitted to the event already "
+                        "(one admission per person and event, whatever the token); "
+                        "SOLD_OUT: the event is sold out",
+                    ),
                     (410, err, "TOKEN_EXPIRED"),
                     (429, err, "ADMISSION_THROTTLED (Retry-After)"),
                     (503, err, "QUEUE_UNAVAILABLE, ADMISSIONS_PAUSED by an operator (Retry-After)"),

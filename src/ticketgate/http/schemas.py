@@ -44,14 +44,18 @@ def frontier_body(frontier: Frontier) -> FrontierBody:
     return FrontierBody(frontier.released, frontier.used, frontier.earmarked)
 
 
+EventStateName = Literal["open", "paused", "closed", "sold_out"]
+
+
 class StatusResponse(msgspec.Struct):
     status: Literal["waiting", "ready", "admitted", "expired"]
     position: int
     eta_sec: Annotated[
-        int,
+        int | None,
         msgspec.Meta(
             description="Seconds until this waiter may enter: its distance to the frontier "
-            "over the measured release rate (0 when ready)"
+            "over the measured release rate (0 when ready); null while no ETA can be "
+            "promised (event_state paused or sold_out)"
         ),
     ]
     eta_confidence: float
@@ -63,6 +67,14 @@ class StatusResponse(msgspec.Struct):
         int, msgspec.Meta(description="Poll again after this long: when the turn comes")
     ]
     frontier: FrontierBody
+    event_state: Annotated[
+        EventStateName,
+        msgspec.Meta(
+            description="open; paused (nobody is admitted for now); closed (no newcomers, "
+            "those inside still go through); sold_out (nothing left: stop waiting). "
+            "sold_out wins over paused, paused over closed"
+        ),
+    ] = "open"
 
 
 class EnterRequest(msgspec.Struct, forbid_unknown_fields=True):

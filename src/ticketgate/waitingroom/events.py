@@ -1,9 +1,17 @@
-"""Operating events at runtime: list them with live stats, change their settings, sweep now.
+"""Operating events at runtime: register them, list them with live stats, change their
+settings (pause, close, mark sold out), sweep now.
 
 Settings an operator changes live in the queue store (the same place as the queue), never in
 a worker's memory: the join, status and enter steps read them atomically with the queue, so
 every worker and pod sees a change on its very next call. The process settings
 (QueueSettings) stay the defaults for any field an operator has not set.
+
+Registration lives in the same place (the `registered` field of the event's overrides), so
+it is shared by every replica and read by join in its own step; with
+QUEUE_AUTO_CREATE_EVENTS=false (the default outside development) an event nobody registered
+is EVENT_NOT_FOUND to joins and to operators' changes, so a typo cannot pause the wrong event.
+Sold out is one more flag there: an operator sets it today; an inventory watcher can set it
+later through the same `update` (SettingsChange(sold_out=True)).
 """
 
 from __future__ import annotations
@@ -14,7 +22,15 @@ from dataclasses import dataclass
 from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.eta import estimate
-from ticketgate.waitingroom.model import EventOverrides, EventStats, Frontier, InvalidSetting
+from ticketgate.waitingroom.model import (
+    EventNotFound,
+    EventOverrides,
+    EventState,
+    EventStats,
+    Frontier,
+    InvalidSetting,
+    Registration,
+)
 from ticketgate.waitingroom.service import WaitingRoom
 
 LIST_DEFAULT = 100
@@ -33,6 +49,7 @@ class EventSettings:
     bucket_refill_per_sec: float
     paused: bool
     closed: bool
+    sold_out: bool
 
     @classmethod
     def effective(cls, overrides: EventOverrides, defaults: QueueSettings) -> EventSettings:
@@ -44,6 +61,7 @@ class EventSettings:
             ),
             paused=overrides.paused,
             closed=overrides.closed,
+            sold_out=overrides.sold_out,
         )
 
 
@@ -61,6 +79,11 @@ class EventView:
     frontier: Frontier
     admission_rate: float  # measured release rate per second (eta.release_rate)
     eta_confidence: float
+    registered: bool = False
+
+    @property
+    def state(self) -> EventState:
+        return self.overrides.state
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +96,7 @@ class SettingsChange:
     bucket_refill_per_sec: float | None = None
     paused: bool | None = None
     closed: bool | None = None
+    sold_out: bool | None = None
     reset: frozenset[str] = frozenset()
 
 
@@ -82,6 +106,7 @@ _FIELD = {
     "bucket_refill_per_sec": "refill",
     "paused": "paused",
     "closed": "closed",
+    "sold_out": "soldout",
 }
 RESETTABLE = frozenset({"admission_window", "bucket_capacity", "bucket_refill_per_sec"})
 
@@ -117,11 +142,19 @@ class EventAdmin:
             frontier=stats.frontier,
             admission_rate=guess.rate_per_sec,
             eta_confidence=guess.confidence,
+            registered=stats.registered,
         )
+
+    @property
+    def auto_create(self) -> bool:
+        return self.settings.auto_create_events
 
     async def get(self, event_id: str) -> EventView:
         self.room.check_event_id(event_id)
-        return self.view(event_id, await self.store.event_stats(event_id))
+        view = self.view(event_id, await self.store.event_stats(event_id))
+        if not (view.registered or self.auto_create):
+            raise EventNotFound(f"event {event_id} is not registered")
+        return view
 
     async def list(self, limit: int = LIST_DEFAULT) -> list[EventView]:
         """The `limit` events with most waiters, each read fresh (one store step each)."""
@@ -157,6 +190,8 @@ class EventAdmin:
             raw["paused"] = "1" if change.paused else ""
         if change.closed is not None:
             raw["closed"] = "1" if change.closed else ""
+        if change.sold_out is not None:
+            raw["soldout"] = "1" if change.sold_out else ""
         for name in sorted(change.reset):
             if name not in RESETTABLE:
                 raise InvalidSetting(f"reset: {name!r} is not one of {sorted(RESETTABLE)}")
@@ -171,12 +206,24 @@ class EventAdmin:
         """Apply `change` atomically; return the overrides before it and the new view."""
         self.room.check_event_id(event_id)
         raw = self._encode(change)
-        before, _ = await self.store.configure(event_id, raw)
+        registration = Registration.ANY if self.auto_create else Registration.REGISTERED
+        before, _ = await self.store.configure(event_id, raw, registration)
+        return before, await self._listed(event_id)
+
+    async def create(self, event_id: str, change: SettingsChange) -> EventView:
+        """Register the event (EventExists when it is already), with `change` applied in the
+        same step, so an on-sale can be prepared paused or with its own rate."""
+        self.room.check_event_id(event_id)
+        raw = self._encode(change)
+        await self.store.configure(event_id, raw, Registration.CREATE)
+        return await self._listed(event_id)
+
+    async def _listed(self, event_id: str) -> EventView:
         view = await self.get(event_id)
         # Listed at once, even before anyone joins (an operator preparing an on-sale).
         await self.store.register_events({event_id: view.waiting})
-        return before, view
+        return view
 
     async def sweep(self, event_id: str) -> int:
-        self.room.check_event_id(event_id)
+        await self.get(event_id)  # EventNotFound for an unregistered one
         return await self.room.sweep_event(event_id)

@@ -21,21 +21,26 @@ from ticketgate.waitingroom.eta import WINDOWS_MS
 from ticketgate.waitingroom.model import (
     MARK_EVERY,
     OVERRIDE_FIELDS,
+    REGISTERED_FIELD,
     AdmissionCounts,
     ClaimOutcome,
     EnterOutcome,
     EnterResult,
+    EventExists,
+    EventNotFound,
     EventOverrides,
     EventStats,
     Frontier,
     JoinResult,
     LeaveOutcome,
     QueueClosed,
+    Registration,
+    SoldOut,
     StatusResult,
+    UserAlreadyAdmitted,
     WaiterState,
 )
 
-IDEMPOTENCY_TTL_MS = 86_400_000
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -83,6 +88,7 @@ class _Event:
     idempotency: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     admitted: dict[int, int] = field(default_factory=dict)
     admitted_order: SortedList = field(default_factory=SortedList)
+    admitted_users: dict[str, int] = field(default_factory=dict)  # one admission per person
     reservations: dict[int, tuple[str, int]] = field(default_factory=dict)
     leases: dict[int, tuple[str, int]] = field(default_factory=dict)  # seq -> (id, until ms)
     config: dict[str, str] = field(default_factory=dict)  # raw overrides, as Redis keeps them
@@ -100,7 +106,7 @@ class MemoryQueueStore:
         self._clock = clock
         self._events: dict[str, _Event] = {}
 
-    def _event(self, event_id: str, now_ms: int) -> _Event:
+    def _event(self, event_id: str) -> _Event:
         event = self._events.get(event_id)
         if event is None:
             event = self._events[event_id] = _Event()
@@ -137,7 +143,12 @@ class MemoryQueueStore:
 
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
         now = self._clock()
-        event = self._event(event_id, now)
+        known = self._events.get(event_id)
+        if not self._settings.auto_create_events and (
+            known is None or REGISTERED_FIELD not in known.config
+        ):
+            raise EventNotFound("no such event (it is not registered)")
+        event = self._event(event_id)
         idem_slot = f"{user_id}\x00{idempotency_key}" if idempotency_key else ""
         if idem_slot:
             held = event.idempotency.get(idem_slot)
@@ -151,6 +162,10 @@ class MemoryQueueStore:
                 if not self._is_stale(event, seq, now):
                     return JoinResult(seq, joined, self._position(event, seq), duplicate=True)
                 self._remove_waiter(event, seq)
+        if user_id and user_id in event.admitted_users:
+            raise UserAlreadyAdmitted("this user was admitted to this event already")
+        if event.config.get("soldout") == "1":
+            raise SoldOut("this event is sold out")
         if event.config.get("closed") == "1":
             raise QueueClosed("this event's queue is closed to new waiters")
         event.seq += 1
@@ -170,7 +185,7 @@ class MemoryQueueStore:
                 event.marks.pop(0)
         if idem_slot:
             event.idempotency.pop(idem_slot, None)  # re-insert at the end: expiry order
-            event.idempotency[idem_slot] = (seq, now, now + IDEMPOTENCY_TTL_MS)
+            event.idempotency[idem_slot] = (seq, now, now + self._settings.idempotency_ttl_ms)
         return JoinResult(seq, now, len(event.waiting), duplicate=False)
 
     @staticmethod
@@ -187,7 +202,7 @@ class MemoryQueueStore:
 
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         now = self._clock()
-        event = self._event(event_id, now)
+        event = self._event(event_id)
         if self._earlier_life(event, joined_ms):
             return self._status_result(event, WaiterState.EXPIRED, 0, now)
         if seq in event.last_seen:
@@ -218,16 +233,20 @@ class MemoryQueueStore:
             frontier=self._frontier(event, policy, now),
             capacity=policy.capacity,
             paused=overrides.paused,
+            closed=overrides.closed,
+            sold_out=overrides.sold_out,
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
         now = self._clock()
-        event = self._event(event_id, now)
+        event = self._event(event_id)
         settings = self._settings
         if self._earlier_life(event, joined_ms):
             return EnterResult(EnterOutcome.EXPIRED, 0, now)
         if seq in event.admitted:
             return EnterResult(EnterOutcome.ALREADY_ADMITTED, 0, now)
+        if user_id and user_id in event.admitted_users:
+            return EnterResult(EnterOutcome.USER_ADMITTED, 0, now)
         if seq not in event.last_seen:
             return EnterResult(EnterOutcome.EXPIRED, 0, now)
         if self._is_stale(event, seq, now):
@@ -235,6 +254,8 @@ class MemoryQueueStore:
             return EnterResult(EnterOutcome.EXPIRED, 0, now)
         position = int(event.waiting.bisect_left(seq)) + 1
         overrides = event.overrides()
+        if overrides.sold_out:
+            return EnterResult(EnterOutcome.SOLD_OUT, position, now)
         if overrides.paused:
             return EnterResult(EnterOutcome.PAUSED, position, now)
         policy = AdmissionPolicy.of(settings, overrides)
@@ -246,6 +267,8 @@ class MemoryQueueStore:
         self._remove_waiter(event, seq)
         event.admitted[seq] = now
         event.admitted_order.add((now, seq))
+        if user_id:
+            event.admitted_users[user_id] = seq
         event.reservations[seq] = (user_id, now + settings.reservation_token_ttl_ms)
         self._trim(event, now)
         return EnterResult(EnterOutcome.GRANTED, position, now)
@@ -263,9 +286,8 @@ class MemoryQueueStore:
     async def leave(
         self, event_id: str, seq: int, user_id: str, joined_ms: int | None = None
     ) -> LeaveOutcome:
-        now = self._clock()
-        event = self._event(event_id, now)
-        if self._earlier_life(event, joined_ms) or seq not in event.last_seen:
+        event = self._events.get(event_id)
+        if event is None or self._earlier_life(event, joined_ms) or seq not in event.last_seen:
             return LeaveOutcome.NOT_WAITING
         self._remove_waiter(event, seq)
         return LeaveOutcome.LEFT
@@ -321,6 +343,7 @@ class MemoryQueueStore:
                 0,
                 EventOverrides(),
                 Frontier(policy.capacity, 0),
+                registered=False,
             )
         head_ms = 0
         if event.waiting:
@@ -330,13 +353,30 @@ class MemoryQueueStore:
         overrides = event.overrides()
         frontier = self._frontier(event, AdmissionPolicy.of(self._settings, overrides), now)
         return EventStats(
-            len(event.waiting), now, self._counts(event, now), head_ms, overrides, frontier
+            len(event.waiting),
+            now,
+            self._counts(event, now),
+            head_ms,
+            overrides,
+            frontier,
+            registered=REGISTERED_FIELD in event.config,
         )
 
     async def configure(
-        self, event_id: str, changes: Mapping[str, str]
+        self,
+        event_id: str,
+        changes: Mapping[str, str],
+        registration: Registration = Registration.ANY,
     ) -> tuple[EventOverrides, EventOverrides]:
-        event = self._event(event_id, self._clock())
+        known = self._events.get(event_id)
+        registered = known is not None and REGISTERED_FIELD in known.config
+        if registration is Registration.REGISTERED and not registered:
+            raise EventNotFound(f"event {event_id} is not registered")
+        if registration is Registration.CREATE and registered:
+            raise EventExists(f"event {event_id} is registered already")
+        event = self._event(event_id)
+        if registration is Registration.CREATE:
+            event.config[REGISTERED_FIELD] = str(self._clock())
         before = event.overrides()
         for name, value in changes.items():
             if value:

@@ -26,6 +26,27 @@ class EnterOutcome(enum.IntEnum):
     ALREADY_ADMITTED = 4
     EXPIRED = 5
     PAUSED = 6  # an operator paused this event's admissions
+    USER_ADMITTED = 7  # this user was already admitted to this event (with another token)
+    SOLD_OUT = 8  # the event is sold out: nobody is admitted
+
+
+class EventState(enum.Enum):
+    """The event as a waiter sees it in status. When several flags are set the one that
+    matters most to a waiter wins: sold out (nothing left to wait for), then paused (nobody
+    is admitted now), then closed (no newcomers, but those inside still go through)."""
+
+    OPEN = "open"
+    PAUSED = "paused"
+    CLOSED = "closed"
+    SOLD_OUT = "sold_out"
+
+    @classmethod
+    def of(cls, *, paused: bool, closed: bool, sold_out: bool) -> EventState:
+        if sold_out:
+            return cls.SOLD_OUT
+        if paused:
+            return cls.PAUSED
+        return cls.CLOSED if closed else cls.OPEN
 
 
 class ClaimOutcome(enum.IntEnum):
@@ -74,7 +95,42 @@ class AdmissionThrottled(QueueError):
 
 
 class AlreadyAdmitted(QueueError):
+    """This waiting token was admitted already (a repeated enter)."""
+
     code = "DUPLICATE_REQUEST"
+
+
+class UserAlreadyAdmitted(QueueError):
+    """One person, one admission per event: this user was admitted to the event already,
+    with another waiting token (or is signed in and joins again after an admission)."""
+
+    code = "ALREADY_ADMITTED"
+
+
+class SoldOut(QueueError):
+    """The event is sold out: new joins and enters are refused; waiters see it in status."""
+
+    code = "SOLD_OUT"
+
+
+class EventNotFound(QueueError):
+    """The event is not registered and QUEUE_AUTO_CREATE_EVENTS is off."""
+
+    code = "EVENT_NOT_FOUND"
+
+
+class EventExists(QueueError):
+    """An operator registers an event that is registered already."""
+
+    code = "EVENT_EXISTS"
+
+
+class Registration(enum.Enum):
+    """Which events a store's `configure` may change."""
+
+    ANY = "any"  # whether registered or not (QUEUE_AUTO_CREATE_EVENTS=true)
+    REGISTERED = "registered"  # registered ones only, else EventNotFound
+    CREATE = "create"  # register it now, else EventExists
 
 
 class Forbidden(QueueError):
@@ -163,6 +219,12 @@ class StatusResult:
     frontier: Frontier
     capacity: int
     paused: bool = False
+    closed: bool = False
+    sold_out: bool = False
+
+    @property
+    def event_state(self) -> EventState:
+        return EventState.of(paused=self.paused, closed=self.closed, sold_out=self.sold_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,21 +246,28 @@ class Admission:
 @dataclass(frozen=True, slots=True)
 class StatusView:
     """What a waiter sees on each poll; `frontier` is the event's, so a client can see its
-    distance to the door (position - frontier.earmarked)."""
+    distance to the door (position - frontier.earmarked). `eta_sec` is None when no ETA can
+    be promised: the event is paused or sold out (`event_state` says which)."""
 
     status: str
     position: int
-    eta_sec: int
+    eta_sec: int | None
     eta_confidence: float
     waiting_time: int
     ready_for_entry: bool
     poll_after_ms: int
     frontier: Frontier
+    event_state: EventState = EventState.OPEN
 
 
 # Field names of an event's runtime overrides as the stores keep them (a Redis HASH
 # `tg:{event_id}:cfg`, a dict in memory). An absent field means "the process setting".
-OVERRIDE_FIELDS = ("window", "capacity", "refill", "paused", "closed")
+# `soldout` is a flag like `paused`: set by an operator today, by an inventory watcher later
+# (anything that can call EventAdmin.update), read by join, status and enter in their step.
+OVERRIDE_FIELDS = ("window", "capacity", "refill", "paused", "closed", "soldout")
+# Set (to the registration time in ms) when an operator registers the event; the same HASH,
+# so join reads it in its own step (QUEUE_AUTO_CREATE_EVENTS=false refuses other events).
+REGISTERED_FIELD = "registered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,18 +279,24 @@ class EventOverrides:
     bucket_refill_per_sec: float | None = None
     paused: bool = False
     closed: bool = False
+    sold_out: bool = False
 
     @classmethod
     def from_raw(cls, values: Sequence[str | None]) -> EventOverrides:
         """Decode the stores' raw field values, in OVERRIDE_FIELDS order ('' or None = unset)."""
-        window, capacity, refill, paused, closed = (v or None for v in values)
+        window, capacity, refill, paused, closed, sold_out = (v or None for v in values)
         return cls(
             admission_window=int(window) if window else None,
             bucket_capacity=int(capacity) if capacity else None,
             bucket_refill_per_sec=float(refill) if refill else None,
             paused=paused == "1",
             closed=closed == "1",
+            sold_out=sold_out == "1",
         )
+
+    @property
+    def state(self) -> EventState:
+        return EventState.of(paused=self.paused, closed=self.closed, sold_out=self.sold_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +313,7 @@ class EventStats:
     head_joined_ms: int
     overrides: EventOverrides
     frontier: Frontier
+    registered: bool = False  # an operator registered it (POST /api/v1/admin/events)
 
 
 # The stores remember the join time of every MARK_EVERY-th seq (1, 33, 65, ...): enough to

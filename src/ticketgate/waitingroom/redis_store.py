@@ -23,20 +23,26 @@ from ticketgate.waitingroom.model import (
     ClaimOutcome,
     EnterOutcome,
     EnterResult,
+    EventExists,
+    EventNotFound,
     EventOverrides,
     EventStats,
     Frontier,
     JoinResult,
     LeaveOutcome,
     QueueClosed,
+    QueueError,
     QueueUnavailable,
+    Registration,
+    SoldOut,
     StatusResult,
+    UserAlreadyAdmitted,
     WaiterState,
 )
 
 _LUA = "ticketgate.waitingroom.lua"
 _FRONTIER = ("frontier",)  # lua/frontier.lua, prepended to the scripts that read the bucket
-IDEMPOTENCY_TTL_MS = 86_400_000
+_WAITER = ("waiter",)  # lua/waiter.lua: forget(), for every script that removes a waiter
 _KEY_CACHE_LIMIT = 4096
 # The event registry: a sorted set of event ids scored by their waiting count, outside every
 # event's slot (so written by plain commands, never by a script), trimmed to the largest
@@ -49,10 +55,12 @@ _REGISTRY_CHUNK = 500
 class _EventKeys:
     __slots__ = (
         "admitted",
+        "admitted_users",
         "bucket",
         "cfg",
         "epoch",
         "marks",
+        "owners",
         "prefix",
         "seen",
         "seq",
@@ -65,7 +73,9 @@ class _EventKeys:
         self.seq = self.prefix + "seq"
         self.wait = self.prefix + "wait"
         self.seen = self.prefix + "seen"
-        self.users = self.prefix + "users"
+        self.users = self.prefix + "users"  # user -> 'seq:joined_ms' (signed-in waiters)
+        self.owners = self.prefix + "owners"  # seq -> user, to clean `users` on any removal
+        self.admitted_users = self.prefix + "admu"  # user -> seq: one admission per person
         self.admitted = self.prefix + "adm"
         self.bucket = self.prefix + "bucket"
         self.epoch = self.prefix + "epoch"
@@ -90,11 +100,11 @@ class RedisQueueStore:
         self._redis = executor
         self._settings = settings
         self._keys: dict[str, _EventKeys] = {}
-        self._join = Script.load(_LUA, "join")
-        self._status = Script.load(_LUA, "status", _FRONTIER)
-        self._enter = Script.load(_LUA, "enter", _FRONTIER)
-        self._leave = Script.load(_LUA, "leave")
-        self._sweep = Script.load(_LUA, "sweep")
+        self._join = Script.load(_LUA, "join", _WAITER)
+        self._status = Script.load(_LUA, "status", (*_FRONTIER, *_WAITER))
+        self._enter = Script.load(_LUA, "enter", (*_FRONTIER, *_WAITER))
+        self._leave = Script.load(_LUA, "leave", _WAITER)
+        self._sweep = Script.load(_LUA, "sweep", _WAITER)
         self._claim = Script.load(_LUA, "claim_reservation")
         self._settle = Script.load(_LUA, "settle_reservation")
         self._stats = Script.load(_LUA, "stats", _FRONTIER)
@@ -151,40 +161,39 @@ class RedisQueueStore:
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
         k = self._event(event_id)
         slot = k.idempotency(user_id, idempotency_key) if idempotency_key else k.users
+        settings = self._settings
         kind, seq, joined, position = await self._call(
             self._join.run(
                 self._redis,
-                (k.seq, k.wait, k.seen, k.users, slot, k.epoch, k.cfg, k.marks),
+                (
+                    k.seq,
+                    k.wait,
+                    k.seen,
+                    k.users,
+                    slot,
+                    k.epoch,
+                    k.cfg,
+                    k.marks,
+                    k.owners,
+                    k.admitted_users,
+                ),
                 user_id,
                 "1" if idempotency_key else "0",
-                IDEMPOTENCY_TTL_MS,
-                self._settings.heartbeat_ttl_ms,
+                settings.idempotency_ttl_ms,
+                settings.heartbeat_ttl_ms,
+                "0" if settings.auto_create_events else "1",
             )
         )
-        if kind == 3:
-            raise QueueClosed("this event's queue is closed to new waiters")
+        if kind >= 3:
+            raise _join_refusal(kind)
         return JoinResult(int(seq), int(joined), int(position), duplicate=kind == 2)
 
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         k = self._event(event_id)
-        (
-            state,
-            position,
-            now,
-            c1,
-            c5,
-            c15,
-            covered,
-            window,
-            refill,
-            paused,
-            capacity,
-            tokens,
-            used,
-        ) = await self._call(
+        reply = await self._call(
             self._status.run(
                 self._redis,
-                (k.wait, k.seen, k.admitted, k.epoch, k.cfg, k.bucket),
+                (k.wait, k.seen, k.admitted, k.epoch, k.cfg, k.bucket, k.users, k.owners),
                 seq,
                 self._settings.heartbeat_ttl_ms,
                 "" if joined_ms is None else joined_ms,
@@ -193,6 +202,8 @@ class RedisQueueStore:
                 *self._stats_args,
             )
         )
+        state, position, now, c1, c5, c15, covered, window, refill, paused = reply[:10]
+        capacity, tokens, used, closed, sold_out = reply[10:]
         return StatusResult(
             WaiterState(state),
             int(position),
@@ -203,6 +214,8 @@ class RedisQueueStore:
             frontier=Frontier(float(tokens), int(used)),
             capacity=int(capacity),
             paused=paused == 1,
+            closed=closed == 1,
+            sold_out=sold_out == 1,
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
@@ -219,6 +232,8 @@ class RedisQueueStore:
                     k.reservation(seq),
                     k.epoch,
                     k.cfg,
+                    k.owners,
+                    k.admitted_users,
                 ),
                 seq,
                 joined_ms,
@@ -235,9 +250,8 @@ class RedisQueueStore:
         outcome = await self._call(
             self._leave.run(
                 self._redis,
-                (k.wait, k.seen, k.users, k.epoch),
+                (k.wait, k.seen, k.users, k.epoch, k.owners),
                 seq,
-                user_id,
                 "" if joined_ms is None else joined_ms,
             )
         )
@@ -246,7 +260,12 @@ class RedisQueueStore:
     async def sweep(self, event_id: str, batch: int) -> int:
         k = self._event(event_id)
         removed = await self._call(
-            self._sweep.run(self._redis, (k.wait, k.seen), self._settings.heartbeat_ttl_ms, batch)
+            self._sweep.run(
+                self._redis,
+                (k.wait, k.seen, k.users, k.owners),
+                self._settings.heartbeat_ttl_ms,
+                batch,
+            )
         )
         return int(removed)
 
@@ -279,21 +298,30 @@ class RedisQueueStore:
             now,
             AdmissionCounts(c1, c5, c15, covered),
             head,
-            EventOverrides.from_raw([_text(v) for v in reply[9:]]),
+            EventOverrides.from_raw([_text(v) for v in reply[9:15]]),
             Frontier(float(reply[8]), used),
+            registered=bool(_text(reply[15])),
         )
 
     async def configure(
-        self, event_id: str, changes: Mapping[str, str]
+        self,
+        event_id: str,
+        changes: Mapping[str, str],
+        registration: Registration = Registration.ANY,
     ) -> tuple[EventOverrides, EventOverrides]:
-        flat: list[str] = []
+        flat: list[str] = [registration.value]
         for name, value in changes.items():
             flat += [name, value]
         reply = await self._call(
             self._configure.run(self._redis, (self._event(event_id).cfg,), *flat)
         )
-        values = [_text(v) for v in reply]
-        return EventOverrides.from_raw(values[:5]), EventOverrides.from_raw(values[5:])
+        outcome = int(reply[0])
+        if outcome == 2:
+            raise EventNotFound(f"event {event_id} is not registered")
+        if outcome == 3:
+            raise EventExists(f"event {event_id} is registered already")
+        values = [_text(v) for v in reply[1:]]
+        return EventOverrides.from_raw(values[:6]), EventOverrides.from_raw(values[6:])
 
     async def register_events(self, waiting: Mapping[str, int]) -> None:
         items = list(waiting.items())
@@ -319,6 +347,17 @@ class RedisQueueStore:
 
     async def close(self) -> None:
         await self._redis.close()
+
+
+def _join_refusal(kind: int) -> QueueError:
+    """join.lua's refusals (kinds 3-6), the same errors the memory store raises."""
+    if kind == 3:
+        return QueueClosed("this event's queue is closed to new waiters")
+    if kind == 4:
+        return SoldOut("this event is sold out")
+    if kind == 5:
+        return EventNotFound("no such event (it is not registered)")
+    return UserAlreadyAdmitted("this user was admitted to this event already")
 
 
 def _text(value: bytes | str | None) -> str:

@@ -23,14 +23,17 @@ from ticketgate.waitingroom.model import (
     AlreadyAdmitted,
     ClaimOutcome,
     EnterOutcome,
+    EventState,
     Forbidden,
     LeaveOutcome,
     NotReady,
     QueueError,
     QueueUnavailable,
+    SoldOut,
     StatusView,
     TokenExpired,
     TokenNotFound,
+    UserAlreadyAdmitted,
     WaiterState,
 )
 from ticketgate.waitingroom.store import QueueStore
@@ -59,6 +62,8 @@ class ReservationClaim:
 
 
 log = logging.getLogger("ticketgate.waitingroom")
+# Event states in which nobody is admitted: status promises neither readiness nor an ETA.
+_STALLED = frozenset({EventState.PAUSED, EventState.SOLD_OUT})
 
 
 class InvalidEventId(QueueError):
@@ -124,6 +129,7 @@ class WaitingRoom:
         self.active_events.add(claims.event_id)
         waited_ms = max(0, result.now_ms - claims.joined_ms)
         settings = self.settings
+        event_state = result.event_state
         if result.state is not WaiterState.WAITING:
             return StatusView(
                 status="admitted" if result.state is WaiterState.ADMITTED else "expired",
@@ -134,27 +140,32 @@ class WaitingRoom:
                 ready_for_entry=False,
                 poll_after_ms=0,
                 frontier=result.frontier,
+                event_state=event_state,
             )
         # The event's effective settings (an operator may have overridden them) and its
         # frontier, read in the same store step: ready means an enter now would be granted.
+        # While admissions are paused or the event is sold out nobody is ready and no ETA is
+        # promised (eta_sec null): nobody knows when, or whether, the door opens again.
+        stalled = event_state in _STALLED
         policy = AdmissionPolicy(
             result.admission_window, settings.min_wait, result.capacity, result.refill_per_sec
         )
         frontier = result.frontier
         decision = policy.decide(result.position, waited_ms, frontier.tokens)
-        ready = not result.paused and decision.outcome is EnterOutcome.GRANTED
+        ready = not stalled and decision.outcome is EnterOutcome.GRANTED
         guess = estimate(policy, frontier, result.counts, result.position, waited_ms)
         return StatusView(
             status="ready" if ready else "waiting",
             position=result.position,
-            eta_sec=0 if ready else max(1, guess.eta_sec),
-            eta_confidence=guess.confidence,
+            eta_sec=None if stalled else 0 if ready else max(1, guess.eta_sec),
+            eta_confidence=0.0 if stalled else guess.confidence,
             waiting_time=waited_ms // 1000,
             ready_for_entry=ready,
             poll_after_ms=poll_after_ms(
                 ready, min(decision.wait_ms, guess.eta_ms), settings.heartbeat_ttl_ms
             ),
             frontier=frontier,
+            event_state=event_state,
         )
 
     async def enter(self, token: str, user_id: str) -> Admission:
@@ -189,6 +200,12 @@ class WaitingRoom:
             )
         if outcome is EnterOutcome.ALREADY_ADMITTED:
             raise AlreadyAdmitted("this waiting token was already admitted")
+        if outcome is EnterOutcome.USER_ADMITTED:
+            raise UserAlreadyAdmitted(
+                "this user was admitted to this event already (one admission per person)"
+            )
+        if outcome is EnterOutcome.SOLD_OUT:
+            raise SoldOut("this event is sold out")
         raise TokenExpired("waiting token expired or left the queue")
 
     async def leave(self, token: str) -> bool:

@@ -17,6 +17,7 @@ from ticketgate.waitingroom.model import (
     EventStats,
     JoinResult,
     LeaveOutcome,
+    Registration,
     StatusResult,
 )
 
@@ -25,7 +26,11 @@ class QueueStore(Protocol):
     name: str
 
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
-        """Append a waiter at the tail (or return the user's or the key's existing place)."""
+        """Append a waiter at the tail (or return the user's or the key's existing place).
+
+        Refuses (raises) a newcomer when the event is sold out (SoldOut) or closed
+        (QueueClosed), a signed-in user admitted to the event already (UserAlreadyAdmitted),
+        and, unless `auto_create_events`, an event nobody registered (EventNotFound)."""
 
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         """Read the waiter's place and refresh its heartbeat in the same step.
@@ -36,7 +41,10 @@ class QueueStore(Protocol):
         """
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
-        """Check eligibility, draw from the bucket, remove the waiter and arm the reservation."""
+        """Check eligibility, draw from the bucket, remove the waiter and arm the reservation.
+
+        One admission per person and event: a user admitted once (with any token) is refused
+        (USER_ADMITTED) in the same step, so parallel enters with several tokens grant one."""
 
     async def leave(
         self, event_id: str, seq: int, user_id: str, joined_ms: int | None = None
@@ -63,11 +71,16 @@ class QueueStore(Protocol):
         """Waiting count, admission counts, head age and overrides of one event, in one step."""
 
     async def configure(
-        self, event_id: str, changes: Mapping[str, str]
+        self,
+        event_id: str,
+        changes: Mapping[str, str],
+        registration: Registration = Registration.ANY,
     ) -> tuple[EventOverrides, EventOverrides]:
         """Set (or, for an empty value, remove) override fields (model.OVERRIDE_FIELDS) in
         one atomic step; return the overrides before and after. Join, status and enter read
-        them in their own step, so every worker sees a change on its next call."""
+        them in their own step, so every worker sees a change on its next call.
+        `registration` CREATE registers the event in the same step (EventExists when it is
+        already); REGISTERED changes a registered event only (else EventNotFound)."""
 
     async def register_events(self, waiting: Mapping[str, int]) -> None:
         """Record events (with their waiting counts) in the registry that lists them; bounded,

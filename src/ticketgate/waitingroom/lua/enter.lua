@@ -3,13 +3,16 @@
 -- one token can never both win and no grant exceeds the released capacity.
 -- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket (HASH: tokens, ts, used),
 --       6 reservation slot of this seq, 7 epoch,
---       8 operator overrides (HASH: window, capacity, refill per second, paused)
+--       8 operator overrides (HASH: window, capacity, refill per second, paused, soldout),
+--       9 owners (seq -> user), 10 admitted users (user -> seq: one admission per person
+--       and event, whatever token they come with)
 -- ARGV: 1 seq, 2 joined_ms, 3 user id, 4 heartbeat TTL ms, 5 reservation TTL ms,
 --       6.. AdmissionPolicy.script_args(): 6 admission window, 7 bucket capacity,
 --       8 refill per ms, 9.. pairs of (max position, min wait ms), ascending. ARGV 6-8 are
 --       the process settings; an operator's override in KEYS[8] wins over them.
 -- Returns {outcome, position, now_ms, wait_ms}: 1 granted, 2 not ready, 3 throttled (in the
--- window, not yet within the frontier), 4 already admitted, 5 expired, 6 admissions paused;
+-- window, not yet within the frontier), 4 already admitted, 5 expired, 6 admissions paused,
+-- 7 this user was admitted already (with another token), 8 sold out;
 -- wait_ms: until the waiter's turn at the configured rate.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -21,19 +24,25 @@ end
 if redis.call('ZSCORE', KEYS[4], seq) then
   return {4, 0, now, 0}
 end
+local user = ARGV[3]
+if user ~= '' and redis.call('HEXISTS', KEYS[10], user) == 1 then
+  return {7, 0, now, 0}
+end
 local rank = redis.call('ZRANK', KEYS[1], seq)
 if not rank then
   return {5, 0, now, 0}
 end
 local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
 if now - seen > tonumber(ARGV[4]) then
-  redis.call('ZREM', KEYS[1], seq)
-  redis.call('ZREM', KEYS[2], seq)
+  forget(KEYS[1], KEYS[2], KEYS[3], KEYS[9], seq)
   return {5, 0, now, 0}
 end
 
 local position = rank + 1
-local cfg = redis.call('HMGET', KEYS[8], 'window', 'capacity', 'refill', 'paused')
+local cfg = redis.call('HMGET', KEYS[8], 'window', 'capacity', 'refill', 'paused', 'soldout')
+if cfg[5] == '1' then
+  return {8, position, now, 0}
+end
 if cfg[4] == '1' then
   return {6, position, now, 0}
 end
@@ -66,14 +75,9 @@ end
 redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - 1), 'ts', now,
   'used', used + 1)
 
-redis.call('ZREM', KEYS[1], seq)
-redis.call('ZREM', KEYS[2], seq)
-local user = ARGV[3]
+forget(KEYS[1], KEYS[2], KEYS[3], KEYS[9], seq)
 if user ~= '' then
-  local held = redis.call('HGET', KEYS[3], user)
-  if held and string.sub(held, 1, #seq + 1) == seq .. ':' then
-    redis.call('HDEL', KEYS[3], user)
-  end
+  redis.call('HSET', KEYS[10], user, seq)
 end
 redis.call('ZADD', KEYS[4], now, seq)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - 900000))

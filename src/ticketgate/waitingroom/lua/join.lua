@@ -1,15 +1,23 @@
 -- Join: append a waiter at the tail, or return the place it already holds.
 -- KEYS: 1 seq, 2 wait, 3 seen, 4 users, 5 idempotency slot, 6 epoch, 7 operator overrides
---       (HASH; 'closed' = '1' refuses newcomers), 8 marks (join times of every 32nd seq)
+--       (HASH; 'closed' or 'soldout' = '1' refuses newcomers, 'registered' set by an
+--       operator), 8 marks (join times of every 32nd seq), 9 owners (seq -> user),
+--       10 admitted users (user -> seq)
 -- ARGV: 1 user id ('' for anonymous), 2 '1' when an Idempotency-Key was sent, 3 its TTL in ms,
---       4 heartbeat TTL in ms
+--       4 heartbeat TTL in ms, 5 '1' when only registered events may be joined
 -- Returns {kind, seq, joined_ms, position}: kind 1 new, 2 the user's existing place,
--- 0 replay of the same Idempotency-Key, 3 refused: the queue is closed (those already in
--- it keep their places and get them back on a repeated join). A user's place unseen for the heartbeat TTL is
--- expired here (as status would) and the user joins again at the tail.
+-- 0 replay of the same Idempotency-Key; refused: 3 the queue is closed, 4 the event is sold
+-- out (those already in the queue keep their places and get them back on a repeated join),
+-- 5 the event is not registered, 6 this user was admitted to the event already. A user's
+-- place unseen for the heartbeat TTL is expired here (as status would) and the user joins
+-- again at the tail.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local user = ARGV[1]
+local cfg = redis.call('HMGET', KEYS[7], 'closed', 'soldout', 'registered')
+if ARGV[5] == '1' and not cfg[3] then
+  return {5, 0, 0, 0}
+end
 
 local function held_place(value, kind)
   local sep = string.find(value, ':', 1, true)
@@ -21,8 +29,7 @@ local function held_place(value, kind)
     end
     local seen = tonumber(redis.call('ZSCORE', KEYS[3], seq) or '0')
     if now - seen > tonumber(ARGV[4]) then
-      redis.call('ZREM', KEYS[2], seq)
-      redis.call('ZREM', KEYS[3], seq)
+      forget(KEYS[2], KEYS[3], KEYS[4], KEYS[9], seq)
       return nil
     end
   end
@@ -45,7 +52,13 @@ if user ~= '' then
   end
 end
 
-if redis.call('HGET', KEYS[7], 'closed') == '1' then
+if user ~= '' and redis.call('HEXISTS', KEYS[10], user) == 1 then
+  return {6, 0, 0, 0}
+end
+if cfg[2] == '1' then
+  return {4, 0, 0, 0}
+end
+if cfg[1] == '1' then
   return {3, 0, 0, 0}
 end
 local seq = redis.call('INCR', KEYS[1])
@@ -66,6 +79,7 @@ if seq % 32 == 1 then
 end
 if user ~= '' then
   redis.call('HSET', KEYS[4], user, value)
+  redis.call('HSET', KEYS[9], seq, user)
 end
 if ARGV[2] == '1' then
   redis.call('SET', KEYS[5], value, 'PX', ARGV[3])

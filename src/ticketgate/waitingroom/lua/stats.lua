@@ -4,7 +4,7 @@
 -- ARGV: 1 the process's bucket capacity, 2 its refill per ms (overrides win, as in enter.lua)
 -- Returns {waiting, now_ms, admitted 1m, 5m, 15m, covered_ms, head_joined_ms (0 when empty),
 -- admissions granted so far, unused released capacity (string),
--- window, capacity, refill, paused, closed} (override fields '' when unset).
+-- window, capacity, refill, paused, closed, soldout, registered} (fields '' when unset).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local waiting = redis.call('ZCARD', KEYS[1])
@@ -21,7 +21,8 @@ local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if oldest[2] then
   covered = now - tonumber(oldest[2])
 end
-local cfg = redis.call('HMGET', KEYS[3], 'window', 'capacity', 'refill', 'paused', 'closed')
+local cfg = redis.call(
+  'HMGET', KEYS[3], 'window', 'capacity', 'refill', 'paused', 'closed', 'soldout', 'registered')
 local _, _, tokens, used = frontier(KEYS[5], now, cfg[2], cfg[3], ARGV[1], ARGV[2])
 return {
   waiting, now,
@@ -30,5 +31,6 @@ return {
   redis.call('ZCOUNT', KEYS[2], now - 900000, '+inf'),
   covered, head_ms,
   used, string.format('%.17g', tokens),
-  cfg[1] or '', cfg[2] or '', cfg[3] or '', cfg[4] or '', cfg[5] or '',
+  cfg[1] or '', cfg[2] or '', cfg[3] or '', cfg[4] or '', cfg[5] or '', cfg[6] or '',
+  cfg[7] or '',
 }

@@ -1,12 +1,13 @@
 -- Status: the waiter's place, a heartbeat refresh, the admission counts for the ETA and the
 -- event's serving frontier (read, not written: refilling is path-independent, see enter.lua).
--- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH), 6 bucket
+-- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH), 6 bucket,
+--       7 users, 8 owners (seq -> user)
 -- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check),
 --       4 the process's admission window, 5 its refill per second (a decimal string),
 --       6 its bucket capacity, 7 its refill per ms
 -- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms, window,
 -- refill per second (string: Lua numbers would be truncated), paused 0/1, capacity,
--- unused released capacity (string), admissions granted so far};
+-- unused released capacity (string), admissions granted so far, closed 0/1, sold out 0/1};
 -- state 1 waiting, 2 admitted, 3 expired.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -20,8 +21,7 @@ local rank = current and redis.call('ZRANK', KEYS[1], seq)
 if rank then
   local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
   if now - seen > tonumber(ARGV[2]) then
-    redis.call('ZREM', KEYS[1], seq)
-    redis.call('ZREM', KEYS[2], seq)
+    forget(KEYS[1], KEYS[2], KEYS[7], KEYS[8], seq)
   else
     redis.call('ZADD', KEYS[2], now, seq)
     state, position = 1, rank + 1
@@ -35,7 +35,8 @@ local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if oldest[2] then
   covered = now - tonumber(oldest[2])
 end
-local cfg = redis.call('HMGET', KEYS[5], 'window', 'refill', 'paused', 'capacity')
+local cfg = redis.call(
+  'HMGET', KEYS[5], 'window', 'refill', 'paused', 'capacity', 'closed', 'soldout')
 local capacity, _, tokens, used = frontier(KEYS[6], now, cfg[4], cfg[2], ARGV[6], ARGV[7])
 return {
   state, position, now,
@@ -49,4 +50,6 @@ return {
   capacity,
   string.format('%.17g', tokens),
   used,
+  cfg[5] == '1' and 1 or 0,
+  cfg[6] == '1' and 1 or 0,
 }
