@@ -65,7 +65,7 @@ def preload(
 
     `users=True` joins as distinct authenticated users (one HASH field each, what the
     duplicate-join check needs); `idempotency=True` sends an Idempotency-Key per join (one
-    string key each, kept for a day). Both off is an anonymous join, the common case.
+    string key each, kept IDEMPOTENCY_TTL_SEC). Both off is an anonymous join, the common case.
     """
     script = _join_script()
     client.script_load(script.source)
