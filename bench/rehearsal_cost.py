@@ -1,10 +1,11 @@
 """What `ticketgate rehearse` itself costs: fans per CPU-second and event-loop lag while it
 holds ~20,000 concurrent fans, per HTTP client library (aiohttp, httpx).
 
-    python -m bench.rehearsal_cost [--fans 21000] [--duration 90] [--clients aiohttp,httpx]
+    python -m bench.rehearsal_cost [--fans 21000] [--duration 90] [--burst 20]
+                                   [--clients aiohttp,httpx]
 
 For each library: a fresh development gateway (one worker, pinned to CPU 0 with taskset when
-available), then the real command pinned to CPU 1: the burst of `--fans` joins over 20 s,
+available), then the real command pinned to CPU 1: the burst of `--fans` joins over `--burst` s,
 admission at 10/s so nearly all of them stay in the queue and poll as told (booking off: this
 measures the fan journey through the queue), stopped after `--duration` s. Prints one line of
 figures per library from the report's `tool` section.
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +27,7 @@ from bench.processes import Child, free_port, wait_http_ready
 SCENARIO = """
 fans: {fans}
 burst_share: 1.0
-burst_sec: 20
+burst_sec: {burst}
 max_duration_sec: {duration}
 queue:
   heartbeat_ttl_sec: 300
@@ -44,7 +46,7 @@ def pinned(cpu: int, argv: list[str]) -> list[str]:
     return [taskset, "-c", str(cpu), *argv]
 
 
-def measure(client: str, fans: int, duration: int, work: Path) -> dict[str, object]:
+def measure(client: str, fans: int, duration: int, burst: int, work: Path) -> dict[str, object]:
     port = free_port()
     env = {
         **os.environ,
@@ -66,7 +68,8 @@ def measure(client: str, fans: int, duration: int, work: Path) -> dict[str, obje
         wait_http_ready(gateway, f"http://127.0.0.1:{port}/healthz")
         scenario = work / f"{client}.yaml"
         scenario.write_text(
-            SCENARIO.format(fans=fans, duration=duration, client=client), encoding="utf-8"
+            SCENARIO.format(fans=fans, duration=duration, client=client, burst=burst),
+            encoding="utf-8",
         )
         prefix = work / f"report-{client}"
         tool = Child(
@@ -89,13 +92,20 @@ def measure(client: str, fans: int, duration: int, work: Path) -> dict[str, obje
             ),
             log_dir=work,
         )
-        tool.process.wait(duration + 300)
+        try:
+            tool.process.wait(duration + 120)
+        except subprocess.TimeoutExpired:
+            late = f"still running {duration + 120} s after start (limit {duration} s)"
+            return {"client": client, "fans": fans, "finished": False, "why": late}
+        finally:
+            tool.stop()
         report = json.loads(prefix.with_suffix(".json").read_text(encoding="utf-8"))
     finally:
         gateway.stop()
     figures = report["tool"]
     return {
         "client": client,
+        "finished": True,
         "fans_started": figures["fans_started"],
         "peak_active_fans": figures["peak_active_fans"],
         "duration_sec": figures["duration_sec"],
@@ -115,11 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fans", type=int, default=21_000)
     parser.add_argument("--duration", type=int, default=90)
     parser.add_argument("--clients", default="aiohttp,httpx")
+    parser.add_argument("--burst", type=int, default=20, help="seconds over which fans join")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tg-rehearsal-cost-"))
     try:
         for client in args.clients.split(","):
-            print(json.dumps(measure(client, args.fans, args.duration, work)), flush=True)
+            print(
+                json.dumps(measure(client, args.fans, args.duration, args.burst, work)), flush=True
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
