@@ -29,6 +29,7 @@ fans: {fans}
 burst_share: 1.0
 burst_sec: {burst}
 max_duration_sec: {duration}
+tune_gc: {tune_gc}
 queue:
   heartbeat_ttl_sec: 300
 booking:
@@ -39,9 +40,13 @@ client:
 """
 
 
+PIN = True
+TUNE_GC = "true"
+
+
 def pinned(cpu: int, argv: list[str]) -> list[str]:
     taskset = shutil.which("taskset")
-    if taskset is None or (os.cpu_count() or 1) < 2:
+    if not PIN or taskset is None or (os.cpu_count() or 1) < 2:
         return argv
     return [taskset, "-c", str(cpu), *argv]
 
@@ -68,7 +73,9 @@ def measure(client: str, fans: int, duration: int, burst: int, work: Path) -> di
         wait_http_ready(gateway, f"http://127.0.0.1:{port}/healthz")
         scenario = work / f"{client}.yaml"
         scenario.write_text(
-            SCENARIO.format(fans=fans, duration=duration, client=client, burst=burst),
+            SCENARIO.format(
+                fans=fans, duration=duration, client=client, burst=burst, tune_gc=TUNE_GC
+            ),
             encoding="utf-8",
         )
         prefix = work / f"report-{client}"
@@ -105,6 +112,7 @@ def measure(client: str, fans: int, duration: int, burst: int, work: Path) -> di
     figures = report["tool"]
     return {
         "client": client,
+        "tune_gc": TUNE_GC,
         "finished": True,
         "fans_started": figures["fans_started"],
         "peak_active_fans": figures["peak_active_fans"],
@@ -116,6 +124,7 @@ def measure(client: str, fans: int, duration: int, burst: int, work: Path) -> di
         "requests_per_cpu_sec": figures["requests_per_cpu_sec"],
         "errors": report["errors"]["errors"],
         "loop_lag_ms": figures["loop_lag_ms"],
+        "gc_full_collections_ms": figures["gc_full_collections_ms"],
         "status_p99_ms": report["latency"].get("status", {}).get("p99"),
     }
 
@@ -126,7 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=90)
     parser.add_argument("--clients", default="aiohttp,httpx")
     parser.add_argument("--burst", type=int, default=20, help="seconds over which fans join")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs 0 and 1")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="scenario tune_gc: false (CPython defaults)"
+    )
+    parser.add_argument("--keep", type=Path, help="copy the reports (JSON, HTML) here")
     args = parser.parse_args(argv)
+    global PIN, TUNE_GC
+    PIN = not args.no_pin
+    TUNE_GC = "false" if args.default_gc else "true"
     work = Path(tempfile.mkdtemp(prefix="tg-rehearsal-cost-"))
     try:
         for client in args.clients.split(","):
@@ -134,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                 json.dumps(measure(client, args.fans, args.duration, args.burst, work)), flush=True
             )
     finally:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for report in work.glob("report-*"):
+                shutil.copy(report, args.keep / report.name)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

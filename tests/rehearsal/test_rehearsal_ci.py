@@ -96,7 +96,9 @@ def test_a_2000_fan_rehearsal_keeps_the_queues_promises(tmp_path: Path) -> None:
     # Fairness among fans who kept polling.
     fairness = report["fairness"]
     assert fairness["fans_compared"] >= FANS * 0.7
+    assert fairness["rule"] == "frontier"  # read from the status answers
     assert fairness["unexplained"] == 0, fairness["listed"][:5]
+    assert fairness["attentive_fans_expired"] == 0
 
     # Ghosts: at least 10% of the fans, every one swept within TTL + one sweep interval.
     assert ghosts["went_silent"] >= FANS * 0.10

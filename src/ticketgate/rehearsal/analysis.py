@@ -440,6 +440,7 @@ def tool(result: RunResult) -> dict[str, Any]:
         "requests_per_cpu_sec": round(result.stats.requests / cpu, 1) if cpu > 0 else None,
         "peak_active_fans": result.peak_active_fans,
         "loop_lag_ms": percentiles(lag, (50, 99)),
+        "gc_full_collections_ms": percentiles(result.stats.gc_full_ms, (50, 99)),
         "interrupted": result.interrupted,
     }
 

@@ -84,6 +84,7 @@ class Fan:
         self.waiting_token = ""
         self.reservation_token = ""
         self.poll_after = BACKOFF_SEC
+        self.event_state = ""
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -206,6 +207,7 @@ class Fan:
             bool(body.get("ready_for_entry")),
         )
         self.poll_after = max(0.0, int(body.get("poll_after_ms") or 1000) / 1000.0)
+        self.event_state = str(body.get("event_state") or "")
         return reply, poll
 
     async def wait_and_enter(self) -> None:
@@ -225,6 +227,9 @@ class Fan:
             polls += 1
             if poll.status in ("expired", "admitted"):
                 rec.outcome = f"status_{poll.status}"
+                return
+            if self.event_state == "sold_out":  # the page says so; the fan closes it
+                rec.outcome = "event_sold_out"
                 return
             # Those who give up do it after their polls, or on reaching the door at the
             # latest: a ghost never enters, so the scenario's shares are exact.

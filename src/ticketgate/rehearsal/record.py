@@ -138,6 +138,7 @@ class Stats:
     grants_per_sec: array[int] = field(default_factory=lambda: array("l"))
     lag_ms: array[float] = field(default_factory=lambda: array("d"))
     lag_max_per_sec: array[float] = field(default_factory=lambda: array("d"))
+    gc_full_ms: array[float] = field(default_factory=lambda: array("d"))
     recent_errors: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     errors: int = 0

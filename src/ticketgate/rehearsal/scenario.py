@@ -111,6 +111,9 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ramp_sec: float = 60.0
     max_duration_sec: float = 900.0
     seed: int = 1
+    # Freeze the start-up heap and collect young objects less often, so the collector does
+    # not stall 20,000 fans at once (docs/benchmarks.md); false = CPython's defaults.
+    tune_gc: bool = True
     abandon: Abandon = msgspec.field(default_factory=Abandon)
     sign_in: SignIn = msgspec.field(default_factory=SignIn)
     booking: Booking = msgspec.field(default_factory=Booking)
