@@ -96,17 +96,21 @@ def test_disturbed_fans_and_those_who_gave_up_are_not_compared() -> None:
     assert fairness(run([a, ghost, b]))["inversions"] == 0
 
 
-def test_the_moment_to_enter_is_halfway_between_the_last_wait_and_the_first_ready() -> None:
+def test_the_turn_comes_at_the_first_ready_answer_after_the_last_wait() -> None:
     a = fan(0, 0.0, granted=12.0)
     a.polls = [poll(2.0, 30, False, 8), poll(9.0, 5, False, 1), poll(10.0, 1, True)]
-    assert eligible_moment(a) == (9.01 + 10.01) / 2
-    # A refused enter after the ready poll moves the moment past it.
+    assert eligible_moment(a) == 10.01
+    # A refused enter after the ready poll moves the turn to the next ready answer.
     a.refusals = [(10.1, 10.2, "ADMISSION_THROTTLED")]
     a.polls.append(poll(11.0, 1, True))
-    assert eligible_moment(a) == (10.2 + 11.01) / 2
+    assert eligible_moment(a) == 11.01
     assert [e[1] for e in wait_events(a)] == [
         "not_ready", "not_ready", "ADMISSION_THROTTLED"
     ]  # fmt: skip
+    # Entered without ever being told "ready" (enter right after a wait): the grant.
+    b = fan(1, 0.0, granted=5.0)
+    b.polls = [poll(2.0, 3, False, 3)]
+    assert eligible_moment(b) == 5.0
 
 
 def test_eta_error_is_relative_to_the_true_wait_with_a_one_second_floor() -> None:

@@ -8,9 +8,11 @@ Definitions (also in docs/rehearsal.md):
 - An inversion: fan B, who definitely joined after A, was granted entry, and afterwards the
   gateway told A to keep waiting (a status saying not ready, or an enter refused, asked
   after B's grant answer arrived). Only fans who kept polling and saw no error count as A.
-- The moment a fan could enter: halfway between the last "wait" answer it got and the
-  first "ready" answer after it. A poll's true wait is that moment minus the poll's answer
-  time; its ETA error is |eta - true wait| / max(true wait, 1 s).
+- The moment a fan's turn came: the first "ready" answer after the last "wait" answer it
+  got (the grant when it entered without one). The fan polls when the gateway says, so this
+  is the wait the fan actually lived through, the gateway's own poll hint included. A poll's
+  true wait is that moment minus the poll's answer time; its ETA error is
+  |eta - true wait| / max(true wait, 1 s).
 """
 
 from __future__ import annotations
@@ -97,8 +99,11 @@ def wait_events(fan: FanRecord) -> list[tuple[float, str, int]]:
 
 
 def eligible_moment(fan: FanRecord) -> float:
-    """Best estimate of when the fan could first enter (see the module docstring)."""
-    last_wait = fan.join_recv
+    """When the fan's turn came, as the fan saw it (see the module docstring).
+
+    Not the midpoint between the last "wait" and the first "ready": a gateway whose poll
+    hint points at the turn makes the fan ask right when the turn comes, and the midpoint
+    would then halve every honest ETA's true wait."""
     first_ready = math.nan
     moments: list[tuple[float, bool]] = [(p.recv, p.ready) for p in fan.polls]
     moments += [(recv, False) for _, recv, _ in fan.refusals]
@@ -109,10 +114,8 @@ def eligible_moment(fan: FanRecord) -> float:
             if math.isnan(first_ready):
                 first_ready = recv
         else:
-            last_wait, first_ready = recv, math.nan
-    if math.isnan(first_ready):
-        first_ready = fan.grant_recv
-    return (last_wait + first_ready) / 2.0
+            first_ready = math.nan
+    return fan.grant_recv if math.isnan(first_ready) else first_ready
 
 
 def left_queue_at(fan: FanRecord, bound: float, end: float) -> float:
