@@ -54,6 +54,7 @@ from ticketgate.observability.tracing import (
     start_tracing,
 )
 from ticketgate.redisio.executor import RedisExecutor, build_executor
+from ticketgate.services.inventory import DEMO_EVENT_ID
 from ticketgate.services.server import run_services
 from ticketgate.waitingroom.events import EventAdmin
 from ticketgate.waitingroom.memory_store import MemoryQueueStore
@@ -143,6 +144,10 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         async def start_services() -> None:
             running = await services.enter_async_context(run_services(service_settings, service_db))
             booking.use_embedded(running.reservation_address, running.payment_address)
+            if service_settings.seed_demo_event and not settings.queue.auto_create_events:
+                # The demo seats exist, so its queue does too (events must be registered here).
+                with contextlib.suppress(QueueUnavailable):
+                    await events.ensure_registered(DEMO_EVENT_ID)
 
         startup.append(start_services)
 

@@ -43,6 +43,11 @@ def _banner(settings: Settings) -> None:
         f"  try          curl -X POST {url}/api/v1/queue/join "
         "-H 'Content-Type: application/json' -d '{\"event_id\":\"evt_2025_1001\"}'"
     )
+    if not settings.queue.auto_create_events:
+        console.print(
+            "  events       registered ones only (QUEUE_AUTO_CREATE_EVENTS=false): "
+            "ticketgate admin event create ID"
+        )
     if settings.token_secret_generated:
         console.print(
             "  [yellow]QUEUE_TOKEN_SECRET not set: generated one for this run; "

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from tests.envs import app_env
 from tests.http_server import serve
 from tests.integration.conftest import (
     DEV,
@@ -193,3 +194,19 @@ def test_the_cli_registers_an_event_and_marks_it_sold_out(strict_gateway: str) -
     code, output = run(strict_gateway, "event", "set", event_id, "--on-sale", "--resume")
     assert code == 0, output
     assert httpx.post(f"{strict_gateway}{JOIN}", json={"event_id": event_id}).status_code == 202
+
+
+async def test_a_seeded_demo_event_is_registered_in_production() -> None:
+    """In-process services seeding the demo seats (asked for outside development) register
+    its queue too, so the walk-through's event works where events must be registered."""
+    env = app_env(
+        SERVER_ENVIRONMENT="production",
+        QUEUE_TOKEN_SECRET="registry-secret-registry-secret-0123",
+        BACKEND_EMBEDDED="true",
+        SERVICES_SEED_DEMO_EVENT="true",
+    )
+    async with serve(create_app(load_settings(env))) as client:
+        joined = await client.post(JOIN, json={"event_id": "evt_2025_1001"})
+        assert joined.status_code == 202, joined.text
+        other = await client.post(JOIN, json={"event_id": "evt_2025_1002"})
+        assert_envelope(other, 404, "EVENT_NOT_FOUND")

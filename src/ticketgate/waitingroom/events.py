@@ -17,12 +17,14 @@ later through the same `update` (SettingsChange(sold_out=True)).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.eta import estimate
 from ticketgate.waitingroom.model import (
+    EventExists,
     EventNotFound,
     EventOverrides,
     EventState,
@@ -217,6 +219,12 @@ class EventAdmin:
         raw = self._encode(change)
         await self.store.configure(event_id, raw, Registration.CREATE)
         return await self._listed(event_id)
+
+    async def ensure_registered(self, event_id: str) -> None:
+        """Register the event unless it is already (an event seeded at start, such as the
+        demo event of the in-process services)."""
+        with contextlib.suppress(EventExists):
+            await self.create(event_id, SettingsChange())
 
     async def _listed(self, event_id: str) -> EventView:
         view = await self.get(event_id)
