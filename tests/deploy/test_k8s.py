@@ -236,8 +236,10 @@ def test_every_required_secret_is_referenced_and_documented(
 def test_container_environments_pass_settings_validation(
     rendered: tuple[str, list[dict[str, Any]]], key_file: Path
 ) -> None:
-    _, docs = rendered
+    name, docs = rendered
     settings = load_settings(_env_with_secrets(docs, "ticketgate-gateway", key_file))
+    # Production opens queues only for registered events; a developer's cluster for any id.
+    assert settings.queue.auto_create_events is (name == "dev")
     assert not settings.is_development
     assert settings.redis.enabled
     assert settings.database is not None
