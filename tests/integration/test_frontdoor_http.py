@@ -190,15 +190,29 @@ async def test_the_config_block_cannot_break_out_of_its_script_element() -> None
 
 async def test_landing_lists_open_events_and_links_the_docs() -> None:
     async with gateway() as client:
-        for event, patch in (("evt_open", None), ("evt_shut", {"closed": True})):
+        for event, patch in (
+            ("evt_open", None),
+            ("evt_held", {"paused": True}),
+            ("evt_shut", {"closed": True}),
+            ("evt_gone", {"sold_out": True}),
+        ):
             await client.post(JOIN, json={"event_id": event})
             if patch:
-                await client.patch(f"/api/v1/admin/events/{event}", json=patch, headers=DEV)
-        await client.patch("/api/v1/admin/events/evt_open", json={"paused": False}, headers=DEV)
+                changed = await client.patch(
+                    f"/api/v1/admin/events/{event}", json=patch, headers=DEV
+                )
+                assert changed.status_code == 200, changed.text
         page = await client.get("/")
         assert page.status_code == 200
-        assert 'href="wait/evt_open"' in page.text
+        assert (
+            'href="wait/evt_open">evt_open</a> <span class="muted">Admissions are open.'
+            in page.text
+        )
+        assert 'href="wait/evt_held">evt_held</a> <span class="muted">Admissions are paused' in (
+            page.text
+        )
         assert "evt_shut" not in page.text
+        assert "evt_gone" not in page.text
         assert 'href="swagger/index.html"' in page.text
         console = await client.get("/console", headers={"Accept-Language": "ko"})
         assert "운영 콘솔" in console.text

@@ -39,6 +39,7 @@ from ticketgate.http.docs import HtmlPage, StaticAsset
 from ticketgate.http.errors import ApiError
 from ticketgate.http.static import Asset, make_asset, serve_asset
 from ticketgate.waitingroom.events import EventAdmin
+from ticketgate.waitingroom.model import EventState
 from ticketgate.waitingroom.service import EVENT_ID_PATTERN
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -250,9 +251,9 @@ class Frontdoor:
         strings = self.templates.catalogues[self._language(request)]
         items = []
         for view in views:
-            if view.settings.closed:
-                continue
-            state = strings["state_paused"] if view.settings.paused else strings["state_open"]
+            if view.state not in {EventState.OPEN, EventState.PAUSED}:
+                continue  # closed to newcomers or sold out: nothing to join
+            state = strings[f"state_{view.state.value}"]
             href = html.escape("wait/" + quote(view.event_id, safe=""))
             items.append(
                 f'<li><a href="{href}">{html.escape(view.event_id)}</a> '
