@@ -378,14 +378,30 @@ def test_the_console_pause_button_pauses_admissions(
     admit(api, fans.pop(0))
     time.sleep(2.5)
     fans += fans_ahead(api, event_id + "x", 3)
+    patch_event(api, event_id + "x", sold_out=True)
     time.sleep(4.5)
-    screenshot(tab, "console-en")
     assert axe_violations(tab) == []
     tab.find_element(By.CSS_SELECTOR, f'{row} button[data-action="pause"]').click()
     wait_for(tab, lambda d: by_id(d, "confirm").is_displayed())
-    assert "Pause" in text_of(tab, "confirm-text")
+    assert text_of(tab, "confirm-text") == f"Pause {event_id}?"
+    assert axe_violations(tab) == []  # with the dialog open
     by_id(tab, "confirm-ok").click()
     wait_for(tab, lambda d: d.find_elements(By.CSS_SELECTOR, f'{row} button[data-action="resume"]'))
+    assert tab.find_element(By.CSS_SELECTOR, f"{row} td").text == "paused"
+    sold = f'tr[data-event="{event_id}x"] td'
+    assert tab.find_element(By.CSS_SELECTOR, sold).text == "sold out"
+    screenshot(tab, "console-en")
+    # Sold out can be undone from the console too (Cancel first: nothing changes).
+    back = f'tr[data-event="{event_id}x"] button[data-action="on_sale"]'
+    tab.find_element(By.CSS_SELECTOR, back).click()
+    wait_for(tab, lambda d: by_id(d, "confirm").is_displayed())
+    by_id(tab, "confirm-cancel").click()
+    time.sleep(0.3)
+    assert api.get(f"{EVENTS}/{event_id}x", headers=DEV).json()["state"] == "sold_out"
+    tab.find_element(By.CSS_SELECTOR, back).click()
+    wait_for(tab, lambda d: by_id(d, "confirm").is_displayed())
+    by_id(tab, "confirm-ok").click()
+    wait_for(tab, lambda d: d.find_element(By.CSS_SELECTOR, sold).text == "open")
     paused = api.post("/api/v1/queue/enter", json={"waiting_token": fans[0][0]}, headers=fans[0][1])
     assert paused.status_code == 503
     assert paused.json()["error"]["code"] == "ADMISSIONS_PAUSED"

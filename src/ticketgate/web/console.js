@@ -161,19 +161,21 @@ function renderTable(rows) {
     cells[3].textContent = number(lang, row.admitted_last_minute);
     cells[4].textContent = row.waiting ? duration(strings, row.tail_eta_sec, true) : "–";
     cells[5].textContent = row.waiting ? duration(strings, row.oldest_wait_sec, true) : "–";
-    renderActions(/** @type {HTMLElement} */ (cells[6].firstElementChild), row, state);
+    renderActions(/** @type {HTMLElement} */ (cells[6].firstElementChild), row);
   }
   for (const [id, tr] of existing) if (!seen.has(id)) tr.remove();
 }
 
-/** @param {HTMLElement} cell @param {EventRow} row @param {string} state */
-function renderActions(cell, row, state) {
+/** @param {HTMLElement} cell @param {EventRow} row */
+function renderActions(cell, row) {
   /** @type {[string, object][]} */
   const wanted = [
     row.settings.paused ? ["resume", { paused: false }] : ["pause", { paused: true }],
     row.settings.closed ? ["open", { closed: false }] : ["close", { closed: true }],
   ];
-  if (state !== "sold_out") wanted.push(["sold_out", { sold_out: true }]);
+  wanted.push(
+    row.settings.sold_out ? ["on_sale", { sold_out: false }] : ["sold_out", { sold_out: true }],
+  );
   const signature = wanted.map(([name]) => name).join(",");
   if (cell.dataset.signature === signature) return;
   cell.dataset.signature = signature;
