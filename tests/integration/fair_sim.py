@@ -149,7 +149,8 @@ async def run(
 
 
 def measure(crowd: list[Fan], settle_sec: float) -> Report:
-    admitted = sorted((f for f in crowd if f.admitted_at is not None), key=lambda f: f.admitted_at)
+    times = {f.index: f.admitted_at for f in crowd if f.admitted_at is not None}
+    admitted = sorted((f for f in crowd if f.index in times), key=lambda f: times[f.index])
     keepers = [f for f in crowd if not f.silent]
     # Overtaken: fans who joined later (higher index) admitted before this one.
     order = {f.index: rank for rank, f in enumerate(admitted)}
@@ -158,14 +159,13 @@ def measure(crowd: list[Fan], settle_sec: float) -> Report:
         rank = order.get(fan.index)
         before = admitted[:rank] if rank is not None else admitted
         overtaken.append(sum(1 for other in before if other.index > fan.index))
-    first_admission = admitted[0].admitted_at if admitted else 0.0
+    first_admission = times[admitted[0].index] if admitted else 0.0
     errors: dict[str, list[float]] = {f"{lo}-{hi}": [] for lo, hi in BANDS}
     for fan in admitted:
-        assert fan.admitted_at is not None
         for poll in fan.polls:
             if poll.ready or poll.sent < first_admission + settle_sec:
                 continue
-            actual = fan.admitted_at - poll.received
+            actual = times[fan.index] - poll.received
             if actual < 1.0:
                 continue
             for lo, hi in BANDS:
@@ -175,7 +175,7 @@ def measure(crowd: list[Fan], settle_sec: float) -> Report:
     for fan in crowd:
         for code in fan.refusals:
             codes[code] = codes.get(code, 0) + 1
-    span = (admitted[-1].admitted_at or 0.0) - first_admission if len(admitted) > 1 else 0.0
+    span = times[admitted[-1].index] - first_admission if len(admitted) > 1 else 0.0
     return Report(
         fans=len(crowd),
         silent=len(crowd) - len(keepers),

@@ -10,10 +10,15 @@ Why this order is fair and the promise holds:
 - once a waiter is within the frontier it stays within it (an enter behind it also takes one
   earmark from behind it; one ahead moves it up by one), so `ready_for_entry` is a promise;
 - nobody behind a waiter is admitted before it unless it is itself within the frontier, so a
-  waiter is passed only by those who stood within `capacity` places of the head with it —
-  a fan at the head who does not come keeps one earmark while the rest flow past it, until
-  the sweeper removes it;
-- grants never exceed released capacity: no borrowing, no bypass.
+  waiter who polls as told is passed only by those who stood within `capacity` places of
+  the head with it;
+- a fan within the frontier who does not come (unseen for ENTRY_GRACE_MS) does not stop the
+  line: the sweeper takes its earmark out of the bucket and holds it for it (it moves to the
+  very front and may still enter, until swept as a ghost), so the bucket refills and its
+  capacity flows to the next places — otherwise `capacity` absent fans would stall the door
+  until the heartbeat TTL swept them;
+- grants never exceed released capacity: no borrowing, no bypass (a held earmark is one the
+  bucket released).
 
 This module is the one place the rule lives: the memory store and the status view call
 `AdmissionPolicy.decide`, and the Redis store hands `script_args()` to its Lua scripts, which
@@ -26,7 +31,14 @@ import math
 from dataclasses import dataclass
 
 from ticketgate.config import MinWaitRule, QueueSettings
-from ticketgate.waitingroom.model import EnterOutcome, EventOverrides
+from ticketgate.waitingroom.model import EnterOutcome, EventOverrides, Frontier
+
+# A waiter within the frontier unseen this long gets its earmark held (see above). Ready fans
+# are told to enter at once and otherwise poll every second, so three seconds is silence.
+ENTRY_GRACE_MS = 3_000
+# Held waiters stay in the order (ZSET `wait` in Redis, scored by seq) with their score
+# lowered by this much, so they rank first and keep their order among themselves.
+HELD_OFFSET = 10**15
 
 
 def min_wait_ms(position: int, rules: tuple[MinWaitRule, ...]) -> int | None:
@@ -86,13 +98,14 @@ class AdmissionPolicy:
     def refill_per_ms(self) -> float:
         return self.refill_per_sec / 1000.0
 
-    def distance(self, position: int, tokens: float) -> float:
+    def distance(self, position: int, reach: float) -> float:
         """Places between the waiter and the frontier (0 = within it)."""
-        return max(0.0, position - min(tokens, float(self.window)))
+        return max(0.0, position - min(reach, float(self.window)))
 
-    def decide(self, position: int, waited_ms: int, tokens: float) -> Decision:
-        """The rule itself; `tokens` is the refilled unused capacity at the same instant."""
-        frontier_ms = math.ceil(self.distance(position, tokens) / self.refill_per_ms)
+    def decide(self, position: int, waited_ms: int, reach: float) -> Decision:
+        """The rule itself; `reach` is Frontier.reach at the same instant (held earmarks plus
+        the bucket's refilled unused capacity)."""
+        frontier_ms = math.ceil(self.distance(position, reach) / self.refill_per_ms)
         needed = min_wait_ms(position, self.min_wait)
         if needed is None:  # past the last min-wait rule: not before the place moves up
             return Decision(EnterOutcome.NOT_READY, max(frontier_ms, 1))
@@ -101,6 +114,11 @@ class AdmissionPolicy:
         if frontier_ms > 0:
             return Decision(EnterOutcome.THROTTLED, frontier_ms)
         return GRANT
+
+    def door(self, frontier: Frontier) -> int:
+        """How many of the first waiters (after the held ones) stand within the frontier: the
+        ones whose earmarks the sweeper holds when they do not come."""
+        return max(0, min(int(frontier.tokens), self.window - frontier.held))
 
     def script_args(self) -> tuple[int | str, ...]:
         """The policy as the Lua scripts take it (ARGV): window, capacity, refill per ms,

@@ -44,7 +44,8 @@ class Estimate:
 
 def _window_rates(counts: AdmissionCounts, frontier: Frontier, capacity: int) -> list[float]:
     covered = max(counts.covered_ms, 1_000)
-    initial = max(0.0, capacity - frontier.tokens)  # the initial fill spent so far
+    # The initial fill spent so far; held and lapsed earmarks were released but not admitted.
+    initial = max(0.0, capacity - frontier.tokens - frontier.held - frontier.lapsed)
     rates = []
     for count, window_ms in zip(
         (counts.last_1m, counts.last_5m, counts.last_15m), WINDOWS_MS, strict=True
@@ -76,7 +77,7 @@ def estimate(
     measured = release_rate(counts, frontier, policy.capacity)
     trusted = counts.last_15m >= MIN_SAMPLES and counts.covered_ms >= MIN_SPAN_MS and measured > 0
     rate = measured if trusted else policy.refill_per_sec
-    eta_ms = math.ceil(policy.distance(position, frontier.tokens) * 1000.0 / rate)
+    eta_ms = math.ceil(policy.distance(position, frontier.reach) * 1000.0 / rate)
     if waited_ms is not None:
         needed = min_wait_ms(position, policy.min_wait)
         if needed is not None:

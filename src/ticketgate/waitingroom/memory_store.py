@@ -16,7 +16,12 @@ from typing import TypeVar
 from sortedcontainers import SortedList
 
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.admission import AdmissionPolicy, refilled
+from ticketgate.waitingroom.admission import (
+    ENTRY_GRACE_MS,
+    HELD_OFFSET,
+    AdmissionPolicy,
+    refilled,
+)
 from ticketgate.waitingroom.eta import WINDOWS_MS
 from ticketgate.waitingroom.model import (
     MARK_EVERY,
@@ -68,11 +73,13 @@ def _expired_head(
 
 @dataclass
 class _Bucket:
-    """Unused released capacity as of `updated_ms`, and the admissions granted so far."""
+    """Unused released capacity as of `updated_ms`, the admissions granted so far and the
+    held earmarks that lapsed (model.Frontier)."""
 
     tokens: float
     updated_ms: int
     used: int = 0
+    lapsed: int = 0
 
 
 @dataclass
@@ -80,7 +87,8 @@ class _Event:
     bucket: _Bucket | None = None  # made full on the first grant, as Redis does
     seq: int = 0
     epoch_ms: int = 0
-    waiting: SortedList = field(default_factory=SortedList)
+    waiting: SortedList = field(default_factory=SortedList)  # seqs; held ones - HELD_OFFSET
+    held: set[int] = field(default_factory=set)  # seqs whose earmarks are held (admission.py)
     last_seen: dict[int, int] = field(default_factory=dict)
     seen_order: SortedList = field(default_factory=SortedList)
     users: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -96,6 +104,17 @@ class _Event:
 
     def overrides(self) -> EventOverrides:
         return EventOverrides.from_raw([self.config.get(name) for name in OVERRIDE_FIELDS])
+
+    def key(self, seq: int) -> int:
+        """`seq`'s place in `waiting`: held waiters rank first, as in the Redis ZSET."""
+        return seq - HELD_OFFSET if seq in self.held else seq
+
+    def rank(self, seq: int) -> int:
+        return int(self.waiting.bisect_left(self.key(seq))) + 1
+
+    def head(self) -> int:
+        first = int(self.waiting[0])
+        return first + HELD_OFFSET if first < 0 else first
 
 
 class MemoryQueueStore:
@@ -116,14 +135,15 @@ class MemoryQueueStore:
     def _frontier(event: _Event, policy: AdmissionPolicy, now: int) -> Frontier:
         bucket = event.bucket
         if bucket is None:
-            return Frontier(float(policy.capacity), 0)
+            return Frontier(float(policy.capacity), 0, len(event.held))
         tokens = refilled(
             bucket.tokens, bucket.updated_ms, now, policy.capacity, policy.refill_per_ms
         )
-        return Frontier(tokens, bucket.used)
+        return Frontier(tokens, bucket.used, len(event.held), bucket.lapsed)
 
     def _remove_waiter(self, event: _Event, seq: int) -> None:
-        event.waiting.discard(seq)
+        event.waiting.discard(event.key(seq))
+        event.held.discard(seq)
         seen = event.last_seen.pop(seq, None)
         if seen is not None:
             event.seen_order.discard((seen, seq))
@@ -180,7 +200,7 @@ class MemoryQueueStore:
             event.seq_user[seq] = user_id
         if seq % MARK_EVERY == 1:
             event.marks.add((seq, now))
-            head = event.waiting[0]
+            head = event.head()
             while event.marks and event.marks[0][0] < head - (MARK_EVERY - 1):
                 event.marks.pop(0)
         if idem_slot:
@@ -192,7 +212,7 @@ class MemoryQueueStore:
     def _position(event: _Event, seq: int) -> int:
         if seq not in event.last_seen:
             return 0
-        return int(event.waiting.bisect_left(seq)) + 1
+        return event.rank(seq)
 
     def _counts(self, event: _Event, now: int) -> AdmissionCounts:
         order = event.admitted_order
@@ -213,7 +233,7 @@ class MemoryQueueStore:
             event.seen_order.discard((old, seq))
             event.last_seen[seq] = now
             event.seen_order.add((now, seq))
-            position = int(event.waiting.bisect_left(seq)) + 1
+            position = event.rank(seq)
             return self._status_result(event, WaiterState.WAITING, position, now)
         state = WaiterState.ADMITTED if seq in event.admitted else WaiterState.EXPIRED
         return self._status_result(event, state, 0, now)
@@ -252,7 +272,7 @@ class MemoryQueueStore:
         if self._is_stale(event, seq, now):
             self._remove_waiter(event, seq)
             return EnterResult(EnterOutcome.EXPIRED, 0, now)
-        position = int(event.waiting.bisect_left(seq)) + 1
+        position = event.rank(seq)
         overrides = event.overrides()
         if overrides.sold_out:
             return EnterResult(EnterOutcome.SOLD_OUT, position, now)
@@ -260,10 +280,12 @@ class MemoryQueueStore:
             return EnterResult(EnterOutcome.PAUSED, position, now)
         policy = AdmissionPolicy.of(settings, overrides)
         frontier = self._frontier(event, policy, now)
-        decision = policy.decide(position, now - joined_ms, frontier.tokens)
+        decision = policy.decide(position, now - joined_ms, frontier.reach)
         if decision.outcome is not EnterOutcome.GRANTED:
             return EnterResult(decision.outcome, position, now, decision.wait_ms)
-        event.bucket = _Bucket(frontier.tokens - 1.0, now, frontier.used + 1)
+        # A held waiter brings the earmark it holds; anyone else takes one from the bucket.
+        tokens = frontier.tokens if seq in event.held else frontier.tokens - 1.0
+        event.bucket = _Bucket(tokens, now, frontier.used + 1, frontier.lapsed)
         self._remove_waiter(event, seq)
         event.admitted[seq] = now
         event.admitted_order.add((now, seq))
@@ -299,8 +321,26 @@ class MemoryQueueStore:
             return 0
         cutoff = now - self._settings.heartbeat_ttl_ms
         stale = [item for item in event.seen_order.islice(0, batch) if item[0] < cutoff]
+        lapsing = sum(1 for _, seq in stale if seq in event.held)
         for _, seq in stale:
             self._remove_waiter(event, seq)
+        overrides = event.overrides()
+        policy = AdmissionPolicy.of(self._settings, overrides)
+        frontier = self._frontier(event, policy, now)
+        late: list[int] = []
+        if not (overrides.paused or overrides.sold_out):  # nobody may enter: nobody is late
+            door = event.waiting.islice(
+                event.waiting.bisect_left(0), event.waiting.bisect_left(0) + policy.door(frontier)
+            )
+            late = [seq for seq in door if now - event.last_seen[seq] > ENTRY_GRACE_MS]
+        for seq in late:
+            event.waiting.discard(seq)
+            event.held.add(seq)
+            event.waiting.add(seq - HELD_OFFSET)
+        if late or lapsing:
+            event.bucket = _Bucket(
+                frontier.tokens - len(late), now, frontier.used, frontier.lapsed + lapsing
+            )
         for key in _expired_head(event.idempotency, now, batch, lambda v: v[2]):
             del event.idempotency[key]
         return len(stale)
@@ -347,7 +387,7 @@ class MemoryQueueStore:
             )
         head_ms = 0
         if event.waiting:
-            at = event.marks.bisect_right((event.waiting[0], now + 1))
+            at = event.marks.bisect_right((event.head(), now + 1))
             if at:
                 head_ms = event.marks[at - 1][1]
         overrides = event.overrides()

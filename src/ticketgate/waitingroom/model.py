@@ -187,21 +187,30 @@ class AdmissionCounts:
 class Frontier:
     """The serving frontier of one event at one instant.
 
-    `tokens` is the released, unused capacity (fractional while the bucket refills); `used` is
-    every admission granted so far. `earmarked` places at the head may enter now; `released`
-    is everything the bucket has let through, used or not (used + earmarked).
+    `tokens` is the released, unused capacity in the bucket (fractional while it refills);
+    `held` the earmarks taken out of the bucket by waiters who did not come within the entry
+    grace (they stand first in line and keep them until they enter or are swept); `used`
+    every admission granted; `lapsed` the held earmarks whose waiters were swept. Positions
+    1..`earmarked` may enter now; `released` is everything the bucket has let through.
     """
 
     tokens: float
     used: int
+    held: int = 0
+    lapsed: int = 0
+
+    @property
+    def reach(self) -> float:
+        """How far down the line the frontier reaches (fractional)."""
+        return self.tokens + self.held
 
     @property
     def earmarked(self) -> int:
-        return max(0, int(self.tokens))
+        return max(0, int(self.tokens)) + self.held
 
     @property
     def released(self) -> int:
-        return self.used + self.earmarked
+        return self.used + self.earmarked + self.lapsed
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from ticketgate.config import QueueSettings
 from ticketgate.redisio.errors import client_message, note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
 from ticketgate.redisio.scripts import Script
-from ticketgate.waitingroom.admission import AdmissionPolicy
+from ticketgate.waitingroom.admission import ENTRY_GRACE_MS, HELD_OFFSET, AdmissionPolicy
 from ticketgate.waitingroom.model import (
     AdmissionCounts,
     ClaimOutcome,
@@ -104,7 +104,7 @@ class RedisQueueStore:
         self._status = Script.load(_LUA, "status", (*_FRONTIER, *_WAITER))
         self._enter = Script.load(_LUA, "enter", (*_FRONTIER, *_WAITER))
         self._leave = Script.load(_LUA, "leave", _WAITER)
-        self._sweep = Script.load(_LUA, "sweep", _WAITER)
+        self._sweep = Script.load(_LUA, "sweep", (*_FRONTIER, *_WAITER))
         self._claim = Script.load(_LUA, "claim_reservation")
         self._settle = Script.load(_LUA, "settle_reservation")
         self._stats = Script.load(_LUA, "stats", _FRONTIER)
@@ -203,7 +203,7 @@ class RedisQueueStore:
             )
         )
         state, position, now, c1, c5, c15, covered, window, refill, paused = reply[:10]
-        capacity, tokens, used, closed, sold_out = reply[10:]
+        capacity, tokens, used, closed, sold_out, held, lapsed = reply[10:]
         return StatusResult(
             WaiterState(state),
             int(position),
@@ -211,7 +211,7 @@ class RedisQueueStore:
             AdmissionCounts(c1, c5, c15, covered),
             admission_window=int(window),
             refill_per_sec=float(refill),
-            frontier=Frontier(float(tokens), int(used)),
+            frontier=Frontier(float(tokens), int(used), int(held), int(lapsed)),
             capacity=int(capacity),
             paused=paused == 1,
             closed=closed == 1,
@@ -262,9 +262,13 @@ class RedisQueueStore:
         removed = await self._call(
             self._sweep.run(
                 self._redis,
-                (k.wait, k.seen, k.users, k.owners),
+                (k.wait, k.seen, k.users, k.owners, k.bucket, k.cfg),
                 self._settings.heartbeat_ttl_ms,
                 batch,
+                *self._stats_args,
+                self._settings.admission_window,
+                ENTRY_GRACE_MS,
+                HELD_OFFSET,
             )
         )
         return int(removed)
@@ -299,7 +303,7 @@ class RedisQueueStore:
             AdmissionCounts(c1, c5, c15, covered),
             head,
             EventOverrides.from_raw([_text(v) for v in reply[9:15]]),
-            Frontier(float(reply[8]), used),
+            Frontier(float(reply[8]), used, int(reply[16]), int(reply[17])),
             registered=bool(_text(reply[15])),
         )
 

@@ -151,7 +151,7 @@ class WaitingRoom:
             result.admission_window, settings.min_wait, result.capacity, result.refill_per_sec
         )
         frontier = result.frontier
-        decision = policy.decide(result.position, waited_ms, frontier.tokens)
+        decision = policy.decide(result.position, waited_ms, frontier.reach)
         ready = not stalled and decision.outcome is EnterOutcome.GRANTED
         guess = estimate(policy, frontier, result.counts, result.position, waited_ms)
         return StatusView(

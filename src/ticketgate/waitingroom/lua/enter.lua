@@ -1,7 +1,7 @@
 -- Enter: the admission rule (admission.AdmissionPolicy.decide), the grant from the serving
 -- frontier, the removal and the reservation arming as one step, so two concurrent enters on
 -- one token can never both win and no grant exceeds the released capacity.
--- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket (HASH: tokens, ts, used),
+-- KEYS: 1 wait, 2 seen, 3 users, 4 admitted, 5 bucket (HASH: tokens, ts, used, lapsed),
 --       6 reservation slot of this seq, 7 epoch,
 --       8 operator overrides (HASH: window, capacity, refill per second, paused, soldout),
 --       9 owners (seq -> user), 10 admitted users (user -> seq: one admission per person
@@ -47,10 +47,11 @@ if cfg[4] == '1' then
   return {6, position, now, 0}
 end
 local window = tonumber(cfg[1]) or tonumber(ARGV[6])
-local _, refill, tokens, used = frontier(KEYS[5], now, cfg[2], cfg[3], ARGV[7], ARGV[8])
+local _, refill, tokens, used, held = frontier(
+  KEYS[5], KEYS[1], now, cfg[2], cfg[3], ARGV[7], ARGV[8])
 
 -- AdmissionPolicy.decide
-local distance = position - math.min(tokens, window)
+local distance = position - math.min(tokens + held, window)
 if distance < 0 then
   distance = 0
 end
@@ -72,7 +73,10 @@ end
 if frontier_ms > 0 then
   return {3, position, now, frontier_ms}
 end
-redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - 1), 'ts', now,
+if tonumber(redis.call('ZSCORE', KEYS[1], seq)) >= 0 then
+  tokens = tokens - 1  -- a held waiter brings the earmark it holds
+end
+redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens), 'ts', now,
   'used', used + 1)
 
 forget(KEYS[1], KEYS[2], KEYS[3], KEYS[9], seq)

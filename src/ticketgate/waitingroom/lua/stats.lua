@@ -23,7 +23,8 @@ if oldest[2] then
 end
 local cfg = redis.call(
   'HMGET', KEYS[3], 'window', 'capacity', 'refill', 'paused', 'closed', 'soldout', 'registered')
-local _, _, tokens, used = frontier(KEYS[5], now, cfg[2], cfg[3], ARGV[1], ARGV[2])
+local _, _, tokens, used, held, lapsed = frontier(
+  KEYS[5], KEYS[1], now, cfg[2], cfg[3], ARGV[1], ARGV[2])
 return {
   waiting, now,
   redis.call('ZCOUNT', KEYS[2], now - 60000, '+inf'),
@@ -32,5 +33,5 @@ return {
   covered, head_ms,
   used, string.format('%.17g', tokens),
   cfg[1] or '', cfg[2] or '', cfg[3] or '', cfg[4] or '', cfg[5] or '', cfg[6] or '',
-  cfg[7] or '',
+  cfg[7] or '', held, lapsed,
 }

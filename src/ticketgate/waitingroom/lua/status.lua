@@ -7,7 +7,8 @@
 --       6 its bucket capacity, 7 its refill per ms
 -- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms, window,
 -- refill per second (string: Lua numbers would be truncated), paused 0/1, capacity,
--- unused released capacity (string), admissions granted so far, closed 0/1, sold out 0/1};
+-- unused released capacity (string), admissions granted so far, closed 0/1, sold out 0/1,
+-- held and lapsed earmarks};
 -- state 1 waiting, 2 admitted, 3 expired.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -37,7 +38,8 @@ if oldest[2] then
 end
 local cfg = redis.call(
   'HMGET', KEYS[5], 'window', 'refill', 'paused', 'capacity', 'closed', 'soldout')
-local capacity, _, tokens, used = frontier(KEYS[6], now, cfg[4], cfg[2], ARGV[6], ARGV[7])
+local capacity, _, tokens, used, held, lapsed = frontier(
+  KEYS[6], KEYS[1], now, cfg[4], cfg[2], ARGV[6], ARGV[7])
 return {
   state, position, now,
   redis.call('ZCOUNT', KEYS[3], now - 60000, '+inf'),
@@ -52,4 +54,5 @@ return {
   used,
   cfg[5] == '1' and 1 or 0,
   cfg[6] == '1' and 1 or 0,
+  held, lapsed,
 }

@@ -1,11 +1,44 @@
 -- Sweep: remove up to ARGV[2] waiters unseen for the heartbeat TTL (ARGV[1] ms), oldest
--- first, so abandoned users never hold the head of the queue. Bounded work per call.
--- KEYS: 1 wait, 2 seen, 3 users, 4 owners (seq -> user)    Returns how many were removed.
+-- first, so abandoned users never hold the head of the queue (a held earmark of one of them
+-- lapses); then hold the earmarks of the waiters within the frontier unseen for the entry
+-- grace (admission.py): each moves to the front with its score lowered by HELD_OFFSET and
+-- takes its earmark out of the bucket, which refills for the next places. Bounded work.
+-- KEYS: 1 wait, 2 seen, 3 users, 4 owners (seq -> user), 5 bucket, 6 operator overrides
+-- ARGV: 1 heartbeat TTL ms, 2 batch, 3 bucket capacity, 4 refill per ms, 5 admission window,
+--       6 entry grace ms, 7 HELD_OFFSET
+-- Returns how many ghosts were removed.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ghosts = redis.call(
   'ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[1])), 'LIMIT', 0, ARGV[2])
+local lapsing = 0
 for i = 1, #ghosts do
+  local score = redis.call('ZSCORE', KEYS[1], ghosts[i])
+  if score and tonumber(score) < 0 then
+    lapsing = lapsing + 1
+  end
   forget(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ghosts[i])
+end
+
+local cfg = redis.call('HMGET', KEYS[6], 'window', 'capacity', 'refill', 'paused', 'soldout')
+local _, _, tokens, used, held, lapsed = frontier(
+  KEYS[5], KEYS[1], now, cfg[2], cfg[3], ARGV[3], ARGV[4])
+local moved = 0
+if cfg[4] ~= '1' and cfg[5] ~= '1' then  -- paused or sold out: nobody may enter, nobody is late
+  local door = math.min(math.floor(tokens), (tonumber(cfg[1]) or tonumber(ARGV[5])) - held)
+  if door > 0 then
+    local offset = tonumber(ARGV[7])
+    for _, seq in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], 0, '+inf', 'LIMIT', 0, door)) do
+      local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
+      if now - seen > tonumber(ARGV[6]) then
+        redis.call('ZADD', KEYS[1], string.format('%.17g', tonumber(seq) - offset), seq)
+        moved = moved + 1
+      end
+    end
+  end
+end
+if moved > 0 or lapsing > 0 then
+  redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - moved), 'ts', now,
+    'used', used, 'lapsed', lapsed + lapsing)
 end
 return #ghosts
