@@ -407,6 +407,22 @@ def test_the_console_pause_button_pauses_admissions(
     assert paused.json()["error"]["code"] == "ADMISSIONS_PAUSED"
 
 
+def test_the_console_takes_a_bearer_token(tab: Any, gateway: str, api: httpx.Client) -> None:
+    """With an external identity provider there is no password to give: an admin's JWT is."""
+    from selenium.webdriver.common.by import By
+
+    tab.get(f"{gateway}/console")
+    wait_for(tab, lambda d: by_id(d, "signin").is_displayed())
+    tab.find_element(By.CSS_SELECTOR, "#token-details summary").click()
+    by_id(tab, "bearer").send_keys("not-a-token")
+    by_id(tab, "token-button").click()
+    wait_for(tab, lambda d: "not accepted" in text_of(d, "signin-error"))
+    by_id(tab, "bearer").send_keys("Bearer dev-super-key-local-testing")  # admin in development
+    by_id(tab, "token-button").click()
+    wait_for(tab, lambda d: by_id(d, "live-view").is_displayed())
+    assert by_id(tab, "signin").is_displayed() is False
+
+
 def _admin(api: httpx.Client) -> tuple[str, str]:
     """An account with the admin role, made the documented way (the CLI's create-user)."""
     import uuid

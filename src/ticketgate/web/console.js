@@ -12,6 +12,7 @@ import {
   signOut,
   signedIn,
   text,
+  useToken,
 } from "./format.js";
 
 const config = pageConfig();
@@ -85,7 +86,11 @@ function askSignIn(why) {
   $("live-view").hidden = true;
   $("signin").hidden = false;
   $("signin-error").textContent = why;
-  $("username").focus();
+  // Without the gateway's own accounts (an external identity provider) only a token works.
+  $("signin-form").hidden = !config.accounts;
+  const details = /** @type {HTMLDetailsElement} */ ($("token-details"));
+  if (!config.accounts) details.open = true;
+  $(config.accounts ? "username" : "bearer").focus();
 }
 
 async function refresh() {
@@ -96,7 +101,11 @@ async function refresh() {
   } catch (error) {
     const code = error instanceof Error ? error.message : String(error);
     if (code === "FORBIDDEN") return askSignIn(t("not_admin"));
-    if (code.startsWith("MISSING_") || code.startsWith("INVALID_TOKEN")) return askSignIn("");
+    if (code.startsWith("MISSING_") || code.startsWith("INVALID_TOKEN")) {
+      const rejected = signedIn() ? t("token_rejected") : "";
+      signOut();
+      return askSignIn(rejected);
+    }
     $("notice").textContent = t("error_generic", { code });
     timer = setTimeout(refresh, REFRESH_MS * 2);
     return;
@@ -274,6 +283,13 @@ $("signin-form").addEventListener("submit", async (event) => {
     return;
   }
   /** @type {HTMLInputElement} */ ($("password")).value = "";
+  refresh();
+});
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const field = /** @type {HTMLInputElement} */ ($("bearer"));
+  useToken(field.value.trim().replace(/^Bearer\s+/i, ""));
+  field.value = "";
   refresh();
 });
 $("signout").addEventListener("click", () => {

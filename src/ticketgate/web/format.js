@@ -63,6 +63,14 @@ export function signedIn() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
+/**
+ * Use a bearer token obtained elsewhere (an external identity provider's JWT).
+ * @param {string} token
+ */
+export function useToken(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+}
+
 export function signOut() {
   sessionStorage.removeItem(TOKEN_KEY);
 }
