@@ -687,7 +687,7 @@ async def test_webhook_is_checked_against_the_payment_service(
     raw = json.dumps({**event, "status": "COMPLETED"}).encode()
     response = await gw.http.post(WEBHOOK, content=raw, headers=signed(raw))
     assert_envelope(response, 412, "PAYMENT_NOT_APPROVED")
-    other = await paid(gw, event_id)
+    other = await paid(gw, f"{event_id}b")  # one admission per person and event
     mismatched = json.dumps({**other, "reservation_id": "rsv_999"}).encode()
     response = await gw.http.post(WEBHOOK, content=mismatched, headers=signed(mismatched))
     assert_envelope(response, 400, "INVALID_REQUEST")
