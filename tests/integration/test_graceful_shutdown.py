@@ -230,8 +230,12 @@ async def test_sigterm_under_load_drains_and_exits_zero(
     for answer in answers:
         assert answer.startswith(b"HTTP/1.1 202 "), answer[:300]
         assert b'"waiting_token"' in answer
-    # The stuck one was cut off at the bound (closed, or answered with an error), no later.
-    assert not stuck_answer.startswith(b"HTTP/1.1 2"), stuck_answer[:300]
+    # The stuck one was cut off at the bound, no later, with a retryable 503 in the envelope
+    # (uvicorn's own answer there was a plain-text 500).
+    head, _, body = stuck_answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), stuck_answer[:300]
+    assert b"\r\nretry-after: 1\r\n" in head.lower() + b"\r\n"
+    assert json.loads(body)["error"]["code"] == "SHUTTING_DOWN"
     assert SHUTDOWN_TIMEOUT_SEC - 1 <= took <= SHUTDOWN_TIMEOUT_SEC + 10, took
     # The load was served before the signal and got no server error out of the shutdown.
     assert len(load.statuses) > LOAD_CLIENTS
@@ -241,10 +245,9 @@ async def test_sigterm_under_load_drains_and_exits_zero(
     keys = redis.Redis.from_url(f"redis://{redis_address}")
     for client in clients:
         assert keys.exists(f"rl:{{ip:{client}}}:tat"), client
-    # Background tasks (sweeper, rate-limit sync, services) ended without a traceback: the
-    # only one is uvicorn's report of the stuck request it cancelled at the bound.
-    cut_off = "Task cancelled, timeout graceful shutdown exceeded"
-    assert output.count(cut_off) == 1, output[-3000:]
-    assert output.count("Traceback") == 1, output[-3000:]
+    # uvicorn cancelled exactly the stuck request; nothing (sweeper, rate-limit sync,
+    # services, the cancelled request) ended with a traceback.
+    assert output.count("Cancel 1 running task(s), timeout graceful shutdown exceeded") == 1
+    assert "Traceback" not in output, output[-3000:]
     assert "Task was destroyed" not in output
     assert output.count("Application shutdown complete") == workers

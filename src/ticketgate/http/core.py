@@ -44,6 +44,12 @@ T = TypeVar("T")
 _JSON = b"application/json"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CLOSE = ((b"connection", b"close"),)
+# The answer to a request still running when the graceful shutdown's bound is over.
+_SHUTTING_DOWN = ApiError(
+    "SHUTTING_DOWN",
+    "this server is shutting down; send the request again",
+    headers=((b"retry-after", b"1"), *_CLOSE),
+)
 _encode = msgspec.json.Encoder().encode
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -386,6 +392,12 @@ class Gateway:
                 response = self._error(exc, trace_id)
             except QueueError as exc:
                 response = self._error(ApiError.from_queue_error(exc), trace_id)
+            except asyncio.CancelledError:
+                # uvicorn cancels what still runs once SERVER_SHUTDOWN_TIMEOUT_SEC is over (a
+                # body that never finishes, a call that never returns). Its own answer would
+                # be a plain-text 500; this is a retryable 503 in the envelope, and the task
+                # ends right after it, which is all the cancellation asked for.
+                response = self._error(_SHUTTING_DOWN, trace_id)
             except Exception:
                 log.exception("unhandled error on %s %s", method, request.path)
                 response = self._error(
