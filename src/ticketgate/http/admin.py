@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, TypeVar, cast
 
 import msgspec
 
 from ticketgate.digits import ascii_int
 from ticketgate.http.core import AuthPolicy, Request, Response, Route
 from ticketgate.http.errors import ApiError
-from ticketgate.http.schemas import EventId, EventStateName, FrontierBody, frontier_body
+from ticketgate.http.schemas import (
+    EventId,
+    EventIdParam,
+    EventStateName,
+    FrontierBody,
+    frontier_body,
+)
 from ticketgate.waitingroom.events import (
     CAPACITY_RANGE,
     LIST_DEFAULT,
@@ -110,7 +116,30 @@ class EventPatch(msgspec.Struct, forbid_unknown_fields=True):
 class EventCreate(EventPatch, forbid_unknown_fields=True):
     """Register an event, optionally with its first settings (e.g. paused until the sale)."""
 
+    __openapi_required__: ClassVar[tuple[str, ...]] = ("event_id",)  # empty: MISSING_EVENT_ID
+
     event_id: EventId = ""
+
+
+_P = TypeVar("_P", bound=EventPatch)
+
+
+def with_window_max(base: type[_P], window_max: int) -> type[_P]:
+    """`base` (EventPatch, EventCreate) with this gateway's admission_window bound (the last
+    QUEUE_MIN_WAIT position), so the body is refused, and documented, with the limit the
+    update enforces."""
+    window = Annotated[int, msgspec.Meta(ge=WINDOW_MIN, le=window_max)]
+    schema = msgspec.defstruct(
+        base.__name__,
+        [("admission_window", window | msgspec.UnsetType | None, msgspec.UNSET)],
+        bases=(base,),
+        forbid_unknown_fields=True,
+    )
+    schema.__doc__ = base.__doc__
+    return cast(type[_P], schema)
+
+
+ListLimit = Annotated[int, msgspec.Meta(ge=1, le=LIST_MAX)]
 
 
 class SweepResponse(msgspec.Struct):
@@ -175,11 +204,13 @@ def _change(patch: EventPatch) -> SettingsChange:
 class AdminRoutes:
     def __init__(self, admin: EventAdmin) -> None:
         self.admin = admin
+        self._patch = with_window_max(EventPatch, admin.window_max)
+        self._create = with_window_max(EventCreate, admin.window_max)
 
     async def list_events(self, request: Request) -> Response:
-        raw = request.query_param("limit")
+        raw = request.query_value("limit")
         limit = LIST_DEFAULT
-        if raw:
+        if raw is not None:
             parsed = ascii_int(raw)
             if parsed is None or not 1 <= parsed <= LIST_MAX:
                 raise ApiError("INVALID_REQUEST", f"limit must be an integer from 1 to {LIST_MAX}")
@@ -193,7 +224,7 @@ class AdminRoutes:
         return Response.json(200, event_response(view), _NO_STORE)
 
     async def create_event(self, request: Request) -> Response:
-        body = request.json(EventCreate)
+        body = request.json(self._create)
         if not body.event_id:
             raise ApiError("MISSING_EVENT_ID", "event_id is required")
         view = await self.admin.create(body.event_id, _change(body))
@@ -202,7 +233,7 @@ class AdminRoutes:
 
     async def update_event(self, request: Request) -> Response:
         event_id = request.path_params["event_id"]
-        change = _change(request.json(EventPatch))
+        change = _change(request.json(self._patch))
         before, view = await self.admin.update(event_id, change)
         old = EventSettings.effective(before, self.admin.settings)
         _audit(request, "event.update", event_id, dataclasses.asdict(old), _settings(view))
@@ -215,6 +246,14 @@ class AdminRoutes:
         return Response.json(200, SweepResponse(event_id, removed), _NO_STORE)
 
     def routes(self) -> list[Route]:
+        return [
+            dataclasses.replace(route, params=(("event_id", EventIdParam),))
+            if "{event_id}" in route.path
+            else route
+            for route in self._routes()
+        ]
+
+    def _routes(self) -> list[Route]:
         err = None
         common: tuple[tuple[int, type | None, str], ...] = (
             (401, err, "MISSING_AUTHORIZATION, INVALID_TOKEN_FORMAT, INVALID_TOKEN"),
@@ -240,6 +279,7 @@ class AdminRoutes:
                     *common,
                 ),
                 query=(("limit?", f"How many events, 1-{LIST_MAX} (default {LIST_DEFAULT})"),),
+                params=(("limit", ListLimit),),
             ),
             Route(
                 "POST",
@@ -248,7 +288,7 @@ class AdminRoutes:
                 AuthPolicy.ADMIN,
                 "Register an event (needed before its first join unless "
                 "QUEUE_AUTO_CREATE_EVENTS=true)",
-                EventCreate,
+                self._create,
                 (
                     (201, EventResponse, "The registered event with its settings"),
                     (
@@ -281,7 +321,7 @@ class AdminRoutes:
                 self.update_event,
                 AuthPolicy.ADMIN,
                 "Change an event's settings at runtime (every worker, within a second)",
-                EventPatch,
+                self._patch,
                 (
                     (200, EventResponse, "The event with its new settings"),
                     (400, err, "INVALID_REQUEST: malformed body, event_id or out-of-range value"),

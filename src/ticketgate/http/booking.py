@@ -27,7 +27,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
 import msgspec
 
@@ -74,10 +74,14 @@ Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", description="ISO 42
 
 
 class CreateReservationRequest(msgspec.Struct, forbid_unknown_fields=True):
+    # Empty ones get MISSING_EVENT_ID / MISSING_TOKEN from the handler.
+    __openapi_required__: ClassVar[tuple[str, ...]] = ("event_id", "reservation_token")
+
     event_id: EventId = ""
     seat_ids: Annotated[list[SeatId], msgspec.Meta(max_length=MAX_SEATS)] = msgspec.field(
         default_factory=list
     )
+    # 0 (or absent) means "as many as seat_ids"; without seat_ids at least 1 (400 otherwise).
     quantity: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEATS)] = 0
     reservation_token: Annotated[
         str, msgspec.Meta(max_length=512, description="Single-use token from queue/enter")
@@ -117,7 +121,11 @@ class ReservationView(msgspec.Struct, omit_defaults=True):
 class ConfirmRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Optional body: without it the reservation service checks the intent it knows."""
 
-    payment_intent_id: Id | Literal[""] = ""
+    # One pattern that admits "" rather than `Id | Literal[""]`: msgspec checked such a union
+    # against the pattern only, refusing the "" that the document allowed.
+    payment_intent_id: Annotated[
+        str, msgspec.Meta(pattern=f"^(?:{_ID})?$", description="Backend identifier, or empty")
+    ] = ""
 
 
 class ConfirmResponse(msgspec.Struct):

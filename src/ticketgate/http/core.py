@@ -104,16 +104,23 @@ class Request:
         return value.decode("latin-1") if value is not None else ""
 
     def query_param(self, name: str) -> str:
+        """The parameter's first value; "" when absent or empty."""
+        return self.query_value(name) or ""
+
+    def query_value(self, name: str) -> str | None:
+        """The parameter's first value, or None when absent (`?limit=` is "", not None)."""
         if not self.query:
-            return ""
+            return None
         try:
-            pairs = parse_qsl(self.query.decode("latin-1"), max_num_fields=20)
+            pairs = parse_qsl(
+                self.query.decode("latin-1"), keep_blank_values=True, max_num_fields=20
+            )
         except ValueError:  # more fields than the cap: a client mistake, not a 500
             raise ApiError("INVALID_REQUEST", "too many query parameters") from None
         for key, value in pairs:
             if key == name:
                 return value
-        return ""
+        return None
 
     def json(self, schema: type[T]) -> T:
         """Decode and validate the body; any mismatch is a 400 that names the field."""
@@ -122,14 +129,37 @@ class Request:
         try:
             return msgspec.json.decode(self.body, type=schema)
         except msgspec.ValidationError as exc:
+            if "got `float`" in str(exc):
+                return self._json_with_integral_floats(schema)
             raise ApiError("INVALID_REQUEST", f"invalid request body: {exc}") from None
         except (msgspec.DecodeError, UnicodeDecodeError):
             # msgspec reports invalid UTF-8 inside a string as UnicodeDecodeError.
             raise ApiError("INVALID_REQUEST", "request body is not valid JSON") from None
 
+    def _json_with_integral_floats(self, schema: type[T]) -> T:
+        """JSON has one number type: `2.0` is the integer 2 to JSON Schema (and to the
+        OpenAPI document's `integer`), while msgspec's strict decoding refuses it. Only on
+        that refusal, the body is decoded again with integral floats made ints (strings are
+        still refused: no lax coercion)."""
+        try:
+            value = _integral_floats(msgspec.json.decode(self.body))
+            return msgspec.convert(value, type=schema)
+        except msgspec.ValidationError as exc:
+            raise ApiError("INVALID_REQUEST", f"invalid request body: {exc}") from None
+
     @property
     def user_id(self) -> str:
         return self.principal.user_id if self.principal is not None else ""
+
+
+def _integral_floats(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +206,9 @@ class Route:
     # Which rate-limit budget the route draws from: "default" (per user, else per IP) or
     # "auth" (the lower per-IP budget of login and register).
     rate_budget: str = "default"
+    # The type of each path or query parameter the handler parses (an Annotated msgspec
+    # type); the OpenAPI document states its constraints. Unlisted parameters are strings.
+    params: tuple[tuple[str, Any], ...] = ()
 
 
 def is_json_media_type(value: bytes | None) -> bool:
@@ -464,7 +497,6 @@ class Gateway:
                 raise ApiError(
                     "PAYLOAD_TOO_LARGE",
                     f"request body exceeds {self._max_body} bytes",
-                    headers=_CLOSE,
                 )
         deadlines = self._body_deadlines
         task = deadlines.enter()
@@ -481,7 +513,6 @@ class Gateway:
                     raise ApiError(
                         "PAYLOAD_TOO_LARGE",
                         f"request body exceeds {self._max_body} bytes",
-                        headers=_CLOSE,
                     )
                 chunks.append(chunk)
                 if not message.get("more_body", False):

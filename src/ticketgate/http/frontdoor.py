@@ -37,6 +37,7 @@ from ticketgate.http.core import AuthPolicy, Request, Response, Route
 from ticketgate.http.cors import origin_of, parse_origins
 from ticketgate.http.docs import HtmlPage, StaticAsset
 from ticketgate.http.errors import ApiError
+from ticketgate.http.schemas import EventIdParam
 from ticketgate.http.static import Asset, make_asset, serve_asset
 from ticketgate.waitingroom.events import EventAdmin
 from ticketgate.waitingroom.model import EventState
@@ -294,6 +295,7 @@ class Frontdoor:
                 ((200, HtmlPage, page), conditional, *more),
                 query=(("lang?", "en or ko"),),
                 rate_limited=False,
+                params=(("event_id", EventIdParam),),  # used where the path has one
             )
 
         return [

@@ -10,8 +10,11 @@ import msgspec
 from ticketgate import __version__
 from ticketgate.http.core import AuthPolicy, Idempotency, Route
 from ticketgate.http.errors import ErrorEnvelope
+from ticketgate.http.queue import IDEMPOTENCY_KEY
 
 _REF = "#/components/schemas/{name}"
+# The Idempotency-Key header as the interceptor validates it (printable ASCII, 1-255).
+IDEMPOTENCY_KEY_PATTERN = f"^{IDEMPOTENCY_KEY.pattern}$"
 
 
 class RawBody:
@@ -72,6 +75,29 @@ def _raw_response(status: int, schema: type | None, description: str) -> dict[st
     return response
 
 
+def _param_schema(route: Route, name: str) -> dict[str, Any]:
+    types = dict(route.params)
+    if name in types:
+        return msgspec.json.schema(types[name])
+    return {"type": "string"}
+
+
+def _require_nonempty(components: dict[str, Any], types: list[Any]) -> None:
+    """Fields a handler refuses when empty with its own error code (MISSING_EVENT_ID,
+    MISSING_TOKEN) default to "" so that code can be given; the Struct names them in
+    `__openapi_required__`, and the document says they are required and non-empty."""
+    for schema_type in types:
+        names = getattr(schema_type, "__openapi_required__", ())
+        component = components.get(getattr(schema_type, "__name__", ""))
+        if not names or component is None:
+            continue
+        component["required"] = sorted({*component.get("required", ()), *names})
+        for name in names:
+            prop = component["properties"][name]
+            if prop.get("type") == "string":
+                prop.setdefault("minLength", 1)
+
+
 def build_openapi(routes: list[Route]) -> bytes:
     types: list[Any] = [ErrorEnvelope]
     for route in routes:
@@ -80,6 +106,7 @@ def build_openapi(routes: list[Route]) -> bytes:
         types += [s for _, s, _ in route.responses if s is not None and not _raw(s)]
     unique = list(dict.fromkeys(types))
     refs, components = msgspec.json.schema_components(unique, ref_template=_REF)
+    _require_nonempty(components, unique)
     ref_of = dict(zip(unique, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     operation_ids: set[str] = set()
@@ -96,7 +123,7 @@ def build_openapi(routes: list[Route]) -> bytes:
             "responses": {},
         }
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": _param_schema(route, name)}
             for name in _PATH_PARAM.findall(route.path)
         ]
         parameters += [
@@ -105,10 +132,21 @@ def build_openapi(routes: list[Route]) -> bytes:
                 "in": "query",
                 "required": not n.endswith("?"),  # `limit?`: optional
                 "description": d,
-                "schema": {"type": "string"},
+                "schema": _param_schema(route, n.removesuffix("?")),
             }
             for n, d in route.query
         ]
+        if route.idempotency is not Idempotency.NONE:
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": route.idempotency is Idempotency.REQUIRED,
+                    "description": "Replays the first answer of a retried request "
+                    "(X-Idempotency-Cached: true); scoped to the caller",
+                    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+                }
+            )
         if parameters:
             operation["parameters"] = parameters
         if route.request_schema is not None:

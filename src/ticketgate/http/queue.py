@@ -16,6 +16,7 @@ from ticketgate.http.schemas import (
     LeaveRequest,
     LeaveResponse,
     StatusResponse,
+    TokenParam,
     frontier_body,
 )
 from ticketgate.waitingroom.model import QueueError
@@ -177,6 +178,7 @@ class QueueRoutes:
                     (503, err, "QUEUE_UNAVAILABLE"),
                 ),
                 (("token", "Waiting token from join"),),
+                params=(("token", TokenParam),),
             ),
             Route(
                 "POST",
@@ -219,8 +221,10 @@ class QueueRoutes:
                         (404, err, "TOKEN_NOT_FOUND"),
                         (503, err, "QUEUE_UNAVAILABLE"),
                     ),
+                    # POST may carry it in its body instead (older sendBeacon callers).
                     (("token", "Waiting token from join"),),
                     body_required=False,
+                    params=(("token", TokenParam),),
                     any_media_type=True,  # navigator.sendBeacon posts a string as text/plain
                 )
                 for method in ("DELETE", "POST")

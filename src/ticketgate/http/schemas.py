@@ -3,18 +3,35 @@ generated from these, so the documentation cannot drift from the code."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
 from ticketgate.http.errors import ErrorDetail
 from ticketgate.waitingroom.model import Frontier
+from ticketgate.waitingroom.service import EVENT_ID_PATTERN
 
-EventId = Annotated[str, msgspec.Meta(max_length=64, description="Event identifier")]
+# The pattern is enforced by WaitingRoom.check_event_id (an empty value gets its own code,
+# MISSING_EVENT_ID); the document states it from the same regular expression.
+EVENT_ID_REGEX = f"^{EVENT_ID_PATTERN.pattern}$"
+EventId = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=64, description="Event identifier", extra_json_schema={"pattern": EVENT_ID_REGEX}
+    ),
+]
+# The same, as a path parameter (always present, so checked whole).
+EventIdParam = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=EVENT_ID_REGEX, description="Event")
+]
 WaitingToken = Annotated[str, msgspec.Meta(max_length=512, description="Signed waiting token")]
+# The `token` query parameter of status and leave (empty is MISSING_TOKEN).
+TokenParam = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
 
 class JoinRequest(msgspec.Struct, forbid_unknown_fields=True):
+    __openapi_required__: ClassVar[tuple[str, ...]] = ("event_id",)
+
     event_id: EventId = ""
     user_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
 
@@ -78,6 +95,8 @@ class StatusResponse(msgspec.Struct):
 
 
 class EnterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    __openapi_required__: ClassVar[tuple[str, ...]] = ("waiting_token",)
+
     waiting_token: WaitingToken = ""
 
 
