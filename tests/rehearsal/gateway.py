@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,70 @@ from tests.envs import app_env
 from tests.redis_server import free_port
 
 SECRET = "rehearsal-secret-rehearsal-secret-rehearsal"
+WEBHOOK_SECRET = "rehearsal-webhook-secret-rehearsal-webhook"
+
+
+@contextmanager
+def serve_services(tmp: Path) -> Iterator[dict[str, str]]:
+    """`ticketgate services` (inventory, reservation, payment simulator) in a child process;
+    yields the gateway settings that point at it, so the rehearsal can also read the
+    reservation service directly (BACKEND_RESERVATION_API_GRPC_ADDRESS)."""
+    inventory, reservation, payment = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        **app_env(
+            SERVER_ENVIRONMENT="development",
+            DATABASE_PATH=str(tmp / "services.db"),
+            # SQLite has one writer: a pool of one queues the services' writes in the process
+            # instead of in SQLite's busy-wait backoff (reserve p90 1.5 s with the default 10).
+            DATABASE_POOL_SIZE="1",
+            LOG_LEVEL="warning",
+            PAYMENT_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            SERVICES_INVENTORY_ADDRESS=f"127.0.0.1:{inventory}",
+            SERVICES_RESERVATION_ADDRESS=f"127.0.0.1:{reservation}",
+            SERVICES_PAYMENT_ADDRESS=f"127.0.0.1:{payment}",
+            SERVICES_SEED_DEMO_EVENT="true",
+        ),
+    }
+    with _child(tmp, "services", ["services"], env):
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", reservation), 0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("ticketgate services did not listen within 60 s") from None
+                time.sleep(0.1)
+        yield {
+            "BACKEND_RESERVATION_API_GRPC_ADDRESS": f"127.0.0.1:{reservation}",
+            "BACKEND_PAYMENT_API_GRPC_ADDRESS": f"127.0.0.1:{payment}",
+            "PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+
+
+@contextmanager
+def _child(tmp: Path, name: str, args: list[str], env: dict[str, str]) -> Iterator[None]:
+    log = (tmp / f"{name}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ticketgate.cli", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited: " + (tmp / f"{name}.log").read_text())
+        yield
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        log.close()
 
 
 @contextmanager
@@ -44,36 +109,19 @@ def serve_gateway(tmp: Path, **settings: str) -> Iterator[str]:
         ),
         **settings,
     }
-    log = (tmp / "gateway.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ticketgate.cli", "serve", "--dev", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
+    with _child(tmp, "gateway", ["serve", "--dev", "--port", str(port)], env):
         deadline = time.monotonic() + 60
         while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    "gateway exited: " + (tmp / "gateway.log").read_text(errors="replace")
-                )
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError("gateway did not come up within 60 s")
+                raise AssertionError(
+                    "gateway did not come up within 60 s: "
+                    + (tmp / "gateway.log").read_text(errors="replace")[-2000:]
+                )
             time.sleep(0.1)
         yield base
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        log.close()

@@ -418,7 +418,14 @@ def seats(result: RunResult) -> dict[str, Any]:
             owners.setdefault(seat, []).append(fan.n)
     twice = {seat: fans for seat, fans in owners.items() if len(fans) > 1}
     outcomes = Counter(fan.payment for fan in result.records if fan.payment)
+    service = result.service_check
     return {
+        # The service's records when it was reachable, else what the fans saw.
+        "checked_by": "reservation service (gRPC GetReservation of every reservation)"
+        if service is not None
+        else "the fans' own confirmed reservations (GET reservation = CONFIRMED)",
+        "sold_twice_anywhere": max(len(twice), service["sold_twice"] if service else 0),
+        "service": service,
         "capacity": booking.capacity or None,
         "sold": sum(len(fan.seats) for fan in sold),
         "orders": len(sold),
@@ -426,7 +433,6 @@ def seats(result: RunResult) -> dict[str, Any]:
         "sold_twice_seats": dict(sorted(twice.items())[:100]),
         "sold_out_fans": sum(1 for fan in result.records if fan.outcome == "sold_out"),
         "payments_by_scenario": dict(outcomes),
-        "checked_by": "the fans' own confirmed reservations (GET reservation = CONFIRMED)",
     }
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ticketgate.rehearsal.fan import Context, Fan
 from ticketgate.rehearsal.record import FanRecord, Stats
@@ -39,6 +40,7 @@ class RunResult:
     interrupted: bool
     frontier_seen: bool
     peak_active_fans: int
+    service_check: dict[str, Any] | None = None  # the reservation service's own records
 
 
 @dataclass
@@ -217,6 +219,11 @@ async def rehearse(
     cpu = _cpu_seconds() - cpu_before
     if on_progress is not None:
         on_progress(live)
+    service_check = None
+    if scenario.booking.reservation_grpc:
+        from ticketgate.rehearsal.verify import check_reservations
+
+        service_check = await check_reservations(scenario.booking.reservation_grpc, records)
     for record in records:
         if not record.outcome:
             record.outcome = "unfinished" if record.state != "arriving" else "not_arrived"
@@ -230,4 +237,5 @@ async def rehearse(
         interrupted=interrupted,
         frontier_seen=ctx.frontier_seen,
         peak_active_fans=live.peak_active,
+        service_check=service_check,
     )

@@ -9,6 +9,7 @@ retries faster than the gateway asks it to.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import uuid
 from typing import Any, Protocol
@@ -69,6 +70,15 @@ def error_code(reply: Reply) -> str:
         return str(code)
     except (msgspec.DecodeError, KeyError, TypeError):
         return f"HTTP_{reply.status}"
+
+
+def token_subject(token: str) -> str:
+    """The `sub` of a JWT the gateway issued (read, not verified: it is ours)."""
+    try:
+        payload = token.split(".")[1]
+        return str(_decode(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
+    except (IndexError, ValueError, KeyError, TypeError, msgspec.DecodeError):
+        return ""
 
 
 class Fan:
@@ -144,9 +154,11 @@ class Fan:
             return
         if sign_in.mode == "bypass":
             self.token = f"load-test-bypass-token-{sign_in.user_prefix}-{n}"
+            self.rec.user_id = f"load-test-{sign_in.user_prefix}-{n}"
         elif sign_in.mode == "jwt":
             assert self.ctx.tokens is not None
             self.token = self.ctx.tokens[n]
+            self.rec.user_id = f"{sign_in.user_prefix}-{n}"
         else:
             self.rec.state = "signing_in"
             credentials = {"username": f"{sign_in.user_prefix}-{n}", "password": sign_in.password}
@@ -157,6 +169,7 @@ class Fan:
             if reply.status != 200:
                 raise Refused(reply, error_code(reply))
             self.token = str(_decode(reply.body)["access_token"])
+            self.rec.user_id = token_subject(self.token)
         self.headers["Authorization"] = f"Bearer {self.token}"
 
     async def join(self) -> bool:

@@ -90,6 +90,7 @@ class FanRecord:
         "silent_at",
         "sold",
         "state",
+        "user_id",
     )
 
     def __init__(self, n: int, kind: str, arrival: float) -> None:
@@ -115,6 +116,7 @@ class FanRecord:
         self.seats: tuple[str, ...] = ()
         self.sold = False
         self.disturbed = False  # saw an error answer: left out of the fairness comparison
+        self.user_id = ""
 
     @property
     def joined(self) -> bool:

@@ -70,6 +70,9 @@ class Booking(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     payment_mix: dict[str, float] = msgspec.field(
         default_factory=lambda: {"approve": 0.9, "fail": 0.05, "delay": 0.05}
     )
+    # The reservation service's gRPC address (host:port), when the rehearsal host can reach
+    # it: every reservation is then read back from it ("sold" and "sold twice" by its records).
+    reservation_grpc: str = ""
     # After paying: how long to wait for the payment's webhook to confirm the order before
     # confirming explicitly, and how long to keep confirming a payment still settling.
     webhook_wait_sec: float = 6.0

@@ -42,7 +42,7 @@ METRICS: dict[str, tuple[Callable[[dict[str, Any]], float | None], str]] = {
     "eta_p50_error": (lambda r: r["eta"]["after_first_minute"]["error"].get("p50"), "ratio"),
     "eta_p90_error": (lambda r: r["eta"]["after_first_minute"]["error"].get("p90"), "ratio"),
     "fifo_unexplained": (lambda r: float(r["fairness"]["unexplained"]), "count"),
-    "seats_sold_twice": (lambda r: float(r["seats"]["sold_twice"]), "count"),
+    "seats_sold_twice": (lambda r: float(r["seats"]["sold_twice_anywhere"]), "count"),
     "ghosts_unswept": (lambda r: float(r["ghosts"]["not_swept_within_bound"]), "count"),
     "loop_lag_p99": (lambda r: r["tool"]["loop_lag_ms"].get("p99"), "ms"),
 }
