@@ -57,7 +57,6 @@ class QueueSettings:
     sweep_interval_ms: int = 1_000
     sweep_batch: int = 500
     admission_window: int = 100
-    bypass_top: int = 10
     min_wait: tuple[MinWaitRule, ...] = (
         MinWaitRule(10, 0),
         MinWaitRule(50, 2_000),
@@ -253,6 +252,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if redis.cluster_mode and redis.db != 0:
         raise ConfigError("REDIS_DB must be 0 when REDIS_CLUSTER_MODE=true")
 
+    if get("QUEUE_BYPASS_TOP"):
+        raise ConfigError(
+            "QUEUE_BYPASS_TOP is retired: admission follows the serving frontier, which serves"
+            " the head of the line first without borrowing past the bucket; remove it"
+        )
     window = opt("QUEUE_ADMISSION_WINDOW", lambda n, r: _int(n, r, 1, 100_000), 100)
     queue = QueueSettings(
         token_secret=secret_text.encode(),
@@ -264,7 +268,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         sweep_batch=opt("QUEUE_SWEEP_BATCH", lambda n, r: _int(n, r, 1, 100_000), 500),
         admission_window=window,
-        bypass_top=opt("QUEUE_BYPASS_TOP", lambda n, r: _int(n, r, 0, window), min(10, window)),
         min_wait=opt("QUEUE_MIN_WAIT", _min_wait, QueueSettings().min_wait),
         bucket_capacity=opt("QUEUE_BUCKET_CAPACITY", lambda n, r: _int(n, r, 1, 10_000_000), 500),
         bucket_refill_per_sec=opt(

@@ -41,7 +41,6 @@ WEBHOOK = "/api/v1/payment/webhook"
 OPEN_DOOR = QueueSettings(
     token_secret=QUEUE_SECRET,
     admission_window=100_000,
-    bypass_top=100_000,
     min_wait=(MinWaitRule(100_000, 0),),
     bucket_capacity=100_000,
     bucket_refill_per_sec=100_000.0,

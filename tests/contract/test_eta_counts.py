@@ -16,7 +16,7 @@ async def test_a_fresh_event_has_no_admissions(store: QueueStore, event_id: str)
     assert (counts.last_1m, counts.last_5m, counts.last_15m, counts.covered_ms) == (0, 0, 0, 0)
 
 
-@pytest.mark.queue_settings(admission_window=10, min_wait=open_door(10), bypass_top=10)
+@pytest.mark.queue_settings(admission_window=10, min_wait=open_door(10))
 async def test_admissions_show_up_in_every_window(store: QueueStore, event_id: str) -> None:
     joined = await join_many(store, event_id, 5)
     clock = Stopwatch()
@@ -35,7 +35,7 @@ async def test_admissions_show_up_in_every_window(store: QueueStore, event_id: s
     assert admitted.counts.last_15m == 3
 
 
-@pytest.mark.queue_settings(admission_window=10, min_wait=open_door(10), bypass_top=10)
+@pytest.mark.queue_settings(admission_window=10, min_wait=open_door(10))
 async def test_refusals_and_leaves_are_not_admissions(store: QueueStore, event_id: str) -> None:
     first, second, third = await join_many(store, event_id, 3)
     await store.leave(event_id, first.seq, "")

@@ -23,7 +23,7 @@ from ticketgate.waitingroom.model import (
 from ticketgate.waitingroom.service import WaitingRoom
 from ticketgate.waitingroom.store import QueueStore
 
-OPEN_5 = {"admission_window": 5, "min_wait": open_door(5), "bypass_top": 0}
+OPEN_5 = {"admission_window": 5, "min_wait": open_door(5)}
 
 
 @pytest.fixture
@@ -127,7 +127,6 @@ async def test_bucket_capacity_and_rate_overrides_throttle_the_door(
 @pytest.mark.queue_settings(
     admission_window=10,
     min_wait=open_door(10),
-    bypass_top=0,
     bucket_capacity=2,
     bucket_refill_per_sec=0.001,
 )

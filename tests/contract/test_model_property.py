@@ -31,7 +31,6 @@ SETTINGS = QueueSettings(
     token_secret=TEST_SECRET,
     admission_window=WINDOW,
     min_wait=open_door(WINDOW),
-    bypass_top=WINDOW,
     bucket_capacity=10_000,
 )
 USERS = ("", "", "", "ann", "bob")

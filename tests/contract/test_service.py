@@ -229,7 +229,7 @@ async def test_the_service_walks_join_status_enter_leave(room: WaitingRoom, even
         await room.enter(second.waiting_token, "bob")
 
 
-@pytest.mark.queue_settings(admission_window=1, min_wait=open_door(1), bypass_top=1)
+@pytest.mark.queue_settings(admission_window=1, min_wait=open_door(1))
 async def test_status_outside_the_window_is_waiting_with_an_eta(
     room: WaitingRoom, event_id: str
 ) -> None:

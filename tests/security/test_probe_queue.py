@@ -185,7 +185,6 @@ async def test_a_raised_capacity_grants_the_same_on_both_stores(
     event_id = event()
     settings = {
         **OPEN_DOOR,
-        "QUEUE_BYPASS_TOP": "0",
         "QUEUE_BUCKET_CAPACITY": "2",
         "QUEUE_BUCKET_REFILL_PER_SEC": "0.001",
     }

@@ -35,7 +35,6 @@ def test_defaults_follow_the_design() -> None:
     assert queue.token_secret == SECRET.encode()
     assert queue.heartbeat_ttl_ms == 300_000
     assert queue.admission_window == 100
-    assert queue.bypass_top == 10
     assert queue.min_wait == (MinWaitRule(10, 0), MinWaitRule(50, 2_000), MinWaitRule(100, 5_000))
     assert (queue.bucket_capacity, queue.bucket_refill_per_sec) == (500, 50.0)
     assert queue.reservation_token_ttl_ms == 30_000
@@ -85,7 +84,6 @@ def test_every_setting_is_read() -> None:
         QUEUE_SWEEP_INTERVAL_MS="200",
         QUEUE_SWEEP_BATCH="50",
         QUEUE_ADMISSION_WINDOW="20",
-        QUEUE_BYPASS_TOP="3",
         QUEUE_MIN_WAIT="5:0, 20:0.25",
         QUEUE_BUCKET_CAPACITY="7",
         QUEUE_BUCKET_REFILL_PER_SEC="0.5",
@@ -117,7 +115,6 @@ def test_every_setting_is_read() -> None:
         sweep_interval_ms=200,
         sweep_batch=50,
         admission_window=20,
-        bypass_top=3,
         min_wait=(MinWaitRule(5, 0), MinWaitRule(20, 250)),
         bucket_capacity=7,
         bucket_refill_per_sec=0.5,
@@ -130,8 +127,9 @@ def test_cluster_mode_is_named_as_the_store() -> None:
     assert settings.store_name == "redis-cluster"
 
 
-def test_a_small_window_caps_the_default_bypass() -> None:
-    assert load(QUEUE_ADMISSION_WINDOW="4", QUEUE_MIN_WAIT="4:0").queue.bypass_top == 4
+def test_the_retired_bypass_setting_is_refused_with_its_reason() -> None:
+    with pytest.raises(ConfigError, match="QUEUE_BYPASS_TOP is retired"):
+        load(QUEUE_BYPASS_TOP="10")
 
 
 @pytest.mark.parametrize(
@@ -172,8 +170,6 @@ def test_accepted_redis_addresses(address: str) -> None:
         ("QUEUE_SWEEP_INTERVAL_MS", "10"),
         ("QUEUE_SWEEP_BATCH", "0"),
         ("QUEUE_ADMISSION_WINDOW", "0"),
-        ("QUEUE_BYPASS_TOP", "101"),
-        ("QUEUE_BYPASS_TOP", "-1"),
         ("QUEUE_MIN_WAIT", "10"),
         ("QUEUE_MIN_WAIT", "10:0,"),
         ("QUEUE_MIN_WAIT", "x:1,100:5"),
