@@ -97,6 +97,7 @@ function askSignIn(then, why) {
 }
 
 async function join() {
+  clearFigures(); // a second join must not show the first place's numbers
   show("queue", t("heading_joining"));
   try {
     await room.join();
@@ -170,6 +171,13 @@ function onUpdate(update) {
   }
   render(status, update.at);
   if (status.ready_for_entry && !entering) enter();
+}
+
+function clearFigures() {
+  lastPosition = null;
+  for (const id of ["position", "eta"]) $(id).textContent = "–";
+  for (const id of ["ahead", "updated"]) $(id).textContent = "";
+  /** @type {HTMLProgressElement} */ ($("progress")).value = 0;
 }
 
 /** @param {import("./ticketgate.js").QueueStatus} status @param {Date} at */
