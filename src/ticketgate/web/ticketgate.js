@@ -24,6 +24,8 @@
  * @property {boolean} ready_for_entry  enter() will be granted now
  * @property {number} poll_after_ms  when to ask again
  * @property {EventState} [event_state]
+ * @property {{released: number, used: number, earmarked: number}} [frontier]
+ *   the event's serving frontier: positions 1..earmarked may enter now
  *
  * @typedef {object} Update
  * @property {"status" | "reconnecting" | "lost" | "stopped"} kind
