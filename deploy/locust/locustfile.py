@@ -47,10 +47,10 @@ PAYMENT_MIX = {
     )
 }
 EXPECTED = {
-    "join": {(202, ""), (409, "DUPLICATE_REQUEST")},
+    "join": {(202, ""), (409, "DUPLICATE_REQUEST"), (409, "QUEUE_CLOSED"), (409, "SOLD_OUT")},
     "status": {(200, "")},
     "enter": {(200, ""), (429, "ADMISSION_THROTTLED"), (409, "NOT_READY"),
-              (503, "ADMISSIONS_PAUSED")},
+              (409, "SOLD_OUT"), (503, "ADMISSIONS_PAUSED")},
     "leave": {(200, "")},
     "reserve": {(201, ""), (409, "SEAT_UNAVAILABLE"), (409, "INSUFFICIENT_INVENTORY"),
                 (409, "SEAT_LIMIT_EXCEEDED")},
@@ -136,6 +136,8 @@ class Fan(FastHttpUser):
             polls += 1
             if view.get("status") in ("expired", "admitted"):
                 raise StopUser()
+            if view.get("event_state") == "sold_out":
+                raise StopUser()  # the page says so; the fan closes it
             if give_up >= 0 and (polls > give_up or view.get("ready_for_entry")):
                 if self.kind == "leave":
                     self.call("leave", "DELETE", f"/api/v1/queue/leave?token={token}")
@@ -148,7 +150,7 @@ class Fan(FastHttpUser):
                 if status == 200:
                     self.book(grant["reservation_token"])
                     raise StopUser()
-                if status in (404, 410):
+                if status in (404, 410) or grant.get("error", {}).get("code") == "SOLD_OUT":
                     raise StopUser()
                 pause = retry or pause
             time.sleep(pause)

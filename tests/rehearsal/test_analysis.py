@@ -124,6 +124,16 @@ def test_eta_error_is_relative_to_the_true_wait_with_a_one_second_floor() -> Non
     assert abs(second[4] - abs(3 - second[3]) / 1.0) < 1e-9  # true wait < 1 s: floor
 
 
+def test_a_poll_that_promised_no_eta_is_not_an_eta_sample() -> None:
+    a = fan(0, 0.0, granted=12.0)
+    paused = Poll(1.0, 1.01, "waiting", 40, -1, False)  # paused: eta_sec null
+    a.polls = [paused, poll(5.0, 20, False, 4), poll(10.0, 1, True)]
+    (sample,) = eta_samples([a])
+    assert sample[2] == 4
+    # Still a "keep waiting" answer for the fairness comparison.
+    assert [e[0] for e in wait_events(a)] == [1.0, 5.0]
+
+
 def test_ghosts_are_judged_by_their_probes() -> None:
     swept = fan(0, 0.0, kind="ghost")
     swept.silent_at, swept.outcome, swept.probes = 1.0, "ghost_swept", [(-0.5, True)]

@@ -186,7 +186,7 @@ def eta_samples(records: list[FanRecord]) -> list[tuple[float, int, int, float, 
             continue
         moment = eligible_moment(fan)
         for poll in fan.polls:
-            if poll.ready or poll.status != "waiting" or poll.recv >= moment:
+            if poll.ready or poll.status != "waiting" or poll.eta_sec < 0 or poll.recv >= moment:
                 continue
             true_wait = moment - poll.recv
             error = abs(poll.eta_sec - true_wait) / max(true_wait, MIN_TRUE_WAIT_SEC)

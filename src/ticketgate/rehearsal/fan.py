@@ -216,7 +216,7 @@ class Fan:
             ctx.clock(),
             str(body.get("status", "")),
             int(body.get("position") or 0),
-            int(body.get("eta_sec") or 0),
+            -1 if body.get("eta_sec") is None else int(body["eta_sec"]),
             bool(body.get("ready_for_entry")),
         )
         self.poll_after = max(0.0, int(body.get("poll_after_ms") or 1000) / 1000.0)
@@ -279,6 +279,9 @@ class Fan:
             self.reservation_token = str(_decode(reply.body)["reservation_token"])
             return True
         code = error_code(reply)
+        if code == "SOLD_OUT":
+            rec.outcome = "event_sold_out"
+            raise Refused(reply, code)
         if reply.status in (404, 410) or code == "DUPLICATE_REQUEST":
             raise Refused(reply, code)
         rec.refusals.append((sent, now, code))

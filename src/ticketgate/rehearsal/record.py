@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 # error (5xx, no answer, 429 RATE_LIMITED, a 4xx the journey never provokes).
 EXPECTED: dict[str, frozenset[tuple[int, str]]] = {
     "signin": frozenset({(200, ""), (201, ""), (409, "USERNAME_TAKEN")}),
-    "join": frozenset({(202, ""), (409, "DUPLICATE_REQUEST")}),
+    "join": frozenset(
+        {(202, ""), (409, "DUPLICATE_REQUEST"), (409, "QUEUE_CLOSED"), (409, "SOLD_OUT")}
+    ),
     "status": frozenset({(200, "")}),
     "enter": frozenset(
         {
             (200, ""),
             (429, "ADMISSION_THROTTLED"),
             (409, "NOT_READY"),
+            (409, "SOLD_OUT"),
             (503, "ADMISSIONS_PAUSED"),
         }
     ),
@@ -51,7 +54,7 @@ def is_expected(endpoint: str, status: int, code: str) -> bool:
 
 class Poll:
     """One status answer: when asked and answered (seconds since doors open), the place,
-    the ETA shown, readiness and the poll hint."""
+    the ETA shown (-1: none promised, e.g. while paused), readiness."""
 
     __slots__ = ("eta_sec", "position", "ready", "recv", "sent", "status")
 
