@@ -74,13 +74,22 @@ def open_and_sign_in(
     wait_for(driver, lambda d: text_of(d, "position") not in {"", "–"})
 
 
-def sign_in(driver: Any, gateway: str, api: httpx.Client, event_id: str, query: str = "") -> None:
-    name, password = user(api)
+def sign_in(
+    driver: Any,
+    gateway: str,
+    api: httpx.Client,
+    event_id: str,
+    query: str = "",
+    account: tuple[str, str] | None = None,
+) -> tuple[str, str]:
+    """Open the waiting page and sign in (a fresh account unless one is given)."""
+    name, password = account or user(api)
     driver.get(f"{gateway}/wait/{event_id}{query}")
     wait_for(driver, lambda d: by_id(d, "signin").is_displayed())
     by_id(driver, "username").send_keys(name)
     by_id(driver, "password").send_keys(password)
     by_id(driver, "signin-button").click()
+    return name, password
 
 
 def open_and_sign_in_expecting_end(
@@ -166,6 +175,24 @@ def test_reload_keeps_the_place(tab: Any, gateway: str, api: httpx.Client, event
     tab.refresh()
     wait_for(tab, lambda d: position(d) == "3")
     assert waiting(api, event_id) == 3  # the same place, not a second one
+
+
+def test_one_person_holds_one_place_across_tabs(
+    tab: Any, gateway: str, api: httpx.Client, event_id: str
+) -> None:
+    patch_event(api, event_id, admission_window=1)
+    fans_ahead(api, event_id, 1)
+    account = sign_in(tab, gateway, api, event_id)
+    wait_for(tab, lambda d: position(d) == "2")
+    first = tab.current_window_handle
+    tab.switch_to.new_window("tab")  # a new tab: its own sessionStorage, no place kept
+    try:
+        sign_in(tab, gateway, api, event_id, account=account)
+        wait_for(tab, lambda d: position(d) == "2")  # the same place, handed back
+        assert waiting(api, event_id) == 2
+    finally:
+        tab.close()
+        tab.switch_to.window(first)
 
 
 def test_leave_frees_the_place(tab: Any, gateway: str, api: httpx.Client, event_id: str) -> None:

@@ -57,7 +57,8 @@ export class TicketGateError extends Error {
    * @param {string} code  e.g. QUEUE_CLOSED, SOLD_OUT, ADMISSIONS_PAUSED, NETWORK
    * @param {string} message
    * @param {number | null} retryAfterSec  from Retry-After, when sent
-   * @param {Record<string, unknown>} [body]  the whole error object
+   * @param {Record<string, any>} [body]  the whole answer: the envelope and the fields some
+   *   errors carry beside it (DUPLICATE_REQUEST: the waiting_token already held)
    */
   constructor(status, code, message, retryAfterSec, body = {}) {
     super(message);
@@ -195,7 +196,7 @@ export class WaitingRoom {
         error.code ?? `HTTP_${response.status}`,
         error.message ?? response.statusText,
         Number.isFinite(retry) ? retry : null,
-        error,
+        data,
       );
     }
     return data;
