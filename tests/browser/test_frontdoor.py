@@ -157,6 +157,10 @@ def test_the_admitted_state_without_a_return_url(
     assert text_of(tab, "heading") == "You are in!"
     assert text_of(tab, "reservation-token").startswith("rt1.")
     screenshot(tab, "admitted-en")
+    # Coming back for a second admission (still signed in): one admission per person.
+    tab.refresh()
+    wait_for(tab, lambda d: by_id(d, "ended").is_displayed())
+    assert text_of(tab, "ended-body").startswith("You have already been let in")
 
 
 def test_a_return_url_off_the_allowed_origins_is_refused(gateway: str, api: httpx.Client) -> None:

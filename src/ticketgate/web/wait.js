@@ -130,6 +130,9 @@ function joinFailed(error) {
     case "EVENT_NOT_FOUND":
       ended(t("event_not_found"), false);
       break;
+    case "ALREADY_ADMITTED":
+      ended(t("already_admitted"), false);
+      break;
     case "MISSING_AUTHORIZATION":
     case "INVALID_TOKEN":
     case "INVALID_TOKEN_FORMAT":
@@ -253,6 +256,10 @@ async function enter() {
       room.place = null;
       setState("sold_out");
       ended(t("state_sold_out"), false);
+    } else if (error.code === "ALREADY_ADMITTED") {
+      stopWatching?.();
+      room.place = null;
+      ended(t("already_admitted"), false);
     } else if (error.code === "NOT_READY") {
       show("queue", t("heading_waiting"));
     } else if (error.code === "TOKEN_NOT_FOUND" || error.code === "TOKEN_EXPIRED") {
