@@ -44,6 +44,7 @@ from ticketgate.http.core import Handler, Idempotency, Request, Response, Route
 from ticketgate.http.errors import ApiError, error_body
 from ticketgate.http.queue import IDEMPOTENCY_KEY
 from ticketgate.metrics import IDEMPOTENCY_HITS
+from ticketgate.redisio.errors import note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
 from ticketgate.redisio.scripts import Script
 from ticketgate.waitingroom.model import QueueError
@@ -497,7 +498,9 @@ class IdempotencyInterceptor:
         try:
             claim = await store.claim(scope, fingerprint, owner)
         except IdempotencyUnavailable as exc:
-            log.warning("idempotency store unavailable: %s", exc)
+            # One line per state every few seconds, not one per refused request.
+            cause = exc.__cause__ or exc
+            note_unavailable(unavailable_reason(cause) or "unreachable", cause)
             raise ApiError(
                 "UPSTREAM_UNAVAILABLE",
                 "idempotency store unavailable; retry shortly",
