@@ -134,18 +134,29 @@ def test_a_poll_that_promised_no_eta_is_not_an_eta_sample() -> None:
     assert [e[0] for e in wait_events(a)] == [1.0, 5.0]
 
 
-def test_ghosts_are_judged_by_their_probes() -> None:
-    swept = fan(0, 0.0, kind="ghost")
-    swept.silent_at, swept.outcome, swept.probes = 1.0, "ghost_swept", [(-0.5, True)]
-    late = fan(1, 0.0, kind="ghost")
-    late.silent_at, late.outcome = 1.0, "ghost_not_swept"
-    late.probes = [(-0.2, False), (0.05, False)]
-    cut = fan(2, 0.0, kind="ghost")
-    cut.silent_at, cut.outcome = 1.0, "unfinished"
-    report = ghosts(run([swept, late, cut]))
-    assert report["went_silent"] == 3
-    assert report["swept_within_bound"] == 1
+def test_ghosts_are_judged_by_their_one_probe() -> None:
+    def ghost(n: int, outcome: str, probes: list[tuple[float, bool]]) -> FanRecord:
+        record = fan(n, 0.0, kind="ghost")
+        record.silent_at, record.outcome, record.probes = 1.0, outcome, probes
+        return record
+
+    report = ghosts(
+        run(
+            [
+                ghost(0, "ghost_swept", [(-0.5, True)]),  # early, already gone
+                ghost(1, "ghost_removed_by_probe", [(-0.2, False)]),  # early, still there
+                ghost(2, "ghost_swept", [(0.05, True)]),  # at the deadline, gone
+                ghost(3, "ghost_not_swept", [(0.05, False)]),  # at the deadline, still there
+                ghost(4, "unfinished", []),  # the run ended first
+            ]
+        )
+    )
+    assert report["went_silent"] == 5
+    assert report["swept_within_bound"] == 2
     assert report["not_swept_within_bound"] == 1
+    assert report["still_there_at_early_probe"] == 1
+    assert report["deadline_probes"] == 2
     assert report["unprobed"] == 1
     assert report["bound_sec"] == 11.0
     assert report["early_probes"]["share_swept"] == 0.5
+    assert report["early_probes"]["offset_after_ttl_sec"] == [0.5, 0.8]

@@ -343,22 +343,30 @@ def _attribute(
 
 
 def ghosts(result: RunResult) -> dict[str, Any]:
+    """Judged by each ghost's one leave probe (fan.go_silent says why a leave)."""
     queue = result.scenario.queue
     bound = queue.heartbeat_ttl_sec + queue.sweep_interval_ms / 1000.0
     silent = [f for f in result.records if not math.isnan(f.silent_at)]
     early = sorted(p for f in silent for p in f.probes if p[0] < 0)
     interval = queue.sweep_interval_ms / 1000.0
+    outcomes = Counter(f.outcome for f in silent)
     return {
         "ghosts": sum(1 for f in result.records if f.kind == "ghost"),
         "went_silent": len(silent),
         "bound_sec": bound,
         "definition": (
-            "a ghost is swept within the bound when a probe at or before silence + TTL + "
-            "one sweep interval (+50 ms) finds it expired"
+            "each ghost probes once with a leave (no heartbeat): 'not in the queue' = the "
+            "sweeper removed it; most probe at silence + TTL + one sweep interval (+50 ms), "
+            "a quarter earlier within the interval"
         ),
-        "swept_within_bound": sum(1 for f in silent if f.outcome == "ghost_swept"),
-        "not_swept_within_bound": sum(1 for f in silent if f.outcome == "ghost_not_swept"),
-        "unprobed": sum(1 for f in silent if f.outcome not in ("ghost_swept", "ghost_not_swept")),
+        "swept_within_bound": outcomes["ghost_swept"],
+        "not_swept_within_bound": outcomes["ghost_not_swept"],
+        "deadline_probes": sum(1 for f in silent for p in f.probes if p[0] >= 0),
+        "still_there_at_early_probe": outcomes["ghost_removed_by_probe"],
+        "unprobed": len(silent)
+        - outcomes["ghost_swept"]
+        - outcomes["ghost_not_swept"]
+        - outcomes["ghost_removed_by_probe"],
         "early_probes": {
             "definition": "probe at TTL + u * sweep interval after silence, u in [0, 1)",
             "offset_after_ttl_sec": [round(p[0] + interval, 3) for p in early],

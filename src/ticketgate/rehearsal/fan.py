@@ -25,8 +25,9 @@ _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
 BACKOFF_SEC = 1.0  # pause after an answer without Retry-After that asks for one
 MAX_JOIN_TRIES = 5
-PROBE_MARGIN_SEC = 0.05
-WEBHOOK_POLL_SEC = 1.0  # a ghost's deadline probe, just after the sweep must have happened
+PROBE_MARGIN_SEC = 0.05  # a ghost's deadline probe, just after the sweep must have happened
+WEBHOOK_POLL_SEC = 1.0
+EARLY_PROBE_SHARE = 0.25  # ghosts that probe before the deadline (how soon sweeping happens)
 
 
 class Clock(Protocol):
@@ -294,35 +295,42 @@ class Fan:
         self.rec.outcome = "left"
 
     async def go_silent(self, last_seen: float) -> None:
-        """Close the tab: no more calls. Then check, as an outsider would, that the gateway
-        swept this fan in time. A probe is itself a heartbeat, so half the ghosts probe once
-        early (at a random point of the sweep interval after the TTL: how fast sweeping is)
-        and, if still there, go silent again; every ghost's last probe comes just after the
-        deadline (TTL + one sweep interval) and must find it gone."""
+        """Close the tab: no more calls. Then check, as an outsider would, that the
+        gateway's sweeper removed this fan in time.
+
+        The probe is a leave, not a status: a status is a heartbeat, and the gateway answers
+        `expired` for any waiter past its TTL whether or not the sweeper has removed it from
+        the line, so it would prove nothing about the fans behind. A leave neither refreshes
+        nor expires anything: "not in the queue" means someone already removed the ghost
+        (only the sweeper can have), "left the queue" means it still held its place, and
+        the leave removes it. One probe per ghost, then: most probe just after the deadline
+        (TTL + one sweep interval) and must find it gone; a quarter probe at a random point
+        of the interval after the TTL, to see how soon sweeping happens."""
         rec, ctx = self.rec, self.ctx
         queue = ctx.scenario.queue
         rec.state = "ghost"
         rec.silent_at = last_seen
         ttl, interval = queue.heartbeat_ttl_sec, queue.sweep_interval_ms / 1000.0
-        early = self.rng.random() < 0.5
-        while True:
-            offset = self.rng.uniform(0.0, interval) if early else interval + PROBE_MARGIN_SEC
-            await self.pause(last_seen + ttl + offset - ctx.clock())
-            reply, poll = await self.status()
-            if poll is None:
-                swept = reply.status in (404, 410)
-                if not swept:
-                    await self.pause(BACKOFF_SEC)  # an error answer: ask again
-                    last_seen = ctx.clock()
-                    continue
-            else:
-                swept = poll.status == "expired"
-            rec.probes.append((offset - interval, swept))
-            if swept or not early:
-                rec.outcome = "ghost_swept" if swept else "ghost_not_swept"
-                return
-            early = False
-            last_seen = poll.recv if poll is not None else ctx.clock()
+        early = self.rng.random() < EARLY_PROBE_SHARE
+        offset = self.rng.uniform(0.0, interval) if early else interval + PROBE_MARGIN_SEC
+        await self.pause(last_seen + ttl + offset - ctx.clock())
+        for _ in range(MAX_JOIN_TRIES):
+            reply = await self.call(
+                "leave", "DELETE", f"/api/v1/queue/leave?token={self.waiting_token}"
+            )
+            if reply.status == 200:
+                break
+            await self.pause(reply.retry_after or BACKOFF_SEC)  # an error answer: ask again
+        else:
+            rec.outcome = "ghost_unprobed"
+            return
+        message = str(_decode(reply.body).get("message", ""))
+        swept = not message.startswith("left")
+        rec.probes.append((offset - interval, swept))
+        if swept:
+            rec.outcome = "ghost_swept"
+        else:
+            rec.outcome = "ghost_not_swept" if not early else "ghost_removed_by_probe"
 
     # -- booking ----------------------------------------------------------------------------
 

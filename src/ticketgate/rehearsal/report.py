@@ -159,6 +159,40 @@ def plot_fairness(fair_points: list[tuple[int, int, bool]], report: dict[str, An
     return figure
 
 
+def plot_ghosts(report: dict[str, Any]) -> Figure:
+    """Early probes: how long after the heartbeat TTL each looked, and whether the ghost
+    was already gone (the sweep must be done by TTL + one interval)."""
+    ghosts = report["ghosts"]
+    early = ghosts["early_probes"]
+    interval = ghosts["bound_sec"] - report["scenario"]["queue"]["heartbeat_ttl_sec"]
+    figure, axis = plt.subplots(figsize=(10, 3.5))
+    offsets = early["offset_after_ttl_sec"]
+    bins = [interval * i / 10 for i in range(11)] if interval > 0 else 10
+    for flag, color, label in (
+        (True, "tab:green", "already swept"),
+        (False, "tab:red", "still in the queue"),
+    ):
+        chosen = [o for o, swept in zip(offsets, early["swept"], strict=True) if swept is flag]
+        if chosen:
+            axis.hist(chosen, bins=bins, color=color, alpha=0.7, label=label)
+    axis.axvline(
+        interval,
+        color="black",
+        linestyle="--",
+        linewidth=0.8,
+        label="deadline: TTL + one sweep interval",
+    )
+    axis.set_xlabel("probe time after the heartbeat TTL ran out (s)")
+    axis.set_ylabel("ghosts probed")
+    axis.set_title(
+        f"Ghosts: {ghosts['swept_within_bound']} of {ghosts['went_silent']} swept within "
+        f"{ghosts['bound_sec']:g} s of going silent"
+    )
+    axis.legend(loc="upper left")
+    axis.grid(alpha=0.3)
+    return figure
+
+
 def plot_latency(report: dict[str, Any]) -> Figure:
     latency = report["latency"]
     names = [k for k in latency if k not in ("unit", "all") and latency[k].get("count")]
@@ -256,6 +290,7 @@ def render_html(report: dict[str, Any], plots: dict[str, str]) -> str:
         ("ETA accuracy", "eta", eta["definition"]),
         ("ETA accuracy over time", "eta_time", "Median and p90 per 30 s of the on-sale."),
         ("Fairness", "fairness", fair["definition"]),
+        ("Ghosts", "ghosts", ghosts["definition"]),
         ("Latency", "latency", "Percentiles per endpoint, in milliseconds."),
     ):
         sections.append(f"<h2>{title}</h2><p>{html.escape(text)}</p>")
@@ -271,7 +306,7 @@ def render_html(report: dict[str, Any], plots: dict[str, str]) -> str:
     if fair["listed"]:
         keys = list(fair["listed"][0])
         sections.append(_table([[i[k] for k in keys] for i in fair["listed"][:200]], keys))
-    sections.append("<h2>Ghosts</h2>")
+    sections.append("<h2>Ghosts: figures</h2>")
     sections.append(
         _table(
             [[k, v] for k, v in ghosts.items() if k != "early_probes"]
@@ -317,6 +352,7 @@ def make_plots(
         "eta": _png(plot_eta(report, eta_samples)),
         "eta_time": _png(plot_eta_over_time(report)),
         "fairness": _png(plot_fairness(fair_points, report)),
+        "ghosts": _png(plot_ghosts(report)),
         "latency": _png(plot_latency(report)),
     }
 
