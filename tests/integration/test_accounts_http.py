@@ -236,7 +236,7 @@ async def test_openapi_documents_the_account_schemas(factory: DatabaseFactory) -
     document = httpx.Response(200, content=build_openapi(gateway.routes)).json()
     register = document["paths"]["/api/v1/auth/register"]["post"]
     # 429: every rate-limited route may answer RATE_LIMITED from the interceptor in front.
-    assert set(register["responses"]) == {"201", "400", "409", "415", "429"}
+    assert set(register["responses"]) == {"201", "400", "408", "409", "415", "429"}
     schema = document["components"]["schemas"]["RegisterRequest"]
     assert schema["properties"]["password"]["minLength"] == 8
     assert schema["properties"]["username"]["maxLength"] == 64

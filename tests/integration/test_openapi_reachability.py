@@ -12,6 +12,7 @@ A documented status that cannot be produced is a documentation bug: fix the Rout
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -317,6 +318,32 @@ JSON_BODY = [
 ]
 for route in JSON_BODY:
     recipe(*route, 415)(_not_json(route))
+
+
+def _slow_body(route: tuple[str, str]) -> Recipe:
+    """Half a body, then silence: the main gateway's SERVER_BODY_TIMEOUT_SEC is short."""
+
+    async def provoke(env: Env) -> httpx.Response:
+        path = route[1].replace("{id}", "rsv_1").replace("{event_id}", "evt_oas")
+        url = httpx.URL(str(env.main.base_url))
+        assert url.port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", url.port)
+        writer.write(
+            f"{route[0]} {path} HTTP/1.1\r\nHost: oas\r\nContent-Type: application/json\r\n"
+            "Authorization: Bearer dev-super-key-local-testing\r\n"
+            "Content-Length: 100\r\n\r\n{".encode()
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(65536), 10)
+        writer.close()
+        return httpx.Response(int(answer.split(b" ")[1]), content=answer)
+
+    return provoke
+
+
+# Every route that reads a body (POST, PATCH, DELETE) answers 408 to one that stalls.
+for route in {key[:2] for key in CALLS if key[0] in {"POST", "PATCH", "DELETE"}}:
+    recipe(*route, 408)(_slow_body(route))
 for route in RATE_LIMITED:
     recipe(*route, 429)(_limited(route))
 for route in DEPENDS_ON_AN_OUTAGE:
@@ -711,7 +738,13 @@ async def environments(redis_address: str) -> AsyncIterator[Env]:
     nobody = f"127.0.0.1:{free_port()}"
     async with (
         fake_backends() as fake,
-        serve(create_app(load_settings(_environment(redis_address, fake.address)))) as main,
+        serve(
+            create_app(
+                load_settings(
+                    _environment(redis_address, fake.address, SERVER_BODY_TIMEOUT_SEC="0.3")
+                )
+            )
+        ) as main,
         serve(
             create_app(
                 load_settings(

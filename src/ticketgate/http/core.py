@@ -42,7 +42,7 @@ Send = Callable[[Message], Awaitable[None]]
 T = TypeVar("T")
 
 _JSON = b"application/json"
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CLOSE = ((b"connection", b"close"),)
 # The answer to a request still running when the graceful shutdown's bound is over.
 _SHUTTING_DOWN = ApiError(
@@ -406,7 +406,7 @@ class Gateway:
                         entry = self._match_template(method, request)
                 route, handler, check, json_body = entry
                 route_path = route.path
-                if method in _BODY_METHODS:
+                if method in BODY_METHODS:
                     request.body = await self._read_body(headers, receive)
                     if json_body and request.body:
                         media = headers.get(b"content-type")

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ticketgate import __version__
-from ticketgate.http.core import AuthPolicy, Idempotency, Route
+from ticketgate.http.core import BODY_METHODS, AuthPolicy, Idempotency, Route
 from ticketgate.http.errors import ErrorEnvelope
 from ticketgate.http.queue import IDEMPOTENCY_KEY
 
@@ -46,6 +46,8 @@ def _with_edge_responses(route: Route) -> list[tuple[int, type | None, str]]:
             else "INVALID_IDEMPOTENCY_KEY",
         )
         add(409, "IDEMPOTENCY_CONFLICT, IDEMPOTENCY_IN_PROGRESS")
+    if route.method in BODY_METHODS:
+        add(408, "REQUEST_TIMEOUT: the body did not arrive within SERVER_BODY_TIMEOUT_SEC")
     if route.request_schema is not None and not route.any_media_type:
         add(415, "UNSUPPORTED_MEDIA_TYPE: a body not sent as application/json")
     if route.rate_limited:
@@ -94,6 +96,7 @@ def _require_nonempty(components: dict[str, Any], types: list[Any]) -> None:
         component["required"] = sorted({*component.get("required", ()), *names})
         for name in names:
             prop = component["properties"][name]
+            prop.pop("default", None)  # required: the "" placeholder is not a value to send
             if prop.get("type") == "string":
                 prop.setdefault("minLength", 1)
 
