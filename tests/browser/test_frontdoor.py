@@ -152,7 +152,7 @@ def test_admission_redirects_to_return_url_with_the_token_in_the_fragment(
 def test_the_admitted_state_without_a_return_url(
     tab: Any, gateway: str, api: httpx.Client, event_id: str
 ) -> None:
-    open_and_sign_in(tab, gateway, api, event_id)
+    sign_in(tab, gateway, api, event_id)  # first in line: straight through the door
     wait_for(tab, lambda d: by_id(d, "admitted").is_displayed())
     assert text_of(tab, "heading") == "You are in!"
     assert text_of(tab, "reservation-token").startswith("rt1.")
