@@ -168,13 +168,15 @@ def plot_ghosts(report: dict[str, Any]) -> Figure:
     figure, axis = plt.subplots(figsize=(10, 3.5))
     offsets = early["offset_after_ttl_sec"]
     bins = [interval * i / 10 for i in range(11)] if interval > 0 else 10
-    for flag, color, label in (
-        (True, "tab:green", "already swept"),
-        (False, "tab:red", "still in the queue"),
-    ):
-        chosen = [o for o, swept in zip(offsets, early["swept"], strict=True) if swept is flag]
-        if chosen:
-            axis.hist(chosen, bins=bins, color=color, alpha=0.7, label=label)
+    swept = [o for o, gone in zip(offsets, early["swept"], strict=True) if gone]
+    still = [o for o, gone in zip(offsets, early["swept"], strict=True) if not gone]
+    axis.hist(
+        [swept, still],
+        bins=bins,
+        stacked=True,
+        color=["tab:green", "tab:red"],
+        label=["already swept", "still in the queue"],
+    )
     axis.axvline(
         interval,
         color="black",
@@ -182,13 +184,14 @@ def plot_ghosts(report: dict[str, Any]) -> Figure:
         linewidth=0.8,
         label="deadline: TTL + one sweep interval",
     )
-    axis.set_xlabel("probe time after the heartbeat TTL ran out (s)")
-    axis.set_ylabel("ghosts probed")
+    axis.set_xlabel("early probe's time after the heartbeat TTL ran out (s)")
+    axis.set_ylabel("ghosts probed early")
     axis.set_title(
-        f"Ghosts: {ghosts['swept_within_bound']} of {ghosts['went_silent']} swept within "
-        f"{ghosts['bound_sec']:g} s of going silent"
+        f"Ghosts: {ghosts['deadline_probes'] - ghosts['not_swept_within_bound']} of "
+        f"{ghosts['deadline_probes']} gone at the deadline; early probes: "
+        f"{len(swept)} of {len(offsets)} already swept"
     )
-    axis.legend(loc="upper left")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     axis.grid(alpha=0.3)
     return figure
 
@@ -244,8 +247,10 @@ def render_html(report: dict[str, Any], plots: dict[str, str]) -> str:
         ["ETA median error after the first minute", eta["after_first_minute"]["error"].get("p50")],
         ["FIFO inversions (unexplained)", f"{fair['inversions']} ({fair['unexplained']})"],
         [
-            "ghosts swept within TTL + sweep interval",
-            f"{ghosts['swept_within_bound']} of {ghosts['went_silent']} silent",
+            "ghosts gone at TTL + one sweep interval",
+            f"{ghosts['deadline_probes'] - ghosts['not_swept_within_bound']} of "
+            f"{ghosts['deadline_probes']} probed then ({ghosts['went_silent']} went silent; "
+            f"{ghosts['still_there_at_early_probe']} still there at an earlier probe)",
         ],
         [
             "requests / errors",
