@@ -389,6 +389,24 @@ def test_cors_preflight_and_a_cross_origin_join(
     assert waiting(api, event_id) == 1
 
 
+def test_enter_waits_out_a_503_and_gets_in(
+    tab: Any, gateway: str, site: str, api: httpx.Client, event_id: str
+) -> None:
+    """The client at the door of a paused event: 503 ADMISSIONS_PAUSED with Retry-After, it
+    waits that long by itself and tries again, and is let in once admissions resume."""
+    patch_event(api, event_id, paused=True)
+    bearer = f"load-test-bypass-token-{event_id}-door"
+    query = f"gateway={quote(gateway, safe='')}&event={event_id}&bearer={bearer}&enter=1"
+    tab.get(f"{site}/index.html?{query}")
+    wait_for(tab, lambda d: "ADMISSIONS_PAUSED" in text_of(d, "retries"))
+    assert text_of(tab, "retries").startswith("503 ADMISSIONS_PAUSED 10s")  # Retry-After: 10
+    assert text_of(tab, "result") == "pending"
+    patch_event(api, event_id, paused=False)
+    wait_for(tab, lambda d: text_of(d, "result") != "pending", timeout=15)
+    assert text_of(tab, "result").startswith("granted rt1."), text_of(tab, "result")
+    assert text_of(tab, "retries").count(";") == 1  # one wait, then through
+
+
 def test_the_console_pause_button_pauses_admissions(
     tab: Any, gateway: str, api: httpx.Client, event_id: str
 ) -> None:
