@@ -11,6 +11,8 @@ from typing import NamedTuple, Protocol
 
 from ticketgate.rehearsal.scenario import Client
 
+KEEPALIVE_SEC = 4.0
+
 
 class Reply(NamedTuple):
     status: int
@@ -51,7 +53,12 @@ class AiohttpTransport:
         self._base = base_url.rstrip("/")
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=settings.connections, ttl_dns_cache=300, enable_cleanup_closed=True
+                limit=settings.connections,
+                ttl_dns_cache=300,
+                enable_cleanup_closed=True,
+                # Below uvicorn's 5 s keep-alive: a pooled connection the server is closing
+                # would otherwise be reused and fail (ClientOSError), an error of the tool's.
+                keepalive_timeout=KEEPALIVE_SEC,
             ),
             timeout=aiohttp.ClientTimeout(total=settings.timeout_sec),
             auto_decompress=False,
