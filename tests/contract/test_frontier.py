@@ -14,23 +14,29 @@ from hypothesis import strategies as st
 from tests.conftest import TEST_SECRET
 from tests.contract.conftest import join_many, open_door
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.admission import ENTRY_GRACE_MS
+from ticketgate.waitingroom.eta import entry_grace_ms
 from ticketgate.waitingroom.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import EnterOutcome, QueueError, WaiterState
 from ticketgate.waitingroom.service import WaitingRoom
 from ticketgate.waitingroom.store import QueueStore
 
 FAST = 20.0  # per second: the bucket is full again 100 ms after a grant
+TTL_MS = 4_000  # polls at most every second: the entry grace is 2 s
+GRACE_MS = entry_grace_ms(TTL_MS)
 
 
 @pytest.mark.queue_settings(
-    admission_window=10, min_wait=open_door(10), bucket_capacity=2, bucket_refill_per_sec=FAST
+    admission_window=10,
+    min_wait=open_door(10),
+    bucket_capacity=2,
+    bucket_refill_per_sec=FAST,
+    heartbeat_ttl_ms=TTL_MS,
 )
 async def test_a_fan_who_does_not_come_has_its_earmark_held_and_the_line_flows(
     store: QueueStore, event_id: str
 ) -> None:
     silent, second, third, fourth = await join_many(store, event_id, 4)
-    await asyncio.sleep(ENTRY_GRACE_MS / 1000 + 0.2)
+    await asyncio.sleep(GRACE_MS / 1000 + 0.2)
     for waiter in (second, third, fourth):  # they keep polling; the head went quiet
         assert (await store.status(event_id, waiter.seq)).state is WaiterState.WAITING
     third_early = await store.enter(event_id, third.seq, third.joined_ms, "")
@@ -58,18 +64,18 @@ async def test_a_fan_who_does_not_come_has_its_earmark_held_and_the_line_flows(
     min_wait=open_door(10),
     bucket_capacity=1,
     bucket_refill_per_sec=0.01,
-    heartbeat_ttl_ms=ENTRY_GRACE_MS + 400,
+    heartbeat_ttl_ms=2_000,  # entry grace 1.5 s
 )
 async def test_a_held_earmark_lapses_when_its_fan_is_swept(
     store: QueueStore, event_id: str
 ) -> None:
     silent, waiting = await join_many(store, event_id, 2)
-    await asyncio.sleep(ENTRY_GRACE_MS / 1000 + 0.1)
+    await asyncio.sleep(entry_grace_ms(2_000) / 1000 + 0.1)
     await store.status(event_id, waiting.seq)
     await store.sweep(event_id, 100)
     held = (await store.status(event_id, waiting.seq)).frontier
     assert (held.held, held.lapsed, held.released) == (1, 0, 1)
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(0.6)
     await store.status(event_id, waiting.seq)
     assert await store.sweep(event_id, 100) == 1
     lapsed = (await store.status(event_id, waiting.seq)).frontier

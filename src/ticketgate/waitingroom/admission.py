@@ -12,7 +12,8 @@ Why this order is fair and the promise holds:
 - nobody behind a waiter is admitted before it unless it is itself within the frontier, so a
   waiter who polls as told is passed only by those who stood within `capacity` places of
   the head with it;
-- a fan within the frontier who does not come (unseen for ENTRY_GRACE_MS) does not stop the
+- a fan within the frontier who does not come (unseen for eta.entry_grace_ms: longer than any
+  poll interval it can have been told) does not stop the
   line: the sweeper takes its earmark out of the bucket and holds it for it (it moves to the
   very front and may still enter, until swept as a ghost), so the bucket refills and its
   capacity flows to the next places — otherwise `capacity` absent fans would stall the door
@@ -33,9 +34,6 @@ from dataclasses import dataclass
 from ticketgate.config import MinWaitRule, QueueSettings
 from ticketgate.waitingroom.model import EnterOutcome, EventOverrides, Frontier
 
-# A waiter within the frontier unseen this long gets its earmark held (see above). Ready fans
-# are told to enter at once and otherwise poll every second, so three seconds is silence.
-ENTRY_GRACE_MS = 3_000
 # Held waiters stay in the order (ZSET `wait` in Redis, scored by seq) with their score
 # lowered by this much, so they rank first and keep their order among themselves.
 HELD_OFFSET = 10**15

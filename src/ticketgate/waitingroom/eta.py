@@ -97,6 +97,22 @@ def estimate(
     )
 
 
+GRACE_MARGIN_MS = 1_000
+
+
+def poll_ceiling_ms(heartbeat_ttl_ms: int) -> int:
+    """The longest a client is ever told to wait between polls."""
+    return max(1, min(MAX_POLL_MS, heartbeat_ttl_ms // 4))
+
+
+def entry_grace_ms(heartbeat_ttl_ms: int) -> int:
+    """A waiter within the frontier unseen this long is not coming (its earmark is held,
+    admission.py): it has missed the longest poll it can have been told to make, by a second.
+    A shorter grace would hold fans whose turn came between two polls, and let the line pass
+    them; a longer one lets absent fans fill the bucket longer."""
+    return poll_ceiling_ms(heartbeat_ttl_ms) + GRACE_MARGIN_MS
+
+
 def poll_after_ms(ready: bool, turn_in_ms: int, heartbeat_ttl_ms: int) -> int:
     """When the client should poll next: at the moment its turn comes.
 
@@ -105,7 +121,7 @@ def poll_after_ms(ready: bool, turn_in_ms: int, heartbeat_ttl_ms: int) -> int:
     never later than a quarter of the heartbeat TTL (an attentive client must not be swept as
     a ghost) or 30 s; far back that cap sets the pace, so 300k waiters poll at most every 30 s.
     """
-    ceiling = max(1, min(MAX_POLL_MS, heartbeat_ttl_ms // 4))
+    ceiling = poll_ceiling_ms(heartbeat_ttl_ms)
     if ready:
         return min(MIN_POLL_MS, ceiling)
     return max(min(TURN_POLL_MS, ceiling), min(ceiling, turn_in_ms))

@@ -17,12 +17,11 @@ from sortedcontainers import SortedList
 
 from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.admission import (
-    ENTRY_GRACE_MS,
     HELD_OFFSET,
     AdmissionPolicy,
     refilled,
 )
-from ticketgate.waitingroom.eta import WINDOWS_MS
+from ticketgate.waitingroom.eta import WINDOWS_MS, entry_grace_ms
 from ticketgate.waitingroom.model import (
     MARK_EVERY,
     OVERRIDE_FIELDS,
@@ -332,7 +331,8 @@ class MemoryQueueStore:
             door = event.waiting.islice(
                 event.waiting.bisect_left(0), event.waiting.bisect_left(0) + policy.door(frontier)
             )
-            late = [seq for seq in door if now - event.last_seen[seq] > ENTRY_GRACE_MS]
+            grace = entry_grace_ms(self._settings.heartbeat_ttl_ms)
+            late = [seq for seq in door if now - event.last_seen[seq] > grace]
         for seq in late:
             event.waiting.discard(seq)
             event.held.add(seq)

@@ -17,7 +17,8 @@ from ticketgate.config import QueueSettings
 from ticketgate.redisio.errors import client_message, note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
 from ticketgate.redisio.scripts import Script
-from ticketgate.waitingroom.admission import ENTRY_GRACE_MS, HELD_OFFSET, AdmissionPolicy
+from ticketgate.waitingroom.admission import HELD_OFFSET, AdmissionPolicy
+from ticketgate.waitingroom.eta import entry_grace_ms
 from ticketgate.waitingroom.model import (
     AdmissionCounts,
     ClaimOutcome,
@@ -267,7 +268,7 @@ class RedisQueueStore:
                 batch,
                 *self._stats_args,
                 self._settings.admission_window,
-                ENTRY_GRACE_MS,
+                entry_grace_ms(self._settings.heartbeat_ttl_ms),
                 HELD_OFFSET,
             )
         )
