@@ -13,6 +13,7 @@ from ticketgate.waitingroom.eta import (
     MAX_POLL_MS,
     MIN_POLL_MS,
     MIN_SAMPLES,
+    SPREAD_STEPS,
     TURN_POLL_MS,
     estimate,
     poll_after_ms,
@@ -128,17 +129,25 @@ def test_poll_at_most_a_quarter_of_the_heartbeat_ttl() -> None:
     assert poll_after_ms(False, 60_000, 20_000) == 5_000
 
 
+def test_far_waiters_spread_their_polls_over_the_last_quarter_of_the_cap() -> None:
+    waits = {poll_after_ms(False, 10**6, 300_000, position) for position in range(1, 1_000)}
+    assert min(waits) >= MAX_POLL_MS * 3 // 4
+    assert max(waits) == MAX_POLL_MS
+    assert len(waits) == SPREAD_STEPS
+
+
 @pytest.mark.parametrize("ttl_ms", [40, 200, 399])
 def test_a_short_heartbeat_ttl_shortens_even_the_minimum_poll(ttl_ms: int) -> None:
     assert poll_after_ms(False, 0, ttl_ms) == ttl_ms // 4
     assert poll_after_ms(True, 0, ttl_ms) == ttl_ms // 4
 
 
-@given(st.booleans(), st.integers(0, 10**8), st.integers(4, 86_400_000))
+@given(st.booleans(), st.integers(0, 10**8), st.integers(4, 86_400_000), st.integers(0, 10**6))
 def test_an_attentive_client_is_never_told_to_wait_past_its_ttl(
-    ready: bool, turn_in_ms: int, ttl_ms: int
+    ready: bool, turn_in_ms: int, ttl_ms: int, position: int
 ) -> None:
-    wait = poll_after_ms(ready, turn_in_ms, ttl_ms)
+    wait = poll_after_ms(ready, turn_in_ms, ttl_ms, position)
     assert 1 <= wait <= ttl_ms // 4
     assert wait <= MAX_POLL_MS
-    assert poll_after_ms(ready, turn_in_ms + 10, ttl_ms) >= wait
+    if not ready and turn_in_ms < ttl_ms // 4:
+        assert wait <= max(turn_in_ms, TURN_POLL_MS), "never past the turn"

@@ -28,6 +28,7 @@ FULL_CONFIDENCE_SAMPLES = 100
 MIN_POLL_MS = 1_000
 TURN_POLL_MS = 100
 MAX_POLL_MS = 30_000
+SPREAD_STEPS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,15 +114,19 @@ def entry_grace_ms(heartbeat_ttl_ms: int) -> int:
     return poll_ceiling_ms(heartbeat_ttl_ms) + GRACE_MARGIN_MS
 
 
-def poll_after_ms(ready: bool, turn_in_ms: int, heartbeat_ttl_ms: int) -> int:
+def poll_after_ms(ready: bool, turn_in_ms: int, heartbeat_ttl_ms: int, position: int = 0) -> int:
     """When the client should poll next: at the moment its turn comes.
 
     A ready waiter should enter now (and poll again in a second if it does not). Otherwise
     the next poll lands when the frontier reaches the waiter, never sooner than 100 ms, and
     never later than a quarter of the heartbeat TTL (an attentive client must not be swept as
     a ghost) or 30 s; far back that cap sets the pace, so 300k waiters poll at most every 30 s.
+    Waiters who joined in the same burst would all poll at that cap in the same instant, so
+    it is spread over its last quarter by position (SPREAD_STEPS steps).
     """
     ceiling = poll_ceiling_ms(heartbeat_ttl_ms)
     if ready:
         return min(MIN_POLL_MS, ceiling)
-    return max(min(TURN_POLL_MS, ceiling), min(ceiling, turn_in_ms))
+    if turn_in_ms >= ceiling:
+        return ceiling - ceiling * (position % SPREAD_STEPS) // (4 * SPREAD_STEPS)
+    return max(min(TURN_POLL_MS, ceiling), turn_in_ms)

@@ -162,7 +162,10 @@ class WaitingRoom:
             waiting_time=waited_ms // 1000,
             ready_for_entry=ready,
             poll_after_ms=poll_after_ms(
-                ready, min(decision.wait_ms, guess.eta_ms), settings.heartbeat_ttl_ms
+                ready,
+                min(decision.wait_ms, guess.eta_ms),
+                settings.heartbeat_ttl_ms,
+                result.position,
             ),
             frontier=frontier,
             event_state=event_state,
