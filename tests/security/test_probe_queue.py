@@ -46,7 +46,9 @@ def bearer(subject: str, *roles: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {jwt.encode(claims, JWT_KEY, 'HS256')}"}
 
 
-ADMIN = bearer("ops", "admin", "user")
+def admin() -> dict[str, str]:
+    """Minted when used: a module-level token would expire before a long suite reaches it."""
+    return bearer("ops", "admin", "user")
 
 
 def production(redis_address: str = "", **overrides: str) -> dict[str, str]:
@@ -85,7 +87,7 @@ def event() -> str:
 
 
 async def register(client: httpx.AsyncClient, event_id: str, **settings: object) -> None:
-    created = await client.post(EVENTS, json={"event_id": event_id, **settings}, headers=ADMIN)
+    created = await client.post(EVENTS, json={"event_id": event_id, **settings}, headers=admin())
     assert created.status_code == 201, created.text
 
 
@@ -150,7 +152,7 @@ async def test_swept_signed_in_waiters_leave_nothing_in_the_users_hash(
             assert joined.status_code == 202, joined.text
         assert redis_sync.hlen(f"tg:{{{event_id}}}:users") == 20
         await asyncio.sleep(1.2)
-        swept = await first.post(f"{EVENTS}/{event_id}/sweep", headers=ADMIN)
+        swept = await first.post(f"{EVENTS}/{event_id}/sweep", headers=admin())
         assert swept.json()["removed"] == 20
     assert redis_sync.hlen(f"tg:{{{event_id}}}:users") == 0
     assert redis_sync.hlen(f"tg:{{{event_id}}}:owners") == 0
@@ -214,12 +216,14 @@ async def test_a_typo_in_an_event_id_pauses_nothing_and_opens_no_queue(
     typo = real + "1"
     async with replicas(store, redis_address) as gateways:
         await register(gateways[0], real)
-        paused = await gateways[-1].patch(f"{EVENTS}/{typo}", json={"paused": True}, headers=ADMIN)
+        paused = await gateways[-1].patch(
+            f"{EVENTS}/{typo}", json={"paused": True}, headers=admin()
+        )
         assert (paused.status_code, paused.json()["error"]["code"]) == (404, "EVENT_NOT_FOUND")
         joined = await gateways[-1].post(JOIN, json={"event_id": typo})
         assert (joined.status_code, joined.json()["error"]["code"]) == (404, "EVENT_NOT_FOUND")
         assert (await gateways[-1].post(JOIN, json={"event_id": real})).status_code == 202
-        listed = (await gateways[0].get(EVENTS, headers=ADMIN)).json()["events"]
+        listed = (await gateways[0].get(EVENTS, headers=admin())).json()["events"]
         assert typo not in [e["event_id"] for e in listed]
 
 
@@ -240,7 +244,7 @@ async def test_status_tells_a_paused_or_sold_out_event_and_promises_nothing(
         ]
         for flag, state in (("paused", "paused"), ("sold_out", "sold_out")):
             changed = await gateways[0].patch(
-                f"{EVENTS}/{event_id}", json={flag: True}, headers=ADMIN
+                f"{EVENTS}/{event_id}", json={flag: True}, headers=admin()
             )
             assert changed.status_code == 200, changed.text
             for token in tokens:
