@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ticketgate.rehearsal import analysis, slo
+from ticketgate.rehearsal import slo
 from ticketgate.rehearsal.driver import RunResult, rehearse
 from ticketgate.rehearsal.scenario import Scenario, ScenarioError, load_scenario
 
@@ -25,6 +25,10 @@ __all__ = [
 
 
 def build_report(run: RunResult, slo_spec: str = "") -> dict[str, Any]:
+    # numpy (analysis) and matplotlib (report) load only when a report is made, so the
+    # `ticketgate` command a gateway starts with never imports them.
+    from ticketgate.rehearsal import analysis
+
     report = analysis.analyse(run)
     if slo_spec:
         report["slo"] = slo.as_json(slo.evaluate(slo.parse(slo_spec), report))
@@ -35,6 +39,7 @@ def save(
     run: RunResult, report: dict[str, Any], prefix: Path, *, png_dir: Path | None = None
 ) -> tuple[Path, Path]:
     """`<prefix>.json` and `<prefix>.html` (plots embedded)."""
+    from ticketgate.rehearsal import analysis
     from ticketgate.rehearsal.report import write_report
 
     return write_report(
