@@ -40,7 +40,7 @@ def bearer(subject: str, *roles: str) -> dict[str, str]:
         "aud": "ticketgate",
         "sub": subject,
         "iat": now,
-        "exp": now + 6 * 3600,  # ADMIN is minted at import: it must outlive a whole suite run
+        "exp": now + 300,
         "roles": list(roles or ("user",)),
     }
     return {"Authorization": f"Bearer {jwt.encode(claims, JWT_KEY, 'HS256')}"}
