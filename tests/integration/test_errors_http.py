@@ -420,7 +420,7 @@ async def test_a_bad_idempotency_key_is_invalid_idempotency_key(
 # --- routing --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/api/v1/queue", "/api/v1/queue/join/", "/nope"])
+@pytest.mark.parametrize("path", ["/api/v1/queue", "/api/v1/queue/join/", "/nope"])
 async def test_an_unknown_path_is_not_found(client: httpx.AsyncClient, path: str) -> None:
     assert_envelope(await client.get(path), 404, "NOT_FOUND")
     assert_envelope(await client.post(path, json={}), 404, "NOT_FOUND")
