@@ -206,7 +206,13 @@ def event_table(event: dict[str, Any]) -> Table:
         ("waiting", f"{event['waiting']:,}"),
         ("admitted last minute", f"{event['admitted_last_minute']:,}"),
         ("admission rate", f"{event['admission_rate_per_sec']:.2f}/s"),
-        ("tail ETA", _duration(event["tail_eta_sec"])),
+        ("tail ETA", f"{_duration(event['tail_eta_sec'])} (confidence {event['eta_confidence']})"),
+        (
+            "frontier",
+            "released {released:,}, used {used:,}, earmarked {earmarked:,}".format(
+                **event["frontier"]
+            ),
+        ),
         ("oldest wait", _duration(event["oldest_wait_sec"])),
     ]
     for name, value in event["settings"].items():
