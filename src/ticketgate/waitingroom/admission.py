@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ticketgate.config import MinWaitRule, QueueSettings
 from ticketgate.waitingroom.model import EnterOutcome, EventOverrides, Frontier
@@ -57,8 +58,7 @@ def refilled(
     return min(capacity, tokens)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):  # a tuple: one is made on every status call
     """What an enter at this instant would get: GRANTED, NOT_READY (outside the window or
     before the minimum wait) or THROTTLED (in the window, not yet within the frontier), and
     `wait_ms`, the time until every condition holds at the configured release rate

@@ -15,7 +15,7 @@ admissions over MIN_SPAN_MS exist, the configured rate is used, with confidence 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ticketgate.waitingroom.admission import AdmissionPolicy, min_wait_ms
 from ticketgate.waitingroom.model import AdmissionCounts, Frontier
@@ -31,8 +31,7 @@ MAX_POLL_MS = 30_000
 SPREAD_STEPS = 8
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):  # a tuple: one is made on every status call
     """`eta_ms` until the waiter may enter (0 = now) and `eta_sec`, the same in whole seconds
     (at least 1 while it is not 0); `rate_per_sec` is the measured release rate (0 before any
     admission) and `confidence` how far to trust it (0 while the configured rate is used)."""
@@ -43,28 +42,35 @@ class Estimate:
     rate_per_sec: float
 
 
-def _window_rates(counts: AdmissionCounts, frontier: Frontier, capacity: int) -> list[float]:
-    covered = max(counts.covered_ms, 1_000)
+def _window_rates(
+    counts: AdmissionCounts, frontier: Frontier, capacity: int
+) -> tuple[float, float, float]:
+    """Release per second in the 1-, 5- and 15-minute windows (status's hot path: unrolled)."""
+    covered = counts.covered_ms
+    span = covered if covered > 1_000 else 1_000
     # The initial fill spent so far; held and lapsed earmarks were released but not admitted.
-    initial = max(0.0, capacity - frontier.tokens - frontier.held - frontier.lapsed)
-    rates = []
-    for count, window_ms in zip(
-        (counts.last_1m, counts.last_5m, counts.last_15m), WINDOWS_MS, strict=True
-    ):
-        # A window reaching back to the sale's first admission (the bucket was full then)
-        # subtracts what came out of the initial fill; an older sale's windows start and end
-        # with about the same unused capacity, so their admissions are the release.
-        released = count - initial if counts.covered_ms < window_ms else count
-        rates.append(max(0.0, released) * 1000.0 / min(window_ms, covered))
-    return rates
+    # A window reaching back to the sale's first admission (the bucket was full then)
+    # subtracts it; an older sale's windows start and end with about the same unused
+    # capacity, so their admissions are the release.
+    initial = capacity - frontier.tokens - frontier.held - frontier.lapsed
+    if initial < 0.0:
+        initial = 0.0
+    m1, m5, m15 = WINDOWS_MS
+    r1 = (counts.last_1m - initial if covered < m1 else counts.last_1m) * 1000.0 / min(m1, span)
+    r5 = (counts.last_5m - initial if covered < m5 else counts.last_5m) * 1000.0 / min(m5, span)
+    r15 = (
+        (counts.last_15m - initial if covered < m15 else counts.last_15m) * 1000.0 / min(m15, span)
+    )
+    return (r1 if r1 > 0.0 else 0.0, r5 if r5 > 0.0 else 0.0, r15 if r15 > 0.0 else 0.0)
 
 
 def release_rate(counts: AdmissionCounts, frontier: Frontier, capacity: int) -> float:
     """Measured capacity released per second (weighted windows); 0 before any admission."""
     if not counts.last_15m:
         return 0.0
-    rates = _window_rates(counts, frontier, capacity)
-    return sum(w * r for w, r in zip(WEIGHTS, rates, strict=True))
+    r1, r5, r15 = _window_rates(counts, frontier, capacity)
+    w1, w5, w15 = WEIGHTS
+    return w1 * r1 + w5 * r5 + w15 * r15
 
 
 def estimate(
@@ -75,27 +81,26 @@ def estimate(
     waited_ms: int | None = None,
 ) -> Estimate:
     """ETA of the waiter at `position`; `waited_ms` (None: ignore) adds its minimum wait."""
-    measured = release_rate(counts, frontier, policy.capacity)
-    trusted = counts.last_15m >= MIN_SAMPLES and counts.covered_ms >= MIN_SPAN_MS and measured > 0
-    rate = measured if trusted else policy.refill_per_sec
+    measured = confidence = 0.0
+    rate = policy.refill_per_sec
+    samples = counts.last_15m
+    if samples:
+        r1, r5, r15 = _window_rates(counts, frontier, policy.capacity)
+        w1, w5, w15 = WEIGHTS
+        measured = w1 * r1 + w5 * r5 + w15 * r15
+        if samples >= MIN_SAMPLES and counts.covered_ms >= MIN_SPAN_MS and measured > 0.0:
+            rate = measured
+            high = r1 if r1 > r15 else r15
+            agreement = (r15 if r1 > r15 else r1) / high if high > 0.0 else 0.0
+            confidence = round(min(1.0, samples / FULL_CONFIDENCE_SAMPLES) * agreement, 2)
     eta_ms = math.ceil(policy.distance(position, frontier.reach) * 1000.0 / rate)
     if waited_ms is not None:
         needed = min_wait_ms(position, policy.min_wait)
-        if needed is not None:
-            eta_ms = max(eta_ms, needed - waited_ms)
-    confidence = 0.0
-    if trusted:
-        rates = _window_rates(counts, frontier, policy.capacity)
-        short, long = rates[0], rates[2]
-        agreement = min(short, long) / max(short, long) if max(short, long) > 0 else 0.0
-        samples = min(1.0, counts.last_15m / FULL_CONFIDENCE_SAMPLES)
-        confidence = round(samples * agreement, 2)
-    return Estimate(
-        eta_sec=0 if eta_ms <= 0 else max(1, round(eta_ms / 1000)),
-        eta_ms=max(0, eta_ms),
-        confidence=confidence,
-        rate_per_sec=measured,
-    )
+        if needed is not None and needed - waited_ms > eta_ms:
+            eta_ms = needed - waited_ms
+    if eta_ms <= 0:
+        return Estimate(0, 0, confidence, measured)
+    return Estimate(max(1, round(eta_ms / 1000)), eta_ms, confidence, measured)
 
 
 GRACE_MARGIN_MS = 1_000

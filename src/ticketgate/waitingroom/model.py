@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class WaiterState(enum.IntEnum):
@@ -183,8 +184,7 @@ class AdmissionCounts:
     covered_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Frontier:
+class Frontier(NamedTuple):  # a tuple: one is made on every status call
     """The serving frontier of one event at one instant.
 
     `tokens` is the released, unused capacity in the bucket (fractional while it refills);

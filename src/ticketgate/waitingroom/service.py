@@ -61,6 +61,7 @@ class ReservationClaim:
     lease_id: str
 
 
+_POLICY_CACHE = 1_024
 log = logging.getLogger("ticketgate.waitingroom")
 # Event states in which nobody is admitted: status promises neither readiness nor an ETA.
 _STALLED = frozenset({EventState.PAUSED, EventState.SOLD_OUT})
@@ -100,6 +101,8 @@ class WaitingRoom:
         self.observer = observer
         self.signer = TokenSigner(settings.token_secret)
         self.active_events: set[str] = set()
+        # The effective policies met so far (operators' overrides are few): none is built per call.
+        self._policies: dict[tuple[int, int, float], AdmissionPolicy] = {}
 
     @staticmethod
     def check_event_id(event_id: str) -> None:
@@ -147,9 +150,14 @@ class WaitingRoom:
         # While admissions are paused or the event is sold out nobody is ready and no ETA is
         # promised (eta_sec null): nobody knows when, or whether, the door opens again.
         stalled = event_state in _STALLED
-        policy = AdmissionPolicy(
-            result.admission_window, settings.min_wait, result.capacity, result.refill_per_sec
-        )
+        key = (result.admission_window, result.capacity, result.refill_per_sec)
+        policy = self._policies.get(key)
+        if policy is None:
+            if len(self._policies) >= _POLICY_CACHE:
+                self._policies.clear()
+            policy = self._policies[key] = AdmissionPolicy(
+                key[0], settings.min_wait, key[1], key[2]
+            )
         frontier = result.frontier
         decision = policy.decide(result.position, waited_ms, frontier.reach)
         ready = not stalled and decision.outcome is EnterOutcome.GRANTED
