@@ -69,14 +69,20 @@ async def fresh_database() -> AsyncIterator[str]:
 
 def loopback_haproxy_config(port: int, gateways: list[int]) -> str:
     """deploy/haproxy/haproxy.cfg with the replicas' loopback ports in place of Docker's DNS."""
+    return haproxy_config(f"127.0.0.1:{port}", [f"127.0.0.1:{p}" for p in gateways])
+
+
+def haproxy_config(bind: str, gateways: list[str]) -> str:
+    """deploy/haproxy/haproxy.cfg bound to `bind`, with fixed `host:port` servers in place
+    of Docker's DNS."""
     config = (DEPLOY / "haproxy" / "haproxy.cfg").read_text()
     config = re.sub(r"\nresolvers docker\n(    .*\n)+", "\n", config)
     config = config.replace(" init-addr none resolvers docker", "")
-    config = config.replace("bind :8080", f"bind 127.0.0.1:{port}")
+    config = config.replace("bind :8080", f"bind {bind}")
     # 20,000 connections need ~40,000 descriptors, more than a test process may open here
     # (compose raises the container's limit; see deploy/compose.yaml).
     config = config.replace("maxconn 20000", "maxconn 2000")
-    servers = "".join(f"    server gw{i} 127.0.0.1:{p} check\n" for i, p in enumerate(gateways))
+    servers = "".join(f"    server gw{i} {a} check\n" for i, a in enumerate(gateways))
     config, replaced = re.subn(r"    server-template .*\n", servers, config)
     assert replaced == 1
     return config

@@ -188,6 +188,7 @@ class Fan:
                 if reply.status == 409:
                     body = body["error"]
                 self.waiting_token = str(body["waiting_token"])
+                rec.waiting_token = self.waiting_token
                 rec.join_sent, rec.join_recv = sent, ctx.clock()
                 rec.position_hint = int(body.get("position_hint") or 0)
                 rec.state = "waiting"

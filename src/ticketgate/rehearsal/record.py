@@ -94,6 +94,7 @@ class FanRecord:
         "sold",
         "state",
         "user_id",
+        "waiting_token",
     )
 
     def __init__(self, n: int, kind: str, arrival: float) -> None:
@@ -120,6 +121,9 @@ class FanRecord:
         self.sold = False
         self.disturbed = False  # saw an error answer: left out of the fairness comparison
         self.user_id = ""
+        # Kept so a harness can ask the gateway afterwards whether this token could enter
+        # again (a double admission); never written to the report.
+        self.waiting_token = ""
 
     @property
     def joined(self) -> bool:
