@@ -143,6 +143,7 @@ class Fan:
             await self.wait_and_enter()
         except TransportError as exc:
             rec.outcome = rec.outcome or f"no_answer:{exc.kind}"
+            rec.failed_at = self.ctx.clock()
         except Refused as exc:
             rec.outcome = rec.outcome or f"refused:{exc.code}"
         finally:

@@ -75,6 +75,7 @@ class FanRecord:
     __slots__ = (
         "arrival",
         "disturbed",
+        "failed_at",
         "grant_recv",
         "grant_sent",
         "join_recv",
@@ -120,6 +121,7 @@ class FanRecord:
         self.seats: tuple[str, ...] = ()
         self.sold = False
         self.disturbed = False  # saw an error answer: left out of the fairness comparison
+        self.failed_at = math.nan  # when no answer came and the fan gave up (no_answer:*)
         self.user_id = ""
         # Kept so a harness can ask the gateway afterwards whether this token could enter
         # again (a double admission); never written to the report.
