@@ -3,7 +3,7 @@
 A bare ASGI callable that reads the request, runs one EVALSHA of a trivial script through
 plain redis-py asyncio (a connection pool, no batching) and answers a small JSON body. Served
 by the same uvicorn (uvloop, httptools) with the same worker count as the gateway, its req/s
-is the yardstick the gateway's join and status are compared with (DESIGN.md §5, issue 2).
+is the yardstick the gateway's join and status are compared with (issue 2).
 
 With CEILING_CLIENT=batched the same handler goes through ticketgate's pipelined executor
 instead (the concurrent calls of one event-loop tick written at once): the yardstick for the

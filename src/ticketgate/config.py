@@ -50,7 +50,7 @@ class MinWaitRule:
 
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
-    """Tunables of the waiting room; defaults are the ones DESIGN.md §4 fixes."""
+    """Tunables of the waiting room; defaults are the ones README's configuration table states."""
 
     token_secret: bytes = b""
     heartbeat_ttl_ms: int = 300_000

@@ -1,4 +1,4 @@
-"""Every error code the queue edge can answer, over a real socket (DESIGN.md §3).
+"""Every error code the queue edge can answer, over a real socket (README, API table).
 
 Each one must come with its status and the envelope `{"error": {code, message, trace_id}}`;
 a client mistake is never a 500.

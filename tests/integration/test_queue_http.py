@@ -1,4 +1,4 @@
-"""The queue endpoints over a real socket, on both stores (DESIGN.md §3)."""
+"""The queue endpoints over a real socket, on both stores (README, API table)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ async def test_status_reports_every_field_and_ready_at_the_front(
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
     assert set(body) == STATUS_FIELDS
-    # Position 1 needs no minimum wait (DESIGN.md §4), so it may enter at once.
+    # Position 1 needs no minimum wait (QUEUE_MIN_WAIT), so it may enter at once.
     assert body["status"] == "ready"
     assert body["ready_for_entry"] is True
     assert body["position"] == 1

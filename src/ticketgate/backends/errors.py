@@ -3,11 +3,11 @@
 A backend says "no" in one of two structured ways: a `common.v1.Error` inside an otherwise
 normal response (the platform's convention: business refusals such as a seat already taken),
 or a gRPC status on the call (transport and server failures: unavailable, deadline exceeded).
-Each way has one table from its code to the HTTP status and wire code of DESIGN.md §3, and a
-`trips_breaker` flag: only "the backend is not answering in time" counts against the circuit
-breaker; a refusal is an answer.
+Each way has one table from its code to the HTTP status and wire code of the public API
+(README), and a `trips_breaker` flag: only "the backend is not answering in time" counts
+against the circuit breaker; a refusal is an answer.
 
-This module does not import the HTTP layer (dependency direction of DESIGN.md §2): the edge
+This module does not import the HTTP layer (dependencies point from the edge inward): the edge
 turns a `BackendError` into its error envelope.
 """
 
@@ -25,7 +25,7 @@ ErrorCode = common_pb2.ErrorCode
 @dataclass(frozen=True, slots=True)
 class Mapping:
     status: int
-    code: str  # wire code of DESIGN.md §3
+    code: str  # wire code of the public API
     trips_breaker: bool = False
     retry_after_sec: float | None = None  # sent as Retry-After when set
 

@@ -1,4 +1,4 @@
-"""Booking endpoints: reservations and payments (DESIGN.md §3), over the gRPC backends.
+"""Booking endpoints: reservations and payments (README, API table), over the gRPC backends.
 
 The gateway's own duties here are the ones no backend can do for it:
 - the reservation token from enter (bound to user and event) is claimed before any seat is

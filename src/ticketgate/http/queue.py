@@ -1,4 +1,4 @@
-"""Queue endpoints: join, status, enter, leave (DESIGN.md §3)."""
+"""Queue endpoints: join, status, enter, leave (README, API table)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Rate limiting per user (authenticated) or per client IP, shared by every process and pod.
 
-Why this shape (DESIGN.md §5: one Redis round trip per join/status; the issue: one budget
-across worker processes and pods): a Redis call per request would add a round trip and
-double the hot path's Redis traffic, and folding a limiter into each queue script would only
-cover the queue routes. So every decision is local, in memory, and the processes agree in
-the background:
+Why this shape (one Redis round trip per join/status is the hot path's budget, and one
+rate-limit budget must hold across worker processes and pods): a Redis call per request
+would add a round trip and double the hot path's Redis traffic, and folding a limiter into
+each queue script would only cover the queue routes. So every decision is local, in memory,
+and the processes agree in the background:
 
 - Each process runs GCRA per key (`ratelimit_gcra.py`): one float per key; refused requests
   consume nothing, so a client at twice its rate gets exactly its rate, never zero.

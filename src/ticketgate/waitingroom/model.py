@@ -69,7 +69,7 @@ class LeaveOutcome(enum.IntEnum):
 
 
 class QueueError(Exception):
-    """A domain refusal; `code` is one of the wire error codes of DESIGN.md §3."""
+    """A domain refusal; `code` is one of the public API's wire error codes (README)."""
 
     code = "INTERNAL_ERROR"
 
