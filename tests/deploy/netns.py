@@ -15,6 +15,7 @@ import random
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,7 @@ class Network:
         self.bridge = f"tgb{self.tag}"
         self.gateway = f"{self.prefix}.1"
         self.hosts: dict[str, Host] = {}
+        self.scratch_dirs: list[Path] = []
         ip("link", "add", self.bridge, "type", "bridge")
         ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         ip("link", "set", self.bridge, "up")
@@ -102,6 +104,13 @@ class Network:
         ip("route", "add", "default", "via", self.gateway, netns=host.netns)
         return host
 
+    def scratch(self, name: str) -> Path:
+        """A directory under /tmp (other users, such as postgres, can reach it; pytest's
+        temporary directories are private to root), removed by `close`."""
+        path = Path(tempfile.mkdtemp(prefix=f"tg-multihost-{name}-"))
+        self.scratch_dirs.append(path)
+        return path
+
     def close(self) -> None:
         for host in self.hosts.values():
             for process in host.processes:
@@ -114,6 +123,9 @@ class Network:
             subprocess.run(["ip", "netns", "del", host.netns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         self.hosts.clear()
+        for path in self.scratch_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+        self.scratch_dirs.clear()
 
 
 @contextlib.contextmanager

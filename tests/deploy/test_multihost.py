@@ -30,7 +30,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -162,7 +161,7 @@ def _start_postgres(stack: Stack, deadline: float) -> str:
             check=True,
             timeout=30,
         )
-    data_root = Path(tempfile.mkdtemp(prefix="tg-multihost-pg-"))
+    data_root = stack.net.scratch("pg")
     shutil.chown(data_root, "postgres")
     initdb = subprocess.run(
         [
@@ -235,7 +234,7 @@ def _start_postgres(stack: Stack, deadline: float) -> str:
 
 def _start_redis_cluster(stack: Stack, deadline: float) -> None:
     for node in stack.redis_nodes:
-        workdir = Path(tempfile.mkdtemp(prefix=f"tg-multihost-{node.name}-"))
+        workdir = stack.net.scratch(node.name)
         node.spawn(
             stack.logs / f"{node.name}.log",
             [
