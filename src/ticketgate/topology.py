@@ -61,6 +61,11 @@ def single_process_components(settings: Settings) -> list[str]:
     backends = settings.backends
     if backends is not None and backends.webhook_secret_generated:
         found.append("generated PAYMENT_WEBHOOK_SECRET (set it)")
+    if backends is not None and settings.services is None and not backends.webhook_url_set:
+        found.append(
+            f"PAYMENT_WEBHOOK_URL defaulting to {backends.webhook_url}: the payment service "
+            "would post outcomes to its own host (set it to the gateways' load-balanced URL)"
+        )
     return found
 
 

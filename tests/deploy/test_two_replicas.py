@@ -177,6 +177,7 @@ def _start_stack(
         "BACKEND_RESERVATION_API_GRPC_ADDRESS": f"127.0.0.1:{reservation}",
         "BACKEND_PAYMENT_API_GRPC_ADDRESS": f"127.0.0.1:{payment}",
         "PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PAYMENT_WEBHOOK_URL": f"http://127.0.0.1:{lb_port}/api/v1/payment/webhook",
         "RATE_LIMIT_TRUSTED_PROXIES": "127.0.0.1",
         "QUEUE_AUTO_CREATE_EVENTS": "true",
         "AUTH_ARGON2_TIME_COST": "1",

@@ -24,6 +24,7 @@ from ticketgate.redisio.executor import (
     PipelinedExecutor,
     RedisUnavailable,
     build_executor,
+    raised_inside_redis_py,
     stream_writer,
 )
 from ticketgate.redisio.scripts import Script
@@ -333,3 +334,21 @@ async def test_the_private_writer_of_redis_py_is_still_there(server: RedisServer
     assert await conn.read_response() == b"PONG"
     await conn.disconnect()
     assert stream_writer(conn) is None
+
+
+async def test_an_error_from_inside_redis_py_counts_as_unavailable_but_ours_does_not() -> None:
+    """The failover 500: redis-py writing on a connection a reconnect has just torn down fails
+    with a plain AttributeError from its own code. That one is a lost connection (503); the
+    same class raised by our code is a bug and must stay one."""
+    torn_down = Connection(host="127.0.0.1", port=1)  # no writer, as after a disconnect
+    with pytest.raises(AttributeError) as inside:
+        await torn_down._send_packed_command([b"PING\r\n"])  # the path the failover hit
+    assert raised_inside_redis_py(inside.value)
+
+    def ours() -> None:
+        none: Any = None
+        none.writelines([b"PING"])
+
+    with pytest.raises(AttributeError) as outside:
+        ours()
+    assert not raised_inside_redis_py(outside.value)

@@ -30,6 +30,7 @@ SHARED = {
     "BACKEND_RESERVATION_API_GRPC_ADDRESS": "reservation:9090",
     "BACKEND_PAYMENT_API_GRPC_ADDRESS": "payment:9092",
     "PAYMENT_WEBHOOK_SECRET": "w" * 32,
+    "PAYMENT_WEBHOOK_URL": "http://gateways.internal/api/v1/payment/webhook",
 }
 
 
@@ -59,6 +60,8 @@ def test_the_generated_signing_key_is_shared_through_postgresql() -> None:
             "in-process reference services",
         ),
         ({"DATABASE_URL": "", "DATABASE_PATH": "/srv/tg.db"}, "SQLite database /srv/tg.db"),
+        # The multi-host test's finding: outcomes posted to the payment service's own host.
+        ({"PAYMENT_WEBHOOK_URL": ""}, "PAYMENT_WEBHOOK_URL defaulting to http://127.0.0.1:8000"),
     ],
 )
 def test_a_declared_fleet_refuses_each_single_process_component(

@@ -41,6 +41,9 @@ class BackendSettings:
     webhook_secret: str = ""
     webhook_secret_generated: bool = False
     webhook_url: str = f"http://127.0.0.1:8000{WEBHOOK_PATH}"
+    # False when PAYMENT_WEBHOOK_URL was left to its loopback default, which only an
+    # in-process payment service can reach.
+    webhook_url_set: bool = False
 
     @property
     def embedded(self) -> bool:
@@ -123,6 +126,7 @@ class BackendSettings:
             webhook_secret=secret,
             webhook_secret_generated=generated,
             webhook_url=webhook_url,
+            webhook_url_set=bool(get("PAYMENT_WEBHOOK_URL")),
         )
 
 

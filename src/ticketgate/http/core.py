@@ -14,7 +14,7 @@ import enum
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
@@ -278,6 +278,17 @@ def _is_preflight(method: str, headers: dict[bytes, bytes]) -> bool:
     return method == "OPTIONS" and b"access-control-request-method" in headers
 
 
+def combine_repeated(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Header fields by name, a field sent on several lines joined by ", " in order (RFC 9110
+    §5.3). A proxy that appends its own X-Forwarded-For line after the client's must not lose
+    either: keeping only the last line keyed every fan behind it by one address."""
+    combined: dict[bytes, bytes] = {}
+    for name, value in raw:
+        seen = combined.get(name)
+        combined[name] = value if seen is None else seen + b", " + value
+    return combined
+
+
 class Gateway:
     """The ASGI application: one dispatch per request, no per-layer send wrappers."""
 
@@ -373,7 +384,10 @@ class Gateway:
         coroutine around this one, as there was) costs about a microsecond per request."""
         observers = self._observers
         started = time.perf_counter() if observers else 0.0
-        headers = dict(scope["headers"])
+        raw_headers = scope["headers"]
+        headers = dict(raw_headers)
+        if len(headers) != len(raw_headers):  # a field sent on several lines (rare)
+            headers = combine_repeated(raw_headers)
         trace_id = trace_id_from(headers.get(b"traceparent", b"").decode("latin-1"))
         request_id = request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"), trace_id)
         method: str = scope["method"]

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
@@ -249,6 +251,27 @@ class PipelinedExecutor:
             await asyncio.gather(*self._background, return_exceptions=True)
 
 
+_REDIS_PY_DIR = os.path.dirname(redis.__file__) + os.sep
+
+
+def raised_inside_redis_py(exc: BaseException) -> bool:
+    """Whether the innermost frame of `exc` is redis-py's own code.
+
+    During a cluster failover redis-py's cluster client can use a connection that a concurrent
+    reconnect has just torn down and fail with a plain AttributeError ("'NoneType' object has
+    no attribute 'writelines'", seen in the multi-host test as 500s within a second of killing
+    a primary). That is a lost connection, not a bug of ours: an error raised from inside the
+    client library counts as Redis being unavailable, while the same error class raised by our
+    own code still surfaces as a 500.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename.startswith(_REDIS_PY_DIR)
+
+
 class ClusterExecutor:
     """Redis Cluster: redis-py routes each command by its key's slot (all keys of one event
     share the `{event_id}` hash tag, so every script runs on one shard)."""
@@ -263,7 +286,11 @@ class ClusterExecutor:
         except ResponseError:
             raise  # a reply: the caller's classification (redisio/errors.py) decides
         except Exception as exc:
-            if unavailable_reason(exc) is not None or type(exc).__module__.startswith("redis"):
+            if (
+                unavailable_reason(exc) is not None
+                or type(exc).__module__.startswith("redis")
+                or raised_inside_redis_py(exc)
+            ):
                 raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
             raise
 
