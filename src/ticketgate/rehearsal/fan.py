@@ -185,9 +185,9 @@ class Fan:
             if reply.status in (202, 409) and (
                 reply.status == 202 or error_code(reply) == "DUPLICATE_REQUEST"
             ):
+                # A 409 DUPLICATE_REQUEST carries the existing place beside its "error"
+                # object (a join retried after its answer was lost), as a 202 does.
                 body = _decode(reply.body)
-                if reply.status == 409:
-                    body = body["error"]
                 self.waiting_token = str(body["waiting_token"])
                 rec.waiting_token = self.waiting_token
                 rec.join_sent, rec.join_recv = sent, ctx.clock()
