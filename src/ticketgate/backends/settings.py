@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_bool, env_int
+from ticketgate.digits import ascii_int
 
 WEBHOOK_PATH = "/api/v1/payment/webhook"
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s)?")
@@ -83,10 +84,11 @@ class BackendSettings:
             raise ConfigError(
                 f"PAYMENT_WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters"
             )
-        port = get("SERVER_PORT") or "8000"
-        if not port.isdigit() or not 1 <= int(port) <= 65_535:
-            raise ConfigError(f"SERVER_PORT must be between 1 and 65535, got {port!r}")
-        webhook_url = get("PAYMENT_WEBHOOK_URL") or f"http://127.0.0.1:{int(port)}{WEBHOOK_PATH}"
+        port_text = get("SERVER_PORT") or "8000"
+        port = ascii_int(port_text)
+        if port is None or not 1 <= port <= 65_535:
+            raise ConfigError(f"SERVER_PORT must be between 1 and 65535, got {port_text!r}")
+        webhook_url = get("PAYMENT_WEBHOOK_URL") or f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         parts = urlsplit(webhook_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(

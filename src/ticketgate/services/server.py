@@ -21,6 +21,7 @@ from google.protobuf import wrappers_pb2
 
 from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_bool
 from ticketgate.database import Database
+from ticketgate.digits import ascii_int
 from ticketgate.observability import tracing
 from ticketgate.observability.tracing import TracingServerInterceptor
 from ticketgate.proto.payment.v1 import payment_pb2_grpc
@@ -154,9 +155,9 @@ def _number(
 def split_address(address: str) -> tuple[str, int]:
     """("host", port) of "host:port" or "[v6]:port"; ValueError when malformed."""
     host, separator, port_text = address.rpartition(":")
-    if not separator or not host or not port_text.isdigit():
+    port = ascii_int(port_text)
+    if not separator or not host or port is None:
         raise ValueError(address)
-    port = int(port_text)
     if port > 65_535 or (host.startswith("[") != host.endswith("]")):
         raise ValueError(address)
     return host, port

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from ticketgate.digits import ascii_int
+
 HEADER = "X-Ticketgate-Signature"
 SCHEME = "v1"
 DEFAULT_TOLERANCE_SEC = 300
@@ -56,9 +58,11 @@ def verify(
         if not separator:
             return False
         if name == "t":
-            if timestamp is not None or not value.isascii() or not value.isdigit():
+            if timestamp is not None:
                 return False
-            timestamp = int(value)
+            timestamp = ascii_int(value)
+            if timestamp is None:
+                return False
         elif name == SCHEME:
             candidates.append(value)
     if timestamp is None or not candidates:
