@@ -20,11 +20,11 @@ from redis.exceptions import ResponseError
 
 from tests.redis_server import RedisServer, running_redis
 from ticketgate.config import RedisSettings
+from ticketgate.redisio.errors import raised_inside_redis_py
 from ticketgate.redisio.executor import (
     PipelinedExecutor,
     RedisUnavailable,
     build_executor,
-    raised_inside_redis_py,
     stream_writer,
 )
 from ticketgate.redisio.scripts import Script

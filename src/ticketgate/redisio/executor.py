@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
@@ -31,7 +29,11 @@ from redis.asyncio.connection import (
 from redis.exceptions import BusyLoadingError, ResponseError
 
 from ticketgate.config import RedisSettings
-from ticketgate.redisio.errors import RedisUnavailable, unavailable_reason
+from ticketgate.redisio.errors import (
+    RedisUnavailable,
+    raised_inside_redis_py,
+    unavailable_reason,
+)
 
 __all__ = ["ClusterExecutor", "PipelinedExecutor", "RedisExecutor", "RedisUnavailable"]
 
@@ -249,27 +251,6 @@ class PipelinedExecutor:
             self._fail(RedisUnavailable("Redis executor closed"))
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-
-
-_REDIS_PY_DIR = os.path.dirname(redis.__file__) + os.sep
-
-
-def raised_inside_redis_py(exc: BaseException) -> bool:
-    """Whether the innermost frame of `exc` is redis-py's own code.
-
-    During a cluster failover redis-py's cluster client can use a connection that a concurrent
-    reconnect has just torn down and fail with a plain AttributeError ("'NoneType' object has
-    no attribute 'writelines'", seen in the multi-host test as 500s within a second of killing
-    a primary). That is a lost connection, not a bug of ours: an error raised from inside the
-    client library counts as Redis being unavailable, while the same error class raised by our
-    own code still surfaces as a 500.
-    """
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename.startswith(_REDIS_PY_DIR)
 
 
 class ClusterExecutor:
