@@ -18,8 +18,8 @@ import hiredis
 import redis
 
 from ticketgate.config import QueueSettings
+from ticketgate.queuestore.redis_store import _EventKeys
 from ticketgate.redisio.scripts import Script
-from ticketgate.waitingroom.redis_store import _EventKeys
 from ticketgate.waitingroom.tokens import TokenSigner, WaitingClaims
 
 PIPELINE_CHUNK = 5_000
@@ -49,7 +49,7 @@ def used_memory(client: redis.Redis) -> int:
 
 
 def _join_script() -> Script:
-    return Script.load("ticketgate.waitingroom.lua", "join")
+    return Script.load("ticketgate.queuestore.lua", "join")
 
 
 def preload(

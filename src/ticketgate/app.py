@@ -53,13 +53,13 @@ from ticketgate.observability.tracing import (
     TracingSettings,
     start_tracing,
 )
+from ticketgate.queuestore.memory_store import MemoryQueueStore
+from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import RedisExecutor, build_executor
 from ticketgate.services.inventory import DEMO_EVENT_ID
 from ticketgate.services.server import run_services
 from ticketgate.waitingroom.events import EventAdmin
-from ticketgate.waitingroom.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import QueueUnavailable
-from ticketgate.waitingroom.redis_store import RedisQueueStore
 from ticketgate.waitingroom.service import WaitingRoom
 from ticketgate.waitingroom.store import QueueStore
 

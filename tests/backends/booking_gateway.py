@@ -24,10 +24,10 @@ from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.middleware.auth import DevBypassAuthenticator
 from ticketgate.middleware.idempotency import IdempotencySettings, build_idempotency
+from ticketgate.queuestore.memory_store import MemoryQueueStore
+from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import build_executor
 from ticketgate.services import webhook_signature
-from ticketgate.waitingroom.memory_store import MemoryQueueStore
-from ticketgate.waitingroom.redis_store import RedisQueueStore
 from ticketgate.waitingroom.service import WaitingRoom
 from ticketgate.waitingroom.store import QueueStore
 

@@ -15,7 +15,7 @@ import redis
 
 from tests.conftest import TEST_SECRET
 from ticketgate.config import MinWaitRule, QueueSettings
-from ticketgate.waitingroom.memory_store import MemoryQueueStore
+from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import JoinResult, StatusResult, WaiterState
 from ticketgate.waitingroom.store import QueueStore
 

@@ -9,8 +9,8 @@ import pytest
 
 from tests.contract.conftest import open_door, store_state
 from ticketgate.config import QueueSettings
+from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.events import EventAdmin, SettingsChange
-from ticketgate.waitingroom.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import (
     EnterOutcome,
     EventExists,

@@ -9,7 +9,7 @@ import redis
 from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import join_many, open_door
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom import redis_store
+from ticketgate.queuestore import redis_store
 from ticketgate.waitingroom.events import EventAdmin, SettingsChange
 from ticketgate.waitingroom.model import (
     MARK_EVERY,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tests.conftest import TEST_SECRET
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.memory_store import MemoryQueueStore
+from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import ClaimOutcome, EnterOutcome
 
 

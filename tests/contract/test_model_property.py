@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import open_door
 from ticketgate.config import QueueSettings
-from ticketgate.waitingroom.memory_store import MemoryQueueStore
+from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import (
     EnterOutcome,
     LeaveOutcome,

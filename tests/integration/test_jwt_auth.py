@@ -36,7 +36,7 @@ from ticketgate.middleware.auth import (
 )
 from ticketgate.middleware.jwks import HttpJwksSource, JwksCache
 from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
-from ticketgate.waitingroom.memory_store import MemoryQueueStore
+from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.service import WaitingRoom
 
 ISSUER = "https://id.example.test/"

@@ -41,7 +41,7 @@ from ticketgate.waitingroom.model import (
     WaiterState,
 )
 
-_LUA = "ticketgate.waitingroom.lua"
+_LUA = "ticketgate.queuestore.lua"
 _FRONTIER = ("frontier",)  # lua/frontier.lua, prepended to the scripts that read the bucket
 _WAITER = ("waiter",)  # lua/waiter.lua: forget(), for every script that removes a waiter
 _KEY_CACHE_LIMIT = 4096
