@@ -114,11 +114,12 @@ def script_and_queue_wrappers() -> dict[str, float]:
     the Redis observer; the executor is a stub) and the queue route's outcome wrapper."""
     from ticketgate.http.core import Request, Response
     from ticketgate.http.queue import QueueRoutes
-    from ticketgate.observability import hooks
     from ticketgate.observability.prometheus import QueueMetrics, RedisMetrics
     from ticketgate.redisio.scripts import Script
 
     class StubExecutor:
+        observers: tuple[Any, ...] = ()
+
         async def execute(self, *args: Any) -> Any:
             return 1
 
@@ -146,11 +147,10 @@ def script_and_queue_wrappers() -> dict[str, float]:
         return statistics.median(samples)
 
     async def run() -> dict[str, float]:
-        hooks.set_redis_observers(())
         bare_script = await per_call_us(lambda: script.run(executor, ("k",)))
-        hooks.set_redis_observers((RedisMetrics(),))
+        executor.observers = (RedisMetrics(),)
         observed_script = await per_call_us(lambda: script.run(executor, ("k",)))
-        hooks.set_redis_observers(())
+        executor.observers = ()
         bare_handler = await per_call_us(lambda: handler(request))
         observed_handler = await per_call_us(lambda: wrapped(request))
         return {

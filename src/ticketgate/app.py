@@ -42,8 +42,14 @@ from ticketgate.middleware.jwks import JwksSource
 from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
 from ticketgate.observability import prometheus
-from ticketgate.observability.hooks import OperationObserver, RequestObserver, set_redis_observers
-from ticketgate.observability.logs import LogSettings, access_log, configure_logging
+from ticketgate.observability.hooks import RequestObserver
+from ticketgate.observability.logs import (
+    ConsoleAccessLog,
+    JsonAccessLog,
+    LogSettings,
+    access_log,
+    configure_logging,
+)
 from ticketgate.observability.queue_gauges import QueueGauges
 from ticketgate.observability.scrape import ScrapeSource
 from ticketgate.observability.tracing import (
@@ -56,25 +62,72 @@ from ticketgate.observability.tracing import (
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import RedisExecutor, build_executor
+from ticketgate.redisio.observer import OperationObserver
 from ticketgate.services.inventory import DEMO_EVENT_ID
 from ticketgate.services.server import run_services
 from ticketgate.waitingroom.events import EventAdmin
 from ticketgate.waitingroom.model import QueueUnavailable
-from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.service import QueueObserver, WaitingRoom
 from ticketgate.waitingroom.store import QueueStore
 
 log = logging.getLogger("ticketgate")
 Hook = Callable[[], Awaitable[None]]
 
 
+@dataclasses.dataclass(frozen=True)
+class Instruments:
+    """What one app's enabled instruments hang on each seam; a seam whose instruments are all
+    switched off gets no observer, so it costs nothing and records nothing.
+
+    Built per app and handed to each component at construction (nothing process-global), so
+    two apps in one process (the tests build many) each feed only their own instruments.
+    """
+
+    requests: tuple[RequestObserver, ...]
+    redis: tuple[OperationObserver, ...]
+    queue: QueueObserver | None
+    metrics_flusher: prometheus.Flusher | None  # writes the metric recorders' buffers out
+    access: JsonAccessLog | ConsoleAccessLog | None
+
+
+def build_instruments(settings: Settings) -> Instruments:
+    requests: list[RequestObserver] = []
+    redis: list[OperationObserver] = []
+    metrics = settings.metrics_enabled
+    if metrics:
+        requests.append(prometheus.HttpMetrics())
+        redis.append(prometheus.RedisMetrics())
+    if (settings.tracing or TracingSettings()).enabled:
+        requests.append(RequestTracer())
+        redis.append(RedisTracer())
+    access = access_log(settings.log_level, settings.logs or LogSettings())
+    if access is not None:
+        requests.append(access)
+    return Instruments(
+        requests=tuple(requests),
+        redis=tuple(redis),
+        queue=prometheus.QueueMetrics() if metrics else None,
+        metrics_flusher=prometheus.Flusher() if metrics else None,
+        access=access,
+    )
+
+
 def create_app(settings: Settings | None = None, store: QueueStore | None = None) -> Gateway:
     """The gateway for `settings` (from the environment when omitted).
 
-    `store` replaces the configured queue store (tests hand in a prepared one).
+    `store` replaces the configured queue store (tests hand in a prepared one; its scripts
+    are observed by whatever its own executor was built with).
     """
     settings = settings or load_settings()
+    startup: list[Hook] = []
+    instruments = build_instruments(settings)
+    metrics_flusher = instruments.metrics_flusher
+    if metrics_flusher is not None:
+        startup.append(metrics_flusher.start)
+    tracing_settings = settings.tracing or TracingSettings()
+    scrape_sources: list[ScrapeSource] = []
     executor: RedisExecutor | None = (
-        build_executor(settings.redis) if settings.redis.enabled else None
+        build_executor(settings.redis, instruments.redis) if settings.redis.enabled else None
     )
     if store is None:
         store = (
@@ -82,28 +135,10 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
             if executor is not None
             else MemoryQueueStore(settings.queue)
         )
-    startup: list[Hook] = []
-    # Instrumentation: each enabled instrument adds its observers and scrape sources here.
-    observers: list[RequestObserver] = []
-    redis_observers: list[OperationObserver] = []
-    scrape_sources: list[ScrapeSource] = []
-    metrics_flusher = prometheus.Flusher()  # the recorders buffer; this writes them out
-    if settings.metrics_enabled:
-        observers.append(prometheus.HttpMetrics())
-        redis_observers.append(prometheus.RedisMetrics())
-        startup.append(metrics_flusher.start)
-    tracing_settings = settings.tracing or TracingSettings()
-    if tracing_settings.enabled:
-        observers.append(RequestTracer())
-        redis_observers.append(RedisTracer())
-    access = access_log(settings.log_level, settings.logs or LogSettings())
-    if access is not None:
-        observers.append(access)
+    access = instruments.access
     tracings: list[Tracing] = []
 
-    room = WaitingRoom(
-        store, settings.queue, prometheus.QueueMetrics() if settings.metrics_enabled else None
-    )
+    room = WaitingRoom(store, settings.queue, instruments.queue)
     routes = QueueRoutes(room).routes()
 
     database: Database | None = None
@@ -158,7 +193,6 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
 
     if settings.metrics_enabled:
         routes += MetricsRoutes(scrape_sources).routes()
-    set_redis_observers(tuple(redis_observers))  # process-wide: the last app built wins
 
     routes += SwaggerRoutes().routes()
     routes += Frontdoor(
@@ -213,7 +247,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         await store.close()
         if executor is not None:
             await executor.close()
-        if settings.metrics_enabled:
+        if metrics_flusher is not None:
             await metrics_flusher.stop()  # the last counts, before the files are finalised
             prometheus.mark_process_dead()
         if access is not None:
@@ -228,7 +262,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         body_timeout_sec=settings.body_timeout_sec,
         guard=rate_limit,
         interceptors=(idempotency,),
-        observers=tuple(observers),
+        observers=instruments.requests,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         cors=Cors(cors_settings) if cors_settings.allowed_origins else None,

@@ -30,7 +30,7 @@ from ticketgate.config import load_settings
 from ticketgate.http.core import Gateway
 from ticketgate.http.metrics import MetricsRoutes
 from ticketgate.middleware.auth import DevBypassAuthenticator
-from ticketgate.observability import hooks
+from ticketgate.observability import prometheus
 
 LIMITED = {
     "RATE_LIMIT_ENABLED": "true",
@@ -201,18 +201,49 @@ async def test_metrics_needs_no_credentials_and_is_never_rate_limited(
     assert 429 in limited  # the same client is limited on an ordinary route
 
 
+def recorded(name: str, **labels: str) -> float:
+    """The process-wide registry's value, after writing out what the recorders buffered."""
+    prometheus.flush()
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+REDIS_JOIN = ("redis_operation_duration_seconds_count", {"operation": "join"})
+
+
 async def test_metrics_off_serves_no_route_and_records_nothing(redis_address: str) -> None:
     env = dev_env(REDIS_ADDRESS=redis_address, OBSERVABILITY_METRICS_ENABLED="false")
     app = create_app(load_settings(env))
-    assert hooks.redis_observers() == ()
     labels = {"method": "GET", "route": "/healthz", "status_code": "200"}
-    before = REGISTRY.get_sample_value("http_server_requests_total", labels) or 0.0
+    before = recorded("http_server_requests_total", **labels)
+    joins_before = recorded(REDIS_JOIN[0], **REDIS_JOIN[1])
     async with serve(app) as client:
         assert (await client.get("/healthz")).status_code == 200
+        joined = await client.post(JOIN, json={"event_id": "evt_off"}, headers=as_user("off"))
+        assert joined.status_code == 202, joined.text  # a Redis script ran
         response = await client.get("/metrics")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "NOT_FOUND"
-    assert (REGISTRY.get_sample_value("http_server_requests_total", labels) or 0.0) == before
+    assert recorded("http_server_requests_total", **labels) == before
+    assert recorded(REDIS_JOIN[0], **REDIS_JOIN[1]) == joins_before
+
+
+async def test_two_apps_in_one_process_each_feed_only_their_own_redis_observers(
+    redis_address: str,
+) -> None:
+    """The metered app is built first: with one process-wide observer list the unmetered app
+    built after it would silence it ("the last app built wins")."""
+    metered = create_app(load_settings(dev_env(REDIS_ADDRESS=redis_address)))
+    unmetered = create_app(
+        load_settings(dev_env(REDIS_ADDRESS=redis_address, OBSERVABILITY_METRICS_ENABLED="false"))
+    )
+    async with serve(metered) as on, serve(unmetered) as off:
+        before = recorded(REDIS_JOIN[0], **REDIS_JOIN[1])
+        joined = await on.post(JOIN, json={"event_id": "evt_two_apps"}, headers=as_user("a"))
+        assert joined.status_code == 202, joined.text
+        assert recorded(REDIS_JOIN[0], **REDIS_JOIN[1]) == before + 1
+        joined = await off.post(JOIN, json={"event_id": "evt_two_apps"}, headers=as_user("b"))
+        assert joined.status_code == 202, joined.text
+        assert recorded(REDIS_JOIN[0], **REDIS_JOIN[1]) == before + 1
 
 
 class CountingSource:

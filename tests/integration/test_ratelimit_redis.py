@@ -28,6 +28,7 @@ class CountingExecutor:
 
     def __init__(self, inner: RedisExecutor) -> None:
         self.inner = inner
+        self.observers = inner.observers
         self.commands: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0

@@ -20,9 +20,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from tests.backends.booking_gateway import RESERVATIONS, admitted, reserve
 from tests.http_server import serve
 from tests.integration.conftest import JOIN, as_user, assert_envelope, dev_env
-from ticketgate.app import create_app
+from ticketgate.app import build_instruments, create_app
 from ticketgate.config import load_settings
-from ticketgate.observability import hooks, tracing
+from ticketgate.observability import tracing
 from ticketgate.observability.tracing import RedisTracer, RequestTracer, TracingSettings
 from ticketgate.services.inventory import DEMO_EVENT_ID
 
@@ -191,8 +191,9 @@ async def test_a_server_fault_marks_the_span_as_an_error() -> None:
 
 
 async def test_tracing_off_adds_no_observer() -> None:
-    app = create_app(load_settings(dev_env()))
+    settings = load_settings(dev_env())
+    app = create_app(settings)
     assert not any(isinstance(o, RequestTracer) for o in app._observers)
-    assert not any(isinstance(o, RedisTracer) for o in hooks.redis_observers())
+    assert not any(isinstance(o, RedisTracer) for o in build_instruments(settings).redis)
     assert not tracing.is_active()
     assert TracingSettings.from_env({}).enabled is False

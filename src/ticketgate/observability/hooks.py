@@ -1,8 +1,9 @@
-"""The two seams instrumentation hangs on: HTTP requests and Redis operations.
+"""The seam HTTP instrumentation hangs on (Redis operations have theirs in
+ticketgate.redisio.observer).
 
-Metrics, tracing and access logs each implement an observer; the edge and the script runner
-call every observer they were given and nothing else, so an instrument that is switched off
-costs nothing per request (no observer, no call).
+Metrics, tracing and access logs each implement an observer; the edge calls every observer
+it was given and nothing else, so an instrument that is switched off costs nothing per
+request (no observer, no call).
 """
 
 from __future__ import annotations
@@ -27,29 +28,3 @@ class RequestObserver(Protocol):
     def end(
         self, request: Request, state: object, route: str, status: int, duration_s: float
     ) -> None: ...
-
-
-class OperationObserver(Protocol):
-    """Sees each Redis script call (`operation` is the script's name, a fixed small set)."""
-
-    def begin(self, operation: str) -> object: ...
-
-    def end(
-        self, operation: str, state: object, duration_s: float, error: BaseException | None
-    ) -> None: ...
-
-
-_redis_observers: tuple[OperationObserver, ...] = ()
-
-
-def redis_observers() -> tuple[OperationObserver, ...]:
-    return _redis_observers
-
-
-def set_redis_observers(observers: tuple[OperationObserver, ...]) -> None:
-    """Process-wide, like the metric registry and the tracer provider they feed.
-
-    Replaces (never appends), so building several apps in one process does not count twice.
-    """
-    global _redis_observers
-    _redis_observers = observers

@@ -34,11 +34,17 @@ from ticketgate.redisio.errors import (
     raised_inside_redis_py,
     unavailable_reason,
 )
+from ticketgate.redisio.observer import OperationObserver
 
 __all__ = ["ClusterExecutor", "PipelinedExecutor", "RedisExecutor", "RedisUnavailable"]
 
 
 class RedisExecutor(Protocol):
+    @property
+    def observers(self) -> tuple[OperationObserver, ...]:
+        """Called around every script run on this executor (ticketgate.redisio.scripts)."""
+        ...
+
     async def execute(self, *args: Any) -> Any: ...
 
     async def load_script(self, source: str) -> None: ...
@@ -75,7 +81,9 @@ class PipelinedExecutor:
         connect_timeout: float | None = None,
         min_backoff: float = 0.05,
         max_backoff: float = 1.0,
+        observers: tuple[OperationObserver, ...] = (),
     ) -> None:
+        self.observers = observers
         self._factory = connection_factory
         self._timeout = command_timeout
         # The whole attempt (TCP, TLS, AUTH, CLIENT SETNAME): a hung server accepts the TCP
@@ -257,7 +265,13 @@ class ClusterExecutor:
     """Redis Cluster: redis-py routes each command by its key's slot (all keys of one event
     share the `{event_id}` hash tag, so every script runs on one shard)."""
 
-    def __init__(self, client: RedisCluster, command_timeout: float) -> None:
+    def __init__(
+        self,
+        client: RedisCluster,
+        command_timeout: float,
+        observers: tuple[OperationObserver, ...] = (),
+    ) -> None:
+        self.observers = observers
         self._client = client
         self._timeout = command_timeout
 
@@ -291,8 +305,11 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def build_executor(settings: RedisSettings) -> RedisExecutor:
-    """Pick the executor for the configured topology."""
+def build_executor(
+    settings: RedisSettings, observers: tuple[OperationObserver, ...] = ()
+) -> RedisExecutor:
+    """Pick the executor for the configured topology; `observers` see every script run on
+    it (the app's enabled instruments)."""
     timeout = settings.command_timeout_ms / 1000.0
     connect_timeout = settings.connect_timeout_ms / 1000.0
     common: dict[str, Any] = {
@@ -307,7 +324,7 @@ def build_executor(settings: RedisSettings) -> RedisExecutor:
         else:
             host, port = _split_address(address.split(",")[0])
             client = RedisCluster(host=host, port=port, ssl=settings.tls_enabled, **common)
-        return ClusterExecutor(client, timeout)
+        return ClusterExecutor(client, timeout, observers)
 
     tls = settings.tls_enabled or address.startswith("rediss://")
     target: dict[str, Any]
@@ -340,4 +357,5 @@ def build_executor(settings: RedisSettings) -> RedisExecutor:
         command_timeout=timeout,
         connect_timeout=connect_timeout,
         max_pending=settings.max_pending,
+        observers=observers,
     )

@@ -9,7 +9,6 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from ticketgate.observability import hooks
 from ticketgate.redisio.executor import RedisExecutor
 
 
@@ -31,8 +30,9 @@ class Script:
         return cls(name, "\n".join(parts))
 
     async def run(self, executor: RedisExecutor, keys: tuple[str, ...], *args: Any) -> Any:
-        """One EVALSHA; after a Redis restart or failover, one EVAL that reloads the script."""
-        observers = hooks.redis_observers()
+        """One EVALSHA; after a Redis restart or failover, one EVAL that reloads the script.
+        The executor's observers (the app's instruments) see the call."""
+        observers = executor.observers
         if not observers:
             return await self._run(executor, keys, args)
         # Plain loops, not a comprehension and zip: on every script call of a join or
