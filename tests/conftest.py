@@ -57,7 +57,7 @@ async def store(
         await memory.close()
     else:
         redis_store = make_redis_store(redis_address, queue_settings)
-        await redis_store.preload()
+        await redis_store.start()
         yield redis_store
         await redis_store.close()
 

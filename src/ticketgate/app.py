@@ -32,12 +32,7 @@ from ticketgate.http.metrics import MetricsRoutes
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.http.system import SystemRoutes
 from ticketgate.middleware.auth import DevBypassAuthenticator
-from ticketgate.middleware.idempotency import (
-    IdempotencySettings,
-    IdempotencyUnavailable,
-    RedisIdempotencyStore,
-    build_idempotency,
-)
+from ticketgate.middleware.idempotency import IdempotencySettings, build_idempotency
 from ticketgate.middleware.jwks import JwksSource
 from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
@@ -219,14 +214,8 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
             # the embedded services' servers see it and trace their RPCs too).
             tracings.append(start_tracing(tracing_settings))
             tracings[-1].start()
-        if isinstance(store, RedisQueueStore):
-            try:
-                await store.preload()
-            except QueueUnavailable as exc:
-                log.warning("Redis not reachable at start (%s); serving 503 until it is", exc)
-        if isinstance(idempotency.store, RedisIdempotencyStore):
-            with contextlib.suppress(IdempotencyUnavailable):
-                await idempotency.store.preload()
+        await store.start()
+        await idempotency.store.start()
         for hook in startup:
             await hook()
         if cache is not None:

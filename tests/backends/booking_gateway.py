@@ -88,7 +88,7 @@ async def booking_gateway(
     executor = build_executor(RedisSettings(address=redis_address)) if redis_address else None
     if executor is not None:
         redis_store = RedisQueueStore(executor, queue)
-        await redis_store.preload()
+        await redis_store.start()
         store = redis_store
     else:
         store = MemoryQueueStore(queue)

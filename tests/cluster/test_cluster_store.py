@@ -68,7 +68,7 @@ def cluster() -> Iterator[list[RedisServer]]:
 async def cluster_store(cluster: list[RedisServer]) -> AsyncIterator[RedisQueueStore]:
     settings = RedisSettings(address=cluster[0].address, cluster_mode=True)
     store = RedisQueueStore(build_executor(settings), QueueSettings(token_secret=b"s" * 32))
-    await store.preload()
+    await store.start()
     yield store
     await store.close()
 

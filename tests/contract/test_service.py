@@ -100,6 +100,9 @@ class CountingStore:
         self.calls["ping"] += 1
         return await self.inner.ping()
 
+    async def start(self) -> None:
+        await self.inner.start()
+
     async def close(self) -> None:
         await self.inner.close()
 
@@ -252,7 +255,7 @@ async def test_a_forged_token_costs_no_redis_command(
     redis_address: str, redis_sync: redis.Redis, queue_settings: QueueSettings, event_id: str
 ) -> None:
     store = make_redis_store(redis_address, queue_settings)
-    await store.preload()
+    await store.start()
     room = WaitingRoom(store, queue_settings)
     try:
         joined = await room.join(event_id, "alice")

@@ -33,7 +33,7 @@ SETTINGS = QueueSettings(
 async def both(redis_address: str) -> AsyncIterator[tuple[MemoryQueueStore, QueueStore]]:
     memory = MemoryQueueStore(SETTINGS)
     on_redis = make_redis_store(redis_address, SETTINGS)
-    await on_redis.preload()
+    await on_redis.start()
     yield memory, on_redis
     await on_redis.close()
 

@@ -132,16 +132,12 @@ def make_store(request: pytest.FixtureRequest) -> StoreFactory:
 
 @contextlib.asynccontextmanager
 async def gateway(backend: Backend, store: IdempotencyStore) -> AsyncIterator[httpx.AsyncClient]:
-    async def startup() -> None:
-        if isinstance(store, RedisIdempotencyStore):
-            await store.preload()
-
     app = Gateway(
         backend.routes(),
         DevBypassAuthenticator(True),
         max_body_bytes=16_384,
         interceptors=(IdempotencyInterceptor(store),),
-        on_startup=startup,
+        on_startup=store.start,
         on_shutdown=store.close,
     )
     async with serve(app) as client:

@@ -31,7 +31,7 @@ async def test_refresh_and_collect_report_waiting_users_and_admission_rate(
         bucket_refill_per_sec=0.001,
     )
     store = make_redis_store(redis_address, settings)
-    await store.preload()
+    await store.start()
     try:
         room = WaitingRoom(store, settings)
         busy, quiet, tiny = f"{event_id}-busy", f"{event_id}-quiet", f"{event_id}-tiny"

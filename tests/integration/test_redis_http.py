@@ -8,6 +8,7 @@ and enter. Each test starts its own redis-server so it may stop, pause and count
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -104,6 +105,24 @@ async def test_redis_stopped_answers_503_fast_and_recovers(
     old = await client.get(STATUS, params={"token": token})
     assert old.status_code == 200
     assert old.json()["status"] == "expired"
+
+
+async def test_a_gateway_started_while_redis_is_down_serves_503_until_it_is_back(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stores' start() (scripts loaded, QueueStore protocol) warns instead of failing."""
+    own_redis.stop()
+    env = dev_env(REDIS_ADDRESS=own_redis.address, QUEUE_SWEEP_INTERVAL_MS="600000")
+    with caplog.at_level(logging.WARNING, logger="ticketgate"):
+        async with serve(create_app(load_settings(env))) as client:
+            assert "Redis not reachable at start" in caplog.text
+            refused = await client.post(JOIN, json={"event_id": EVENT}, headers=as_user(0))
+            assert_envelope(refused, 503, "QUEUE_UNAVAILABLE")
+            own_redis.start()
+            await wait_until_joins_work(client)
+            token = await join(client, EVENT, headers=as_user(1))
+            entered = await client.post(ENTER, json={"waiting_token": token}, headers=as_user(1))
+            assert entered.status_code == 200, entered.text
 
 
 async def test_redis_hung_answers_503_fast_and_recovers(

@@ -268,6 +268,9 @@ async def test_memory_store_drops_expired_entries_as_it_writes(clock: Clock) -> 
 class ExplodingStore:
     """Fails the test if the interceptor touches storage when it must not."""
 
+    async def start(self) -> None:
+        return None
+
     async def claim(self, scope: str, fingerprint: str, owner: str) -> Claim:
         raise AssertionError("store touched")
 

@@ -26,6 +26,7 @@ with a fast 503 UPSTREAM_UNAVAILABLE (Retry-After: 1) rather than run unprotecte
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import logging
@@ -251,6 +252,10 @@ class IdempotencyStore(Protocol):
     """Atomic claim-or-fetch plus complete/release, guarded by an owner token so a worker
     whose lease ran out can never overwrite or delete the claim of the request after it."""
 
+    async def start(self) -> None:
+        """Get ready to serve before the first request. An unreachable store does not fail
+        the start: its requests are refused with 503 until the store answers."""
+
     async def claim(self, scope: str, fingerprint: str, owner: str) -> Claim: ...
 
     async def complete(self, scope: str, fingerprint: str, owner: str, record: bytes) -> bool:
@@ -340,6 +345,9 @@ class MemoryIdempotencyStore:
         del self._entries[scope]
         return True
 
+    async def start(self) -> None:
+        """Nothing to prepare."""
+
     async def close(self) -> None:
         self._entries.clear()
 
@@ -411,13 +419,12 @@ class RedisIdempotencyStore:
     def key(scope: str) -> str:
         return f"idem:{{{scope}}}"
 
-    async def preload(self) -> None:
-        """Load both scripts at start so the first requests need no EVAL fallback."""
-        try:
+    async def start(self) -> None:
+        """Load both scripts at start so the first requests need no EVAL fallback; with Redis
+        down they are sent with their first call instead (the queue store warns about it)."""
+        with contextlib.suppress(RedisUnavailable, RedisError):
             await self._claim.preload(self._redis)
             await self._complete.preload(self._redis)
-        except (RedisUnavailable, RedisError) as exc:
-            raise IdempotencyUnavailable(str(exc)) from exc
 
     async def claim(self, scope: str, fingerprint: str, owner: str) -> Claim:
         try:

@@ -436,6 +436,9 @@ class MemoryQueueStore:
         event = self._events.get(event_id)
         return 0 if event is None else len(event.waiting)
 
+    async def start(self) -> None:
+        """Nothing to prepare: the tables are made as events appear."""
+
     async def ping(self) -> bool:
         return True
 

@@ -8,6 +8,7 @@ are signed and stateless, so there is no key per token.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +42,7 @@ from ticketgate.waitingroom.model import (
     WaiterState,
 )
 
+log = logging.getLogger("ticketgate.queuestore")
 _LUA = "ticketgate.queuestore.lua"
 _FRONTIER = ("frontier",)  # lua/frontier.lua, prepended to the scripts that read the bucket
 _WAITER = ("waiter",)  # lua/waiter.lua: forget(), for every script that removes a waiter
@@ -133,10 +135,15 @@ class RedisQueueStore:
             self._configure,
         )
 
-    async def preload(self) -> None:
-        """Load every script once at start, so the hot path is EVALSHA only."""
-        for script in self.scripts:
-            await self._call(script.preload(self._redis))
+    async def start(self) -> None:
+        """Load every script once at start, so the hot path is EVALSHA only. Redis down at
+        start is a warning, not a failed start: the calls answer 503 until it is back, and
+        a script Redis does not know yet is sent with its first call (Script.run)."""
+        try:
+            for script in self.scripts:
+                await self._call(script.preload(self._redis))
+        except QueueUnavailable as exc:
+            log.warning("Redis not reachable at start (%s); serving 503 until it is", exc)
 
     def _event(self, event_id: str) -> _EventKeys:
         keys = self._keys.get(event_id)

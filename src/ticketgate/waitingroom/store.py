@@ -25,6 +25,15 @@ from ticketgate.waitingroom.model import (
 class QueueStore(Protocol):
     name: str
 
+    async def start(self) -> None:
+        """Get ready to serve, once, before the first call (Redis loads its scripts here).
+
+        Never fails because the store is unreachable: the app starts anyway and every call
+        answers QueueUnavailable (503) until the store is back."""
+
+    async def close(self) -> None:
+        """Release what the store holds; no call is made after it."""
+
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
         """Append a waiter at the tail (or return the user's or the key's existing place).
 
@@ -91,5 +100,3 @@ class QueueStore(Protocol):
 
     async def ping(self) -> bool:
         """True when the store answers now."""
-
-    async def close(self) -> None: ...
