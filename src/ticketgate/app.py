@@ -221,7 +221,11 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         if cache is not None:
             await cache.preload()
         await rate_limit.start()
-        sweeper.append(asyncio.get_running_loop().create_task(room.run_sweeper()))
+        sweeper.append(
+            asyncio.get_running_loop().create_task(
+                sweep_ghosts(room, settings.queue.sweep_interval_ms / 1000)
+            )
+        )
 
     async def on_shutdown() -> None:
         for task in sweeper:
@@ -256,6 +260,20 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         on_shutdown=on_shutdown,
         cors=Cors(cors_settings) if cors_settings.allowed_origins else None,
     )
+
+
+async def sweep_ghosts(room: WaitingRoom, interval_sec: float) -> None:
+    """The ghost sweeper, an app task (started with the app, cancelled at its shutdown):
+    one WaitingRoom.sweep_once round every `interval_sec`. A round that finds the store
+    unavailable was reported by the room; the next round tries again."""
+    while True:
+        await asyncio.sleep(interval_sec)
+        try:
+            removed = await room.sweep_once()
+        except QueueUnavailable:
+            continue
+        if removed:
+            log.info("swept %d ghost waiters", removed)
 
 
 # Generation-0 collections every 50k allocations instead of 700. With many long-lived objects

@@ -11,6 +11,7 @@ import redis
 
 from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import lose_event_data, open_door
+from tests.redis_server import free_port
 from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.model import (
     AlreadyAdmitted,
@@ -21,6 +22,7 @@ from ticketgate.waitingroom.model import (
     Forbidden,
     JoinResult,
     LeaveOutcome,
+    QueueUnavailable,
     Registration,
     StatusResult,
     TokenExpired,
@@ -322,3 +324,44 @@ async def test_tokens_of_the_current_life_pass_the_epoch_check(
     assert [v.position for v in views] == [1, 2, 3]
     assert await room.leave(reborn[1].waiting_token) is True
     assert (await room.status(reborn[2].waiting_token)).position == 2
+
+
+class RecordingObserver:
+    """What the room reports (QueueObserver), as (operation, status) pairs."""
+
+    def __init__(self) -> None:
+        self.operations: list[tuple[str, str]] = []
+
+    def operation(self, name: str, status: str) -> None:
+        self.operations.append((name, status))
+
+    def admitted(self, waited_ms: int) -> None:
+        pass
+
+
+async def test_a_sweep_round_is_reported_when_it_has_events_to_sweep(
+    store: QueueStore, queue_settings: QueueSettings, event_id: str
+) -> None:
+    observer = RecordingObserver()
+    room = WaitingRoom(store, queue_settings, observer)
+    assert await room.sweep_once() == 0
+    assert observer.operations == [], "nothing seen yet: no round to report"
+    await room.join(event_id, "")
+    assert await room.sweep_once() == 0
+    assert observer.operations == [("sweep", "ok")]
+
+
+async def test_a_sweep_round_that_finds_redis_down_is_reported_then_raised(
+    queue_settings: QueueSettings, event_id: str
+) -> None:
+    store = make_redis_store(f"127.0.0.1:{free_port()}", queue_settings)  # nobody listens
+    observer = RecordingObserver()
+    room = WaitingRoom(store, queue_settings, observer)
+    room.active_events.add(event_id)
+    try:
+        with pytest.raises(QueueUnavailable):
+            await room.sweep_once()
+    finally:
+        await store.close()
+    assert observer.operations == [("sweep", "QUEUE_UNAVAILABLE")]
+    assert room.active_events == {event_id}, "kept for the next round"

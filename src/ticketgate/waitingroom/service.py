@@ -1,13 +1,12 @@
 """The waiting room as the HTTP edge sees it: tokens in, views out.
 
 It verifies signatures before touching the store (a forged token costs no Redis call),
-turns the store's raw facts into ETA, readiness and poll hints, and runs the ghost sweeper.
+turns the store's raw facts into ETA, readiness and poll hints, and decides what one sweeper
+round sweeps (the app runs the rounds).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -62,7 +61,6 @@ class ReservationClaim:
 
 
 _POLICY_CACHE = 1_024
-log = logging.getLogger("ticketgate.waitingroom")
 # Event states in which nobody is admitted: status promises neither readiness nor an ETA.
 _STALLED = frozenset({EventState.PAUSED, EventState.SOLD_OUT})
 
@@ -253,12 +251,25 @@ class WaitingRoom:
             await self.store.settle_reservation(claim.event_id, claim.seq, claim.lease_id, used)
 
     async def sweep_once(self) -> int:
-        """Drain ghosts of every event this process has seen, a bounded batch at a time, and
-        record those events with their waiting counts in the store's event registry (one
-        batched write per round, off the hot path, so join stays one round trip)."""
+        """One sweeper round: drain ghosts of every event this process has seen, a bounded
+        batch at a time, and record those events with their waiting counts in the store's
+        event registry (one batched write per round, off the hot path, so join stays one
+        round trip). A round with events to sweep is reported to the observer as the "sweep"
+        operation, a QueueUnavailable one with its code before it is raised. The app runs
+        rounds periodically (app.sweep_ghosts)."""
+        events = list(self.active_events)
+        try:
+            removed = await self._sweep(events)
+        except QueueUnavailable as exc:
+            self._report_sweep(events, exc.code)
+            raise
+        self._report_sweep(events, "ok")
+        return removed
+
+    async def _sweep(self, events: list[str]) -> int:
         removed = 0
         waiting: dict[str, int] = {}
-        for event_id in list(self.active_events):
+        for event_id in events:
             removed += await self.sweep_event(event_id)
             waiting[event_id] = await self.store.waiting_count(event_id)
             if waiting[event_id] == 0:
@@ -266,6 +277,10 @@ class WaitingRoom:
         if waiting:
             await self.store.register_events(waiting)
         return removed
+
+    def _report_sweep(self, events: list[str], status: str) -> None:
+        if events and self.observer is not None:
+            self.observer.operation("sweep", status)
 
     async def sweep_event(self, event_id: str, rounds: int = SWEEP_NOW_ROUNDS) -> int:
         """Remove one event's ghosts now, `sweep_batch` at a time, for at most `rounds`."""
@@ -276,18 +291,3 @@ class WaitingRoom:
             if count < self.settings.sweep_batch:
                 break
         return removed
-
-    async def run_sweeper(self) -> None:
-        interval = self.settings.sweep_interval_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            swept_any = bool(self.active_events)
-            status = "ok"
-            try:
-                removed = await self.sweep_once()
-                if removed:
-                    log.info("swept %d ghost waiters", removed)
-            except QueueUnavailable as exc:
-                status = exc.code
-            if swept_any and self.observer is not None:
-                self.observer.operation("sweep", status)
