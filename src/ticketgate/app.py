@@ -17,6 +17,7 @@ from ticketgate.accounts.keys import LocalJwksSource, TokenSigner
 from ticketgate.accounts.service import AccountService
 from ticketgate.backends.clients import PaymentClient, ReservationClient
 from ticketgate.backends.health import GrpcHealthProbe
+from ticketgate.backends.observer import RpcObserver
 from ticketgate.backends.settings import BackendSettings
 from ticketgate.background import cancel_and_wait
 from ticketgate.config import Settings, load_settings
@@ -50,6 +51,7 @@ from ticketgate.observability.scrape import ScrapeSource
 from ticketgate.observability.tracing import (
     RedisTracer,
     RequestTracer,
+    RpcTracer,
     Tracing,
     TracingSettings,
     start_tracing,
@@ -80,6 +82,7 @@ class Instruments:
 
     requests: tuple[RequestObserver, ...]
     redis: tuple[OperationObserver, ...]
+    rpc: tuple[RpcObserver, ...]  # the booking backends' gRPC calls
     queue: QueueObserver | None
     metrics_flusher: prometheus.Flusher | None  # writes the metric recorders' buffers out
     access: JsonAccessLog | ConsoleAccessLog | None
@@ -88,19 +91,23 @@ class Instruments:
 def build_instruments(settings: Settings) -> Instruments:
     requests: list[RequestObserver] = []
     redis: list[OperationObserver] = []
+    rpc: list[RpcObserver] = []
     metrics = settings.metrics_enabled
     if metrics:
         requests.append(prometheus.HttpMetrics())
         redis.append(prometheus.RedisMetrics())
+        rpc.append(prometheus.BackendMetrics())
     if (settings.tracing or TracingSettings()).enabled:
         requests.append(RequestTracer())
         redis.append(RedisTracer())
+        rpc.append(RpcTracer())
     access = access_log(settings.log_level, settings.logs or LogSettings())
     if access is not None:
         requests.append(access)
     return Instruments(
         requests=tuple(requests),
         redis=tuple(redis),
+        rpc=tuple(rpc),
         queue=prometheus.QueueMetrics() if metrics else None,
         metrics_flusher=prometheus.Flusher() if metrics else None,
         access=access,
@@ -161,7 +168,12 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
     )
 
     backends = settings.backends or BackendSettings()
-    booking = BookingRoutes(room, ReservationClient(backends), PaymentClient(backends), backends)
+    booking = BookingRoutes(
+        room,
+        ReservationClient(backends, observers=instruments.rpc),
+        PaymentClient(backends, observers=instruments.rpc),
+        backends,
+    )
     routes += booking.routes()
     events = EventAdmin(room)  # operators: /api/v1/admin/events
     routes += AdminRoutes(events).routes()

@@ -17,21 +17,21 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import grpc
 
 from ticketgate.backends.breaker import BreakerOpen, BreakerState, CircuitBreaker
 from ticketgate.backends.errors import BackendError, from_error, from_status
+from ticketgate.backends.observer import RpcObserver
 from ticketgate.backends.settings import BackendSettings
-from ticketgate.metrics import BACKEND_CALLS
-from ticketgate.observability import tracing
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2, payment_pb2_grpc
 from ticketgate.proto.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 
 log = logging.getLogger("ticketgate.backends")
 
+Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Stub = TypeVar("Stub")
 Metadata = tuple[tuple[str, str], ...]
@@ -88,12 +88,14 @@ class _Backend:
         tls: bool,
         timeout_ms: int,
         breaker: CircuitBreaker,
+        observers: tuple[RpcObserver, ...] = (),
     ) -> None:
         self.name = name
         self.address = address
         self.tls = tls
         self.timeout_sec = timeout_ms / 1000
         self.breaker = breaker
+        self.observers = observers
         self._channel: grpc.aio.Channel | None = None
 
     def channel(self) -> grpc.aio.Channel:
@@ -137,11 +139,19 @@ class _Backend:
         *,
         retry: bool,
     ) -> Resp:
+        """One RPC under the backend's deadline and breaker, its failures mapped to
+        `BackendError`, seen by the observers."""
+        observers = self.observers
+        states: list[object] = []
+        traceparent = ""
+        for observer in observers:
+            state, carried = observer.begin(self.name, method, self.address, context.trace_id)
+            states.append(state)
+            traceparent = traceparent or carried
         started = time.perf_counter()
         status = "OK"
-        traced = tracing.client_span(self.name, method, self.address, context.trace_id)
         try:
-            return await self._call(invoke, error_of, context, retry, traced[1] if traced else "")
+            return await self._call(invoke, error_of, context, retry, traceparent)
         except BreakerOpen as exc:
             status = "BREAKER_OPEN"
             raise self._open_error(exc) from None
@@ -149,9 +159,9 @@ class _Backend:
             status = exc.code
             raise
         finally:
-            BACKEND_CALLS.labels(self.name, method, status).observe(time.perf_counter() - started)
-            if traced is not None:
-                tracing.end_client_span(traced[0], status)
+            duration = time.perf_counter() - started
+            for index, observer in enumerate(observers):
+                observer.end(self.name, method, states[index], status, duration)
 
     async def _call(
         self,
@@ -217,18 +227,19 @@ class _Backend:
         )
 
 
-def _reservation_error(
-    response: reservation_pb2.CreateReservationResponse
+# Every response of the backends: a result or a `common.v1.Error` in its `error` field.
+_Answers = (
+    reservation_pb2.CreateReservationResponse
     | reservation_pb2.GetReservationResponse
     | reservation_pb2.ConfirmReservationResponse
-    | reservation_pb2.CancelReservationResponse,
-) -> common_pb2.Error | None:
-    return response.error if response.HasField("error") else None
+    | reservation_pb2.CancelReservationResponse
+    | payment_pb2.CreatePaymentIntentResponse
+    | payment_pb2.GetPaymentStatusResponse
+)
+Answer = TypeVar("Answer", bound=_Answers)
 
 
-def _payment_error(
-    response: payment_pb2.CreatePaymentIntentResponse | payment_pb2.GetPaymentStatusResponse,
-) -> common_pb2.Error | None:
+def _error_of(response: _Answers) -> common_pb2.Error | None:
     return response.error if response.HasField("error") else None
 
 
@@ -237,26 +248,57 @@ def _breaker(name: str, settings: BackendSettings, clock: Callable[[], float]) -
 
 
 class _ServiceClient(Generic[Stub]):
-    """One backend: its channel (opened on first use), breaker and stub."""
+    """One backend: its channel (opened on first use), breaker and stub. A subclass names
+    its service and says where it is (`_endpoint`) and how to make its stub (`_new_stub`)."""
+
+    service: ClassVar[str]
 
     def __init__(
         self,
-        name: str,
-        address: str,
-        tls: bool,
-        timeout_ms: int,
         settings: BackendSettings,
-        stub_type: Callable[[grpc.aio.Channel], Stub],
-        clock: Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,
+        observers: tuple[RpcObserver, ...] = (),
     ) -> None:
-        self.backend = _Backend(name, address, tls, timeout_ms, _breaker(name, settings, clock))
-        self._stub_type = stub_type
+        address, tls, timeout_ms = self._endpoint(settings)
+        breaker = _breaker(self.service, settings, clock)
+        self.backend = _Backend(self.service, address, tls, timeout_ms, breaker, observers)
         self._stub: Stub | None = None
+
+    @staticmethod
+    def _endpoint(settings: BackendSettings) -> tuple[str, bool, int]:
+        """(address, TLS on, deadline in ms) of this service."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _new_stub(channel: grpc.aio.Channel) -> Stub:
+        raise NotImplementedError
 
     def _rpc(self) -> Stub:
         if self._stub is None:
-            self._stub = self._stub_type(self.backend.channel())
+            self._stub = self._new_stub(self.backend.channel())
         return self._stub
+
+    async def _unary(
+        self,
+        method: str,
+        rpc: grpc.aio.UnaryUnaryMultiCallable[Req, Answer],
+        request: Req,
+        context: CallContext,
+        *,
+        read: bool = False,
+    ) -> Answer:
+        """The one wrapper every RPC of the clients goes through: `_Backend.call` adds the
+        deadline, breaker, error mapping and observers. Retried (once, on UNAVAILABLE) only
+        where that cannot double an effect: a read, or a write carrying an idempotency key."""
+        return await self.backend.call(
+            method,
+            lambda timeout, md, ready: rpc(
+                request, timeout=timeout, metadata=md, wait_for_ready=ready
+            ),
+            _error_of,
+            context,
+            retry=read or bool(context.idempotency_key),
+        )
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -282,18 +324,19 @@ else:
 class ReservationClient(_ReservationBase):
     """ReservationService over one channel. Errors come out as `BackendError`."""
 
-    def __init__(
-        self, settings: BackendSettings, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        super().__init__(
-            "reservation",
+    service = "reservation"
+
+    @staticmethod
+    def _endpoint(settings: BackendSettings) -> tuple[str, bool, int]:
+        return (
             settings.reservation_address,
             settings.reservation_tls,
             settings.reservation_timeout_ms,
-            settings,
-            reservation_pb2_grpc.ReservationServiceStub,
-            clock,
         )
+
+    @staticmethod
+    def _new_stub(channel: grpc.aio.Channel) -> reservation_pb2_grpc.ReservationServiceAsyncStub:
+        return reservation_pb2_grpc.ReservationServiceStub(channel)
 
     async def create(
         self,
@@ -313,15 +356,8 @@ class ReservationClient(_ReservationBase):
             reservation_token=reservation_token,
             idempotency_key=context.idempotency_key,
         )
-        stub = self._rpc()
-        return await self.backend.call(
-            "CreateReservation",
-            lambda timeout, md, ready: stub.CreateReservation(
-                request, timeout=timeout, metadata=md, wait_for_ready=ready
-            ),
-            _reservation_error,
-            context,
-            retry=bool(context.idempotency_key),
+        return await self._unary(
+            "CreateReservation", self._rpc().CreateReservation, request, context
         )
 
     async def get(
@@ -330,15 +366,8 @@ class ReservationClient(_ReservationBase):
         request = reservation_pb2.GetReservationRequest(
             reservation_id=reservation_id, user_id=user_id
         )
-        stub = self._rpc()
-        return await self.backend.call(
-            "GetReservation",
-            lambda timeout, md, ready: stub.GetReservation(
-                request, timeout=timeout, metadata=md, wait_for_ready=ready
-            ),
-            _reservation_error,
-            context,
-            retry=True,
+        return await self._unary(
+            "GetReservation", self._rpc().GetReservation, request, context, read=True
         )
 
     async def confirm(
@@ -350,15 +379,8 @@ class ReservationClient(_ReservationBase):
             payment_intent_id=payment_intent_id,
             idempotency_key=context.idempotency_key,
         )
-        stub = self._rpc()
-        return await self.backend.call(
-            "ConfirmReservation",
-            lambda timeout, md, ready: stub.ConfirmReservation(
-                request, timeout=timeout, metadata=md, wait_for_ready=ready
-            ),
-            _reservation_error,
-            context,
-            retry=bool(context.idempotency_key),
+        return await self._unary(
+            "ConfirmReservation", self._rpc().ConfirmReservation, request, context
         )
 
     async def cancel(
@@ -370,33 +392,23 @@ class ReservationClient(_ReservationBase):
             idempotency_key=context.idempotency_key,
             reason=reason,
         )
-        stub = self._rpc()
-        return await self.backend.call(
-            "CancelReservation",
-            lambda timeout, md, ready: stub.CancelReservation(
-                request, timeout=timeout, metadata=md, wait_for_ready=ready
-            ),
-            _reservation_error,
-            context,
-            retry=bool(context.idempotency_key),
+        return await self._unary(
+            "CancelReservation", self._rpc().CancelReservation, request, context
         )
 
 
 class PaymentClient(_PaymentBase):
     """PaymentService over one channel. Errors come out as `BackendError`."""
 
-    def __init__(
-        self, settings: BackendSettings, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        super().__init__(
-            "payment",
-            settings.payment_address,
-            settings.payment_tls,
-            settings.payment_timeout_ms,
-            settings,
-            payment_pb2_grpc.PaymentServiceStub,
-            clock,
-        )
+    service = "payment"
+
+    @staticmethod
+    def _endpoint(settings: BackendSettings) -> tuple[str, bool, int]:
+        return settings.payment_address, settings.payment_tls, settings.payment_timeout_ms
+
+    @staticmethod
+    def _new_stub(channel: grpc.aio.Channel) -> payment_pb2_grpc.PaymentServiceAsyncStub:
+        return payment_pb2_grpc.PaymentServiceStub(channel)
 
     async def create_intent(
         self,
@@ -417,28 +429,14 @@ class PaymentClient(_PaymentBase):
             webhook_url=webhook_url,
             idempotency_key=context.idempotency_key,
         )
-        stub = self._rpc()
-        return await self.backend.call(
-            "CreatePaymentIntent",
-            lambda timeout, md, ready: stub.CreatePaymentIntent(
-                request, timeout=timeout, metadata=md, wait_for_ready=ready
-            ),
-            _payment_error,
-            context,
-            retry=bool(context.idempotency_key),
+        return await self._unary(
+            "CreatePaymentIntent", self._rpc().CreatePaymentIntent, request, context
         )
 
     async def status(
         self, context: CallContext, *, payment_intent_id: str
     ) -> payment_pb2.GetPaymentStatusResponse:
         request = payment_pb2.GetPaymentStatusRequest(payment_intent_id=payment_intent_id)
-        stub = self._rpc()
-        return await self.backend.call(
-            "GetPaymentStatus",
-            lambda timeout, md, ready: stub.GetPaymentStatus(
-                request, timeout=timeout, metadata=md, wait_for_ready=ready
-            ),
-            _payment_error,
-            context,
-            retry=True,
+        return await self._unary(
+            "GetPaymentStatus", self._rpc().GetPaymentStatus, request, context, read=True
         )

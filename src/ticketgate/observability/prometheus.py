@@ -39,6 +39,7 @@ from prometheus_client.metrics_core import Metric
 
 from ticketgate.background import cancel_and_wait
 from ticketgate.metrics import (
+    BACKEND_CALLS,
     HTTP_DURATION,
     HTTP_REQUESTS,
     QUEUE_OPERATIONS,
@@ -227,6 +228,25 @@ class RedisMetrics:
             durations = self._series[operation] = _observations(REDIS_OPERATION_DURATION, operation)
         durations.counts[_bucket_of(durations.bounds, duration_s)] += 1
         durations.sum += duration_s
+
+
+class BackendMetrics:
+    """RpcObserver: `backend_call_duration_seconds{service,method,status_code}` per RPC."""
+
+    __slots__ = ("_series",)
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str, str], _Observations] = {}
+
+    def begin(self, service: str, method: str, address: str, trace_id: str) -> tuple[object, str]:
+        return None, ""
+
+    def end(self, service: str, method: str, state: object, status: str, duration_s: float) -> None:
+        key = (service, method, status)
+        durations = self._series.get(key)
+        if durations is None:
+            durations = self._series[key] = _observations(BACKEND_CALLS, service, method, status)
+        durations.observe(duration_s)
 
 
 class QueueMetrics:

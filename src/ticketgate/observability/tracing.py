@@ -348,6 +348,19 @@ class RedisTracer:
         _ship(span)
 
 
+class RpcTracer:
+    """RpcObserver: a CLIENT span per backend RPC inside a sampled request, and the
+    `traceparent` that carries the trace to the backend (see `client_span`)."""
+
+    def begin(self, service: str, method: str, address: str, trace_id: str) -> tuple[object, str]:
+        traced = client_span(service, method, address, trace_id)
+        return (None, "") if traced is None else traced
+
+    def end(self, service: str, method: str, state: object, status: str, duration_s: float) -> None:
+        if state is not None:
+            end_client_span(state, status)  # type: ignore[arg-type]
+
+
 def client_span(
     service: str, method: str, address: str, trace_id: str
 ) -> tuple[SpanRecord | None, str] | None:
