@@ -21,8 +21,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ticketgate.config import RedisSettings
 from ticketgate.redisio.executor import RedisExecutor, build_executor
+from ticketgate.redisio.settings import RedisSettings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

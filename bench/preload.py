@@ -17,9 +17,9 @@ from typing import Any
 import hiredis
 import redis
 
-from ticketgate.config import QueueSettings
 from ticketgate.queuestore.redis_store import _EventKeys
 from ticketgate.redisio.scripts import Script
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.tokens import TokenSigner, WaitingClaims
 
 PIPELINE_CHUNK = 5_000

@@ -50,7 +50,7 @@ from bench.processes import (
 )
 from bench.wrkrun import WrkFailed, WrkResult, missing_tools_line, run_wrk
 from ticketgate.accounts.settings import AccountSettings
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 from ticketgate.middleware.ratelimit import RateLimitSettings
 
 REPO = Path(__file__).resolve().parent.parent

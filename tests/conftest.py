@@ -10,10 +10,11 @@ import pytest
 import redis
 
 from tests.redis_server import running_redis
-from ticketgate.config import QueueSettings, RedisSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import build_executor
+from ticketgate.redisio.settings import RedisSettings
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 TEST_SECRET = b"test-secret-test-secret-test-secret!"

@@ -209,7 +209,8 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
     ).routes()
     cors_settings = settings.cors or CorsSettings()
     system = SystemRoutes(
-        settings,
+        settings.environment,
+        settings.redis,
         store,
         {
             "reservation": GrpcHealthProbe(booking.reservations),

@@ -17,7 +17,8 @@ from ticketgate import __version__
 from ticketgate.accounts.service import KNOWN_ROLES
 from ticketgate.admin_cli import register as register_admin_commands
 from ticketgate.cli_output import config_failure, stderr_console
-from ticketgate.config import ConfigError, Settings, load_settings
+from ticketgate.config import Settings, load_settings
+from ticketgate.envparse import ConfigError
 from ticketgate.observability.logs import LogSettings, configure_logging
 from ticketgate.rehearsal.command import rehearse_command
 from ticketgate.services.cli import services_command

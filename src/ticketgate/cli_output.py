@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 
 
 def stderr_console() -> Console:

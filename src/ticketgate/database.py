@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from ticketgate.config import ConfigError, env_int
+from ticketgate.envparse import ConfigError, env_int
 
 DEFAULT_DATABASE_PATH = "./var/ticketgate.db"
 SQLITE_DRIVER = "sqlite+aiosqlite"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 
 if TYPE_CHECKING:
     from ticketgate.config import Settings

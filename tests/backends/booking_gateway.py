@@ -18,7 +18,6 @@ import httpx
 from tests.http_server import serve
 from ticketgate.backends.clients import PaymentClient, ReservationClient
 from ticketgate.backends.settings import BackendSettings
-from ticketgate.config import MinWaitRule, QueueSettings, RedisSettings
 from ticketgate.http.booking import BookingRoutes
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
@@ -27,8 +26,10 @@ from ticketgate.middleware.idempotency import IdempotencySettings, build_idempot
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import build_executor
+from ticketgate.redisio.settings import RedisSettings
 from ticketgate.services import webhook_signature
 from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 WEBHOOK_SECRET = "webhook-secret-webhook-secret-webhook!"

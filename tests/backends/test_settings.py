@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ticketgate.backends.settings import BackendSettings, parse_duration_ms
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 
 SECRET = "w" * 32
 EMBEDDED = {"BACKEND_EMBEDDED": "true"}

@@ -17,10 +17,11 @@ import pytest
 import redis
 
 from tests.redis_server import RedisServer, free_cluster_port
-from ticketgate.config import QueueSettings, RedisSettings
 from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import build_executor
+from ticketgate.redisio.settings import RedisSettings
 from ticketgate.waitingroom.model import ClaimOutcome, EnterOutcome, WaiterState
+from ticketgate.waitingroom.settings import QueueSettings
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-cli") is None, reason="redis-cli (redis-tools) is needed to form a cluster"

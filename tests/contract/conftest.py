@@ -14,9 +14,9 @@ import pytest
 import redis
 
 from tests.conftest import TEST_SECRET
-from ticketgate.config import MinWaitRule, QueueSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import JoinResult, StatusResult, WaiterState
+from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 

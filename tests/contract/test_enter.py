@@ -9,8 +9,8 @@ import random
 import pytest
 
 from tests.contract.conftest import Stopwatch, join_many, open_door, positions
-from ticketgate.config import MinWaitRule
 from ticketgate.waitingroom.model import EnterOutcome, UserAlreadyAdmitted, WaiterState
+from ticketgate.waitingroom.settings import MinWaitRule
 from ticketgate.waitingroom.store import QueueStore
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 
 from tests.contract.conftest import open_door, store_state
-from ticketgate.config import QueueSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.events import EventAdmin, SettingsChange
 from ticketgate.waitingroom.model import (
@@ -20,6 +19,7 @@ from ticketgate.waitingroom.model import (
     WaiterState,
 )
 from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 

@@ -8,7 +8,6 @@ import redis
 
 from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import join_many, open_door
-from ticketgate.config import QueueSettings
 from ticketgate.queuestore import redis_store
 from ticketgate.waitingroom.events import EventAdmin, SettingsChange
 from ticketgate.waitingroom.model import (
@@ -21,6 +20,7 @@ from ticketgate.waitingroom.model import (
     WaiterState,
 )
 from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 OPEN_5 = {"admission_window": 5, "min_wait": open_door(5)}

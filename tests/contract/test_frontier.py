@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from tests.conftest import TEST_SECRET
 from tests.contract.conftest import join_many, open_door
-from ticketgate.config import QueueSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.eta import entry_grace_ms
 from ticketgate.waitingroom.model import EnterOutcome, QueueError, WaiterState
 from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 FAST = 20.0  # per second: the bucket is full again 100 ms after a grant

@@ -6,9 +6,9 @@ Redis enforces these with PX; the memory store trims them itself, by insertion o
 from __future__ import annotations
 
 from tests.conftest import TEST_SECRET
-from ticketgate.config import QueueSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import ClaimOutcome, EnterOutcome
+from ticketgate.waitingroom.settings import QueueSettings
 
 
 class Clock:

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import open_door
-from ticketgate.config import QueueSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import (
     EnterOutcome,
@@ -24,6 +23,7 @@ from ticketgate.waitingroom.model import (
     UserAlreadyAdmitted,
     WaiterState,
 )
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 WINDOW = 2

@@ -12,7 +12,6 @@ import redis
 from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import lose_event_data, open_door
 from tests.redis_server import free_port
-from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.model import (
     AlreadyAdmitted,
     ClaimOutcome,
@@ -29,6 +28,7 @@ from ticketgate.waitingroom.model import (
     TokenNotFound,
 )
 from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 from ticketgate.waitingroom.tokens import ReservationClaims, TokenSigner, WaitingClaims
 

@@ -15,9 +15,9 @@ import redis
 
 from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import open_door, store_state
-from ticketgate.config import QueueSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import EnterOutcome, JoinResult, WaiterState
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 HEARTBEAT_MS = 1_000

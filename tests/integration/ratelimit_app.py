@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 
-from ticketgate.config import RedisSettings
 from ticketgate.http.core import AuthPolicy, Gateway, Request, Response, Route
 from ticketgate.middleware.auth import DevBypassAuthenticator
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
 from ticketgate.redisio.executor import build_executor
+from ticketgate.redisio.settings import RedisSettings
 
 
 async def ping(request: Request) -> Response:

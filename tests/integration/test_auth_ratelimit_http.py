@@ -113,7 +113,7 @@ async def test_login_and_register_have_their_own_lower_budget(
 
 
 def test_the_auth_budget_settings_are_validated() -> None:
-    from ticketgate.config import ConfigError
+    from ticketgate.envparse import ConfigError
 
     with pytest.raises(ConfigError, match="RATE_LIMIT_AUTH_RPS"):
         load_settings(dev_env(RATE_LIMIT_AUTH_RPS="0"))

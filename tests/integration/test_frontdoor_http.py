@@ -12,7 +12,8 @@ import pytest
 from tests.http_server import serve
 from tests.integration.conftest import DEV, JOIN, assert_envelope, dev_env
 from ticketgate.app import create_app
-from ticketgate.config import ConfigError, load_settings
+from ticketgate.config import load_settings
+from ticketgate.envparse import ConfigError
 from ticketgate.http.frontdoor import negotiate
 
 SITE = "https://tickets.example"

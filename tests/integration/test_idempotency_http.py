@@ -21,7 +21,6 @@ from prometheus_client import REGISTRY
 
 from tests.http_server import serve
 from tests.redis_server import free_port
-from ticketgate.config import RedisSettings
 from ticketgate.http.core import AuthPolicy, Gateway, Idempotency, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.middleware.auth import DevBypassAuthenticator
@@ -34,6 +33,7 @@ from ticketgate.middleware.idempotency import (
     idempotency_key_of,
 )
 from ticketgate.redisio.executor import build_executor
+from ticketgate.redisio.settings import RedisSettings
 
 PAY = "/t/pay"  # auth REQUIRED, idempotency REQUIRED
 ENTER = "/t/enter"  # auth OPTIONAL, idempotency OPTIONAL

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.conftest import TEST_SECRET
 from tests.http_server import serve
 from tests.unit.test_jwks import JwksServer, jwk_of, running_jwks_server, sample_keys
-from ticketgate.config import ConfigError, QueueSettings
+from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.middleware.auth import (
@@ -38,6 +38,7 @@ from ticketgate.middleware.jwks import HttpJwksSource, JwksCache
 from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.settings import QueueSettings
 
 ISSUER = "https://id.example.test/"
 AUDIENCE = "ticketgate"

@@ -9,10 +9,10 @@ from prometheus_client.metrics_core import Metric
 
 from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import join_many
-from ticketgate.config import MinWaitRule, QueueSettings
 from ticketgate.observability.queue_gauges import QueueGauges
 from ticketgate.waitingroom.events import EventAdmin
 from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
 
 
 def _samples(families: Iterable[Metric], name: str) -> dict[str, float]:

@@ -23,11 +23,11 @@ import pytest
 
 from tests.http_server import serve
 from tests.redis_server import free_port
-from ticketgate.config import RedisSettings
 from ticketgate.http.core import Gateway, Request, Response, Route
 from ticketgate.middleware.auth import DevBypassAuthenticator
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
 from ticketgate.redisio.executor import build_executor
+from ticketgate.redisio.settings import RedisSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = float(os.environ.get("RATE_LIMIT_TEST_SECONDS", "0") or 0)

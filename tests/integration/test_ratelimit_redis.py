@@ -16,11 +16,11 @@ import redis
 from redis.crc import key_slot
 
 from tests.redis_server import free_port
-from ticketgate.config import RedisSettings
 from ticketgate.http.core import Request, Response, Route
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
 from ticketgate.middleware.ratelimit_sync import CHUNK, ClusterSync, redis_key
 from ticketgate.redisio.executor import RedisExecutor, build_executor
+from ticketgate.redisio.settings import RedisSettings
 
 
 class CountingExecutor:

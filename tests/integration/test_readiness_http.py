@@ -21,8 +21,9 @@ from tests.http_server import serve
 from tests.integration.conftest import SECRET
 from tests.redis_server import free_port
 from ticketgate.app import create_app
-from ticketgate.config import ConfigError, load_settings
+from ticketgate.config import load_settings
 from ticketgate.database import SQLITE_DRIVER, Database, DatabaseSettings
+from ticketgate.envparse import ConfigError
 from ticketgate.http.system import PROBE_CACHE_SEC, READY_TIMEOUT_SEC, ReadinessSettings
 from ticketgate.services.server import ServiceSettings, run_services
 

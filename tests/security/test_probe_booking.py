@@ -29,7 +29,8 @@ from tests.integration.conftest import JOIN, assert_envelope, dev_env, eventuall
 from tests.redis_server import RedisServer, running_redis
 from tests.required import backend_unavailable
 from ticketgate.app import create_app
-from ticketgate.config import ConfigError, load_settings
+from ticketgate.config import load_settings
+from ticketgate.envparse import ConfigError
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.services.inventory import DEMO_EVENT_ID
 

@@ -111,7 +111,7 @@ async def test_sold_seats_count_against_the_quota(databases: DatabaseFactory) ->
 
 @pytest.mark.parametrize("raw", ["0", "many", "10001"])
 def test_the_setting_is_validated(raw: str) -> None:
-    from ticketgate.config import ConfigError
+    from ticketgate.envparse import ConfigError
 
     with pytest.raises(ConfigError, match="BOOKING_MAX_SEATS_PER_USER"):
         ServiceSettings.from_env(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 from ticketgate.services.server import ServiceSettings, dial_address, split_address
 
 SECRET = "s" * 32

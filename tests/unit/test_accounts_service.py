@@ -25,7 +25,7 @@ from ticketgate.accounts.service import (
     UsernameTaken,
 )
 from ticketgate.accounts.settings import AccountSettings
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 
 __all__ = ["databases"]  # the fixture, re-exported for pytest
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticketgate.config import MinWaitRule, QueueSettings
 from ticketgate.waitingroom.admission import AdmissionPolicy, Decision, min_wait_ms, refilled
 from ticketgate.waitingroom.model import EnterOutcome, EventOverrides, Frontier
+from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
 
 DEFAULT = QueueSettings()
 POLICY = AdmissionPolicy.of(DEFAULT)  # window 100, capacity 500, 50/s

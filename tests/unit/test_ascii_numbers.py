@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from ticketgate.config import ConfigError, load_settings
+from ticketgate.config import load_settings
+from ticketgate.envparse import ConfigError
 from ticketgate.services import webhook_signature
 from ticketgate.services.server import split_address
 

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ticketgate.config import (
-    MIN_SECRET_LENGTH,
-    ConfigError,
-    MinWaitRule,
-    QueueSettings,
-    Settings,
-    load_settings,
-)
+from ticketgate.config import Settings, load_settings
+from ticketgate.envparse import MIN_SECRET_LENGTH, ConfigError
+from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
 
 SECRET = "s" * MIN_SECRET_LENGTH
 PROD = {"QUEUE_TOKEN_SECRET": SECRET, "BACKEND_EMBEDDED": "true"}

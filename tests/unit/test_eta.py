@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticketgate.config import MinWaitRule
 from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.eta import (
     MAX_POLL_MS,
@@ -20,6 +19,7 @@ from ticketgate.waitingroom.eta import (
     release_rate,
 )
 from ticketgate.waitingroom.model import AdmissionCounts, Frontier
+from ticketgate.waitingroom.settings import MinWaitRule
 
 MINUTE = 60_000
 NONE = AdmissionCounts(0, 0, 0, 0)

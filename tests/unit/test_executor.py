@@ -19,7 +19,6 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
 from tests.redis_server import RedisServer, running_redis
-from ticketgate.config import RedisSettings
 from ticketgate.redisio.errors import raised_inside_redis_py
 from ticketgate.redisio.executor import (
     PipelinedExecutor,
@@ -28,6 +27,7 @@ from ticketgate.redisio.executor import (
     stream_writer,
 )
 from ticketgate.redisio.scripts import Script
+from ticketgate.redisio.settings import RedisSettings
 
 TIMEOUT_MS = 300
 SLACK = 0.15

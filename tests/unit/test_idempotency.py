@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 from ticketgate.http.core import AuthPolicy, Idempotency, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.middleware.auth import Principal

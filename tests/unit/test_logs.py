@@ -13,7 +13,8 @@ import pytest
 import structlog
 
 from tests.logs_capture import captured_logs, json_lines
-from ticketgate.config import ConfigError, load_settings
+from ticketgate.config import load_settings
+from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Request
 from ticketgate.observability.logs import (
     CHUNK_BYTES,

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Check, Gateway, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.middleware.auth import DevBypassAuthenticator, Principal

@@ -18,7 +18,8 @@ import pytest
 
 from tests.redis_server import free_port
 from tests.unit.test_accounts_database import shared_key_pem
-from ticketgate.config import ConfigError, load_settings
+from ticketgate.config import load_settings
+from ticketgate.envparse import ConfigError
 from ticketgate.services.server import ServiceSettings
 from ticketgate.topology import single_process_components, single_process_warning
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import argon2
 
 from ticketgate.accounts.keys import parse_private_key
-from ticketgate.config import ConfigError, env_int
+from ticketgate.envparse import ConfigError, env_int
 
 
 @dataclass(frozen=True, slots=True)

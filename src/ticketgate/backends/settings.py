@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_bool, env_int
 from ticketgate.digits import ascii_int
+from ticketgate.envparse import MIN_SECRET_LENGTH, ConfigError, env_bool, env_int
 
 WEBHOOK_PATH = "/api/v1/payment/webhook"
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s)?")

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Request, Response
 from ticketgate.http.errors import ApiError
 

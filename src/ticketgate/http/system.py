@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ticketgate import __version__
-from ticketgate.config import ConfigError, Settings
+from ticketgate.envparse import ConfigError
 from ticketgate.http.core import AuthPolicy, Request, Response, Route
 from ticketgate.http.errors import ErrorDetail
 from ticketgate.http.openapi import build_openapi
@@ -32,6 +32,7 @@ from ticketgate.http.schemas import (
     ReadyResponse,
     VersionResponse,
 )
+from ticketgate.redisio.settings import RedisSettings
 from ticketgate.waitingroom.store import QueueStore
 
 log = logging.getLogger("ticketgate.readiness")
@@ -111,14 +112,16 @@ class CachedProbe:
 class SystemRoutes:
     def __init__(
         self,
-        settings: Settings,
+        environment: str,
+        redis: RedisSettings,
         store: QueueStore,
         backends: Mapping[str, Probe] | None = None,
         readiness: ReadinessSettings | None = None,
     ) -> None:
         """`backends` maps "reservation" and "payment" to their probes; one without a probe
         is reported as not configured."""
-        self.settings = settings
+        self.environment = environment
+        self.redis = redis
         self.store = store
         self._backends = {name: CachedProbe(probe) for name, probe in (backends or {}).items()}
         self._required = (readiness or ReadinessSettings()).required
@@ -131,7 +134,7 @@ class SystemRoutes:
 
     async def _redis(self) -> DependencyState:
         """Not cached: a ping rides the pipelined connection and costs next to nothing."""
-        if not self.settings.redis.enabled:
+        if not self.redis.enabled:
             return NOT_CONFIGURED
         try:
             up = await asyncio.wait_for(self.store.ping(), READY_TIMEOUT_SEC)
@@ -166,8 +169,8 @@ class SystemRoutes:
             200,
             VersionResponse(
                 __version__,
-                self.settings.environment,
-                self.settings.store_name,
+                self.environment,
+                self.redis.store_name,
                 platform.python_version(),
             ),
         )

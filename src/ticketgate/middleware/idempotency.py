@@ -40,7 +40,7 @@ from typing import Protocol
 import msgspec
 from redis.exceptions import RedisError
 
-from ticketgate.config import ConfigError
+from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Handler, Idempotency, Request, Response, Route
 from ticketgate.http.errors import ApiError, error_body
 from ticketgate.http.queue import IDEMPOTENCY_KEY

@@ -57,7 +57,7 @@ import msgspec
 from jwt import PyJWK
 from jwt.algorithms import Algorithm, get_default_algorithms
 
-from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_int
+from ticketgate.envparse import MIN_SECRET_LENGTH, ConfigError, env_int
 from ticketgate.middleware.auth import (
     DEV_SUPER_TOKEN,
     LOAD_TEST_TOKEN,

@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ticketgate.background import cancel_and_wait
-from ticketgate.config import ConfigError, env_bool, env_int
 from ticketgate.digits import ascii_decimal
+from ticketgate.envparse import ConfigError, env_bool, env_int
 from ticketgate.http.core import Check, Headers, Request, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.metrics import RATELIMIT_DROPPED

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import msgspec
 import structlog
 
-from ticketgate.config import ConfigError, env_bool
+from ticketgate.envparse import ConfigError, env_bool
 from ticketgate.middleware.request_id import request_id_from
 from ticketgate.observability.tracing import current_trace_id
 

@@ -52,7 +52,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from ticketgate import __version__
-from ticketgate.config import ConfigError, env_bool, env_int
+from ticketgate.envparse import ConfigError, env_bool, env_int
 from ticketgate.observability.otlp_export import (
     OtlpEncoder,
     OtlpSender,

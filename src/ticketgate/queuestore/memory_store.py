@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from sortedcontainers import SortedList
 
-from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.admission import (
     HELD_OFFSET,
     AdmissionPolicy,
@@ -44,6 +43,7 @@ from ticketgate.waitingroom.model import (
     UserAlreadyAdmitted,
     WaiterState,
 )
+from ticketgate.waitingroom.settings import QueueSettings
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")

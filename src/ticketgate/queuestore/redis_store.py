@@ -14,7 +14,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ticketgate.config import QueueSettings
 from ticketgate.redisio.errors import client_message, note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
 from ticketgate.redisio.scripts import Script
@@ -41,6 +40,7 @@ from ticketgate.waitingroom.model import (
     UserAlreadyAdmitted,
     WaiterState,
 )
+from ticketgate.waitingroom.settings import QueueSettings
 
 log = logging.getLogger("ticketgate.queuestore")
 _LUA = "ticketgate.queuestore.lua"

@@ -28,13 +28,13 @@ from redis.asyncio.connection import (
 )
 from redis.exceptions import BusyLoadingError, ResponseError
 
-from ticketgate.config import RedisSettings
 from ticketgate.redisio.errors import (
     RedisUnavailable,
     raised_inside_redis_py,
     unavailable_reason,
 )
 from ticketgate.redisio.observer import OperationObserver
+from ticketgate.redisio.settings import RedisSettings
 
 __all__ = ["ClusterExecutor", "PipelinedExecutor", "RedisExecutor", "RedisUnavailable"]
 

@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 
 from ticketgate.cli_output import config_failure, stderr_console
-from ticketgate.config import ConfigError
 from ticketgate.database import Database, DatabaseSettings
+from ticketgate.envparse import ConfigError
 from ticketgate.observability.logs import LogSettings, configure_logging
 from ticketgate.observability.tracing import TracingSettings, start_tracing
 from ticketgate.services.inventory import DEMO_EVENT_ID

@@ -19,9 +19,9 @@ from typing import Any
 import grpc
 from google.protobuf import wrappers_pb2
 
-from ticketgate.config import MIN_SECRET_LENGTH, ConfigError, env_bool
 from ticketgate.database import Database
 from ticketgate.digits import ascii_int
+from ticketgate.envparse import MIN_SECRET_LENGTH, ConfigError, env_bool
 from ticketgate.observability import tracing
 from ticketgate.observability.tracing import TracingServerInterceptor
 from ticketgate.proto.payment.v1 import payment_pb2_grpc

@@ -32,8 +32,8 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ticketgate.config import MinWaitRule, QueueSettings
 from ticketgate.waitingroom.model import EnterOutcome, EventOverrides, Frontier
+from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
 
 # Held waiters stay in the order (ZSET `wait` in Redis, scored by seq) with their score
 # lowered by this much, so they rank first and keep their order among themselves.

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.eta import estimate
 from ticketgate.waitingroom.model import (
@@ -34,6 +33,7 @@ from ticketgate.waitingroom.model import (
     Registration,
 )
 from ticketgate.waitingroom.service import WaitingRoom
+from ticketgate.waitingroom.settings import QueueSettings
 
 LIST_DEFAULT = 100
 LIST_MAX = 1_000

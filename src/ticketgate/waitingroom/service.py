@@ -12,7 +12,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
-from ticketgate.config import QueueSettings
 from ticketgate.waitingroom.admission import AdmissionPolicy
 from ticketgate.waitingroom.eta import estimate, poll_after_ms
 from ticketgate.waitingroom.model import (
@@ -35,6 +34,7 @@ from ticketgate.waitingroom.model import (
     UserAlreadyAdmitted,
     WaiterState,
 )
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 from ticketgate.waitingroom.tokens import (
     InvalidToken,
