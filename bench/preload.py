@@ -17,7 +17,7 @@ from typing import Any
 import hiredis
 import redis
 
-from ticketgate.queuestore.redis_store import _EventKeys
+from ticketgate.queuestore.redis_store import _EventKeys, queue_script
 from ticketgate.redisio.scripts import Script
 from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.tokens import TokenSigner, WaitingClaims
@@ -49,7 +49,7 @@ def used_memory(client: redis.Redis) -> int:
 
 
 def _join_script() -> Script:
-    return Script.load("ticketgate.queuestore.lua", "join")
+    return queue_script("join")
 
 
 def preload(

@@ -44,8 +44,20 @@ from ticketgate.waitingroom.settings import QueueSettings
 
 log = logging.getLogger("ticketgate.queuestore")
 _LUA = "ticketgate.queuestore.lua"
-_FRONTIER = ("frontier",)  # lua/frontier.lua, prepended to the scripts that read the bucket
-_WAITER = ("waiter",)  # lua/waiter.lua: forget(), for every script that removes a waiter
+# Each script and the shared Lua prepended to it (Lua has no include): "clock" (now_ms(),
+# for every script that reads the time), "frontier" (the bucket, for the scripts that read
+# it), "waiter" (forget(), for every script that removes a waiter).
+_PRELUDES: dict[str, tuple[str, ...]] = {
+    "join": ("clock", "waiter"),
+    "status": ("clock", "frontier", "waiter"),
+    "enter": ("clock", "frontier", "waiter"),
+    "leave": ("waiter",),
+    "sweep": ("clock", "frontier", "waiter"),
+    "claim_reservation": (),
+    "settle_reservation": (),
+    "stats": ("clock", "frontier"),
+    "configure": ("clock",),
+}
 _KEY_CACHE_LIMIT = 4096
 # The event registry: a sorted set of event ids scored by their waiting count, outside every
 # event's slot (so written by plain commands, never by a script), trimmed to the largest
@@ -96,22 +108,38 @@ class _EventKeys:
         return f"{self.prefix}rt:{seq}:lease"
 
 
+def queue_script(name: str, clock_lua: str | None = None) -> Script:
+    """lua/`name`.lua with its prelude; `clock_lua` (Lua source defining now_ms()) replaces
+    lua/clock.lua's Redis TIME (see RedisQueueStore)."""
+    prelude = _PRELUDES[name]
+    if clock_lua is None or "clock" not in prelude:
+        return Script.load(_LUA, name, prelude)
+    rest = tuple(part for part in prelude if part != "clock")
+    return Script(name, f"{clock_lua}\n{Script.load(_LUA, name, rest).source}")
+
+
 class RedisQueueStore:
     name = "redis"
 
-    def __init__(self, executor: RedisExecutor, settings: QueueSettings) -> None:
+    def __init__(
+        self, executor: RedisExecutor, settings: QueueSettings, *, clock_lua: str | None = None
+    ) -> None:
+        """`clock_lua` is Lua source defining now_ms() in place of lua/clock.lua (Redis TIME):
+        the contract tests drive this store and the memory store (its `clock`) on one clock
+        they move. Expiries Redis enforces itself (PX) still follow Redis' own clock."""
         self._redis = executor
         self._settings = settings
         self._keys: dict[str, _EventKeys] = {}
-        self._join = Script.load(_LUA, "join", _WAITER)
-        self._status = Script.load(_LUA, "status", (*_FRONTIER, *_WAITER))
-        self._enter = Script.load(_LUA, "enter", (*_FRONTIER, *_WAITER))
-        self._leave = Script.load(_LUA, "leave", _WAITER)
-        self._sweep = Script.load(_LUA, "sweep", (*_FRONTIER, *_WAITER))
-        self._claim = Script.load(_LUA, "claim_reservation")
-        self._settle = Script.load(_LUA, "settle_reservation")
-        self._stats = Script.load(_LUA, "stats", _FRONTIER)
-        self._configure = Script.load(_LUA, "configure")
+
+        self._join = queue_script("join", clock_lua)
+        self._status = queue_script("status", clock_lua)
+        self._enter = queue_script("enter", clock_lua)
+        self._leave = queue_script("leave", clock_lua)
+        self._sweep = queue_script("sweep", clock_lua)
+        self._claim = queue_script("claim_reservation", clock_lua)
+        self._settle = queue_script("settle_reservation", clock_lua)
+        self._stats = queue_script("stats", clock_lua)
+        self._configure = queue_script("configure", clock_lua)
         policy = AdmissionPolicy.of(settings)
         self._enter_args = (
             settings.heartbeat_ttl_ms,

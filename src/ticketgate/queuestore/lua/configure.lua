@@ -26,8 +26,7 @@ end
 local before = read()
 if outcome == 1 then
   if ARGV[1] == 'create' then
-    local t = redis.call('TIME')
-    redis.call('HSET', KEYS[1], 'registered', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+    redis.call('HSET', KEYS[1], 'registered', now_ms())
   end
   for i = 2, #ARGV, 2 do
     if ARGV[i + 1] == '' then

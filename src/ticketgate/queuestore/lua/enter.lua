@@ -14,8 +14,7 @@
 -- window, not yet within the frontier), 4 already admitted, 5 expired, 6 admissions paused,
 -- 7 this user was admitted already (with another token), 8 sold out;
 -- wait_ms: until the waiter's turn at the configured rate.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local seq = ARGV[1]
 
 if tonumber(ARGV[2]) < tonumber(redis.call('GET', KEYS[7]) or '0') then

@@ -11,8 +11,7 @@
 -- 5 the event is not registered, 6 this user was admitted to the event already. A user's
 -- place unseen for the heartbeat TTL is expired here (as status would) and the user joins
 -- again at the tail.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local user = ARGV[1]
 local cfg = redis.call('HMGET', KEYS[7], 'closed', 'soldout', 'registered')
 if ARGV[5] == '1' and not cfg[3] then

@@ -5,8 +5,7 @@
 -- Returns {waiting, now_ms, admitted 1m, 5m, 15m, covered_ms, head_joined_ms (0 when empty),
 -- admissions granted so far, unused released capacity (string),
 -- window, capacity, refill, paused, closed, soldout, registered} (fields '' when unset).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local waiting = redis.call('ZCARD', KEYS[1])
 local head_ms = 0
 if waiting > 0 then

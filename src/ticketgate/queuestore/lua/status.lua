@@ -10,8 +10,7 @@
 -- unused released capacity (string), admissions granted so far, closed 0/1, sold out 0/1,
 -- held and lapsed earmarks};
 -- state 1 waiting, 2 admitted, 3 expired.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local seq = ARGV[1]
 local state, position = 3, 0
 

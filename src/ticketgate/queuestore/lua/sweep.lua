@@ -7,8 +7,7 @@
 -- ARGV: 1 heartbeat TTL ms, 2 batch, 3 bucket capacity, 4 refill per ms, 5 admission window,
 --       6 entry grace ms, 7 HELD_OFFSET
 -- Returns how many ghosts were removed.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local ghosts = redis.call(
   'ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[1])), 'LIMIT', 0, ARGV[2])
 local lapsing = 0
