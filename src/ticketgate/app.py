@@ -83,6 +83,7 @@ class Instruments:
     requests: tuple[RequestObserver, ...]
     redis: tuple[OperationObserver, ...]
     rpc: tuple[RpcObserver, ...]  # the booking backends' gRPC calls
+    guards: prometheus.GuardMetrics | None  # rate-limit, idempotency and auth refusals
     queue: QueueObserver | None
     metrics_flusher: prometheus.Flusher | None  # writes the metric recorders' buffers out
     access: JsonAccessLog | ConsoleAccessLog | None
@@ -108,6 +109,7 @@ def build_instruments(settings: Settings) -> Instruments:
         requests=tuple(requests),
         redis=tuple(redis),
         rpc=tuple(rpc),
+        guards=prometheus.GuardMetrics() if metrics else None,
         queue=prometheus.QueueMetrics() if metrics else None,
         metrics_flusher=prometheus.Flusher() if metrics else None,
         access=access,
@@ -193,9 +195,14 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
 
         startup.append(start_services)
 
-    rate_limit = RateLimit(settings.rate_limit or RateLimitSettings(), executor)
+    rate_limit = RateLimit(
+        settings.rate_limit or RateLimitSettings(), executor, observer=instruments.guards
+    )
     idempotency = build_idempotency(
-        settings.idempotency or IdempotencySettings(), executor, rate_limit.keys.client_ip
+        settings.idempotency or IdempotencySettings(),
+        executor,
+        rate_limit.keys.client_ip,
+        instruments.guards,
     )
 
     if settings.metrics_enabled:
@@ -269,6 +276,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         guard=rate_limit,
         interceptors=(idempotency,),
         observers=instruments.requests,
+        auth_observer=instruments.guards,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         cors=Cors(cors_settings) if cors_settings.allowed_origins else None,

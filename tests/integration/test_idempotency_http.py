@@ -32,6 +32,7 @@ from ticketgate.middleware.idempotency import (
     RedisIdempotencyStore,
     idempotency_key_of,
 )
+from ticketgate.observability import prometheus
 from ticketgate.redisio.executor import build_executor
 from ticketgate.redisio.settings import RedisSettings
 
@@ -53,6 +54,7 @@ def new_key() -> str:
 
 
 def hits(kind: str) -> float:
+    prometheus.flush()  # what the gateway's GuardMetrics buffered
     return REGISTRY.get_sample_value("idempotency_hits_total", {"type": kind}) or 0.0
 
 
@@ -136,7 +138,7 @@ async def gateway(backend: Backend, store: IdempotencyStore) -> AsyncIterator[ht
         backend.routes(),
         DevBypassAuthenticator(True),
         max_body_bytes=16_384,
-        interceptors=(IdempotencyInterceptor(store),),
+        interceptors=(IdempotencyInterceptor(store, observer=prometheus.GuardMetrics()),),
         on_startup=store.start,
         on_shutdown=store.close,
     )

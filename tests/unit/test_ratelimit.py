@@ -25,6 +25,7 @@ from ticketgate.middleware.ratelimit import (
     RateLimitSettings,
 )
 from ticketgate.middleware.ratelimit_gcra import LocalLimiter, Push
+from ticketgate.observability import prometheus
 
 
 class Clock:
@@ -507,7 +508,15 @@ async def ok_handler(request: Request) -> Response:
 
 
 def guard(clock: Clock, **env: str) -> RateLimit:
-    return RateLimit(RateLimitSettings.from_env(env), clock=clock)
+    return RateLimit(
+        RateLimitSettings.from_env(env), observer=prometheus.GuardMetrics(), clock=clock
+    )
+
+
+def dropped_total(key_type: str) -> float:
+    """ratelimit_dropped_total as recorded by the guard's metrics observer."""
+    prometheus.flush()
+    return REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": key_type}) or 0.0
 
 
 def checked(limit: RateLimit, path: str = "/q") -> Check:
@@ -557,7 +566,7 @@ def test_refusal_is_429_rate_limited_with_all_headers_and_counted() -> None:
     check = checked(limit)
     for _ in range(3):
         check(request(user="rl-user"))
-    dropped = REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": "user"}) or 0.0
+    dropped = dropped_total("user")
     with pytest.raises(ApiError) as info:
         check(request(user="rl-user"))
     error = info.value
@@ -569,19 +578,18 @@ def test_refusal_is_429_rate_limited_with_all_headers_and_counted() -> None:
     assert headers[b"x-ratelimit-reset"] == b"6"  # three tokens to refill
     assert headers[b"ratelimit-policy"] == b'"default";q=3;w=6'
     assert headers[b"ratelimit"] == b'"default";r=0;t=6'
-    after = REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": "user"})
-    assert after == dropped + 1
+    assert dropped_total("user") == dropped + 1
     clock.advance(2)
     assert dict(check(request(user="rl-user")))[b"ratelimit"] == b'"default";r=0;t=6'
 
 
 def test_ip_refusals_are_counted_under_key_type_ip() -> None:
     check = checked(guard(Clock(), RATE_LIMIT_RPS="1", RATE_LIMIT_BURST="1"))
-    before = REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": "ip"}) or 0.0
+    before = dropped_total("ip")
     check(request(client="192.0.2.99"))
     with pytest.raises(ApiError):
         check(request(client="192.0.2.99"))
-    assert REGISTRY.get_sample_value("ratelimit_dropped_total", {"key_type": "ip"}) == before + 1
+    assert dropped_total("ip") == before + 1
 
 
 def test_user_and_ip_budgets_are_separate() -> None:

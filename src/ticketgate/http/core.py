@@ -24,8 +24,8 @@ import msgspec
 
 from ticketgate.digits import ascii_int
 from ticketgate.http.errors import ApiError, error_body
-from ticketgate.metrics import AUTH_FAILURES
 from ticketgate.middleware.auth import Authenticator, AuthError, Principal
+from ticketgate.middleware.observer import AuthObserver
 from ticketgate.middleware.request_id import request_id_from, trace_id_from
 from ticketgate.observability.hooks import RequestObserver
 from ticketgate.waitingroom.model import QueueError
@@ -302,6 +302,7 @@ class Gateway:
         guard: Guard | None = None,
         interceptors: tuple[Interceptor, ...] = (),
         observers: tuple[RequestObserver, ...] = (),
+        auth_observer: AuthObserver | None = None,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         cors: Cors | None = None,
@@ -350,6 +351,7 @@ class Gateway:
         self._body_timeout = body_timeout_sec
         self._body_deadlines = _BodyDeadlines(body_timeout_sec)
         self._observers = observers
+        self._auth_observer = auth_observer  # sees each authentication refusal
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
 
@@ -549,7 +551,7 @@ class Gateway:
         authorization = request.headers.get(b"authorization")
         if authorization is None:
             if policy is not AuthPolicy.OPTIONAL:
-                _refuse(
+                self._refuse(
                     request,
                     check,
                     "MISSING_AUTHORIZATION",
@@ -566,30 +568,30 @@ class Gateway:
                 f'Bearer realm="ticketgate", error="invalid_token", '
                 f'error_description="{exc.message}"'
             )
-            _refuse(
+            self._refuse(
                 request, check, exc.code, exc.message, ((b"www-authenticate", challenge.encode()),)
             )
         if policy is AuthPolicy.ADMIN and "admin" not in request.principal.roles:
-            _refuse(request, check, "FORBIDDEN", "this endpoint needs the admin role", ())
+            self._refuse(request, check, "FORBIDDEN", "this endpoint needs the admin role", ())
+
+    def _refuse(
+        self, request: Request, check: Check | None, code: str, message: str, headers: Headers
+    ) -> NoReturn:
+        """Fail authentication, charged to the caller's rate-limit budget (the client IP's
+        when no principal was established): the guard otherwise runs only after auth
+        succeeds, and guessing tokens must cost like any request. Once the budget is spent
+        the answer is the guard's 429 instead, which says nothing about the token."""
+        if self._auth_observer is not None:
+            self._auth_observer.refused(code)
+        if check is not None:
+            headers = (*headers, *check(request))  # raises 429 RATE_LIMITED when over budget
+        raise ApiError(code, message, headers=headers)
 
     @staticmethod
     def _error(exc: ApiError, trace_id: str) -> Response:
         return Response(
             exc.status, error_body(exc.code, exc.message, trace_id, exc.extra), exc.headers
         )
-
-
-def _refuse(
-    request: Request, check: Check | None, code: str, message: str, headers: Headers
-) -> NoReturn:
-    """Fail authentication, charged to the caller's rate-limit budget (the client IP's when
-    no principal was established): the guard otherwise runs only after auth succeeds, and
-    guessing tokens must cost like any request. Once the budget is spent the answer is the
-    guard's 429 instead, which says nothing about the token."""
-    AUTH_FAILURES.labels(code=code).inc()
-    if check is not None:
-        headers = (*headers, *check(request))  # raises 429 RATE_LIMITED when over budget
-    raise ApiError(code, message, headers=headers)
 
 
 class _BodyDeadlines:

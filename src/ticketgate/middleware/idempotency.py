@@ -44,7 +44,7 @@ from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Handler, Idempotency, Request, Response, Route
 from ticketgate.http.errors import ApiError, error_body
 from ticketgate.http.queue import IDEMPOTENCY_KEY
-from ticketgate.metrics import IDEMPOTENCY_HITS
+from ticketgate.middleware.observer import IdempotencyObserver
 from ticketgate.redisio.errors import note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
 from ticketgate.redisio.scripts import Script
@@ -76,11 +76,6 @@ _UNSTORED_HEADERS = frozenset(
         b"x-idempotency-cached",
     }
 )
-
-_HIT_REPLAY = IDEMPOTENCY_HITS.labels(type="replay")
-_HIT_IN_PROGRESS = IDEMPOTENCY_HITS.labels(type="in_progress")
-_HIT_CONFLICT = IDEMPOTENCY_HITS.labels(type="conflict")
-
 
 # --------------------------------------------------------------------------- settings
 
@@ -465,9 +460,13 @@ class IdempotencyInterceptor:
     """
 
     def __init__(
-        self, store: IdempotencyStore, client_ip: Callable[[str, bytes | None], str] | None = None
+        self,
+        store: IdempotencyStore,
+        client_ip: Callable[[str, bytes | None], str] | None = None,
+        observer: IdempotencyObserver | None = None,
     ) -> None:
         self.store = store
+        self._observer = observer  # sees each answer given instead of the handler
         # (peer, X-Forwarded-For) -> the client's address, trusted proxies applied: the scope
         # of an anonymous caller's keys (the rate limiter's ClientKeys.client_ip).
         self._client_ip = client_ip or (lambda peer, forwarded: peer)
@@ -534,19 +533,22 @@ class IdempotencyInterceptor:
         await self._finish(scope, fingerprint, owner, response)
         return response
 
-    @staticmethod
-    def _answer_from_claim(claim: Claim) -> Response:
+    def _answer_from_claim(self, claim: Claim) -> Response:
+        observer = self._observer
         if claim.state is ClaimState.DONE:
-            _HIT_REPLAY.inc()
+            if observer is not None:
+                observer.hit("replay")
             return decode_response(claim.record)
         if claim.state is ClaimState.IN_PROGRESS:
-            _HIT_IN_PROGRESS.inc()
+            if observer is not None:
+                observer.hit("in_progress")
             raise ApiError(
                 "IDEMPOTENCY_IN_PROGRESS",
                 "a request with this Idempotency-Key is still being processed; retry shortly",
                 headers=_RETRY_NOW,
             )
-        _HIT_CONFLICT.inc()
+        if observer is not None:
+            observer.hit("conflict")
         raise ApiError(
             "IDEMPOTENCY_CONFLICT",
             "this Idempotency-Key was already used for a different request",
@@ -575,6 +577,7 @@ def build_idempotency(
     settings: IdempotencySettings,
     executor: RedisExecutor | None,
     client_ip: Callable[[str, bytes | None], str] | None = None,
+    observer: IdempotencyObserver | None = None,
 ) -> IdempotencyInterceptor:
     """Redis when the gateway has an executor (shared by all workers), memory otherwise."""
     store: IdempotencyStore
@@ -582,4 +585,4 @@ def build_idempotency(
         store = RedisIdempotencyStore(executor, settings)
     else:
         store = MemoryIdempotencyStore(settings)
-    return IdempotencyInterceptor(store, client_ip)
+    return IdempotencyInterceptor(store, client_ip, observer)

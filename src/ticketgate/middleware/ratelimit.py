@@ -53,7 +53,7 @@ from ticketgate.digits import ascii_decimal
 from ticketgate.envparse import ConfigError, env_bool, env_int
 from ticketgate.http.core import Check, Headers, Request, Route
 from ticketgate.http.errors import ApiError
-from ticketgate.metrics import RATELIMIT_DROPPED
+from ticketgate.middleware.observer import RateLimitObserver
 from ticketgate.middleware.ratelimit_gcra import LocalLimiter
 from ticketgate.middleware.ratelimit_sync import ClusterSync
 from ticketgate.redisio.executor import RedisExecutor
@@ -379,8 +379,7 @@ class _Budget:
             self._header_cache[cache_key] = cached
         return cached
 
-    def refusal(self, retry: float, dropped: Any) -> ApiError:
-        dropped.inc()
+    def refusal(self, retry: float) -> ApiError:
         retry_after = max(1, math.ceil(retry - 1e-9))
         # Time until the bucket is full again: the wait for the next request plus a burst.
         full = retry + self.limiter.tau - self.limiter.period
@@ -413,6 +412,7 @@ class RateLimit:
         settings: RateLimitSettings,
         executor: RedisExecutor | None = None,
         *,
+        observer: RateLimitObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         push_threshold: int | None = None,
         idle_ttl: float | None = None,
@@ -445,8 +445,7 @@ class RateLimit:
         self.sync = self.default.sync
         self.keys = ClientKeys(settings.trusted_proxies)
         self._tasks: list[asyncio.Task[None]] = []
-        self._dropped_user = RATELIMIT_DROPPED.labels(key_type="user")
-        self._dropped_ip = RATELIMIT_DROPPED.labels(key_type="ip")
+        self._observer = observer  # sees each refusal
 
     # -- the guard ------------------------------------------------------------------------
 
@@ -465,13 +464,15 @@ class RateLimit:
         remaining = self.limiter.remaining
         headers_for = self.default.headers
         refusal = self.default.refusal
-        dropped_user, dropped_ip = self._dropped_user, self._dropped_ip
+        observer = self._observer
 
         def rate_limited(request: Request) -> Headers:
             key, is_user = key_of(request)
             admitted, seconds = acquire(key)
             if not admitted:
-                raise refusal(seconds, dropped_user if is_user else dropped_ip)
+                if observer is not None:
+                    observer.dropped("user" if is_user else "ip")
+                raise refusal(seconds)
             return headers_for(remaining(seconds), seconds, legacy)
 
         return rate_limited
@@ -481,13 +482,15 @@ class RateLimit:
         budget = self.auth
         acquire = budget.limiter.acquire
         remaining = budget.limiter.remaining
-        dropped = self._dropped_ip
+        observer = self._observer
 
         def auth_limited(request: Request) -> Headers:
             key = "ip:" + client_ip(request.client, request.headers.get(b"x-forwarded-for"))
             admitted, seconds = acquire(key)
             if not admitted:
-                raise budget.refusal(seconds, dropped)
+                if observer is not None:
+                    observer.dropped("ip")
+                raise budget.refusal(seconds)
             return budget.headers(remaining(seconds), seconds, legacy)
 
         return auth_limited

@@ -39,11 +39,14 @@ from prometheus_client.metrics_core import Metric
 
 from ticketgate.background import cancel_and_wait
 from ticketgate.metrics import (
+    AUTH_FAILURES,
     BACKEND_CALLS,
     HTTP_DURATION,
     HTTP_REQUESTS,
+    IDEMPOTENCY_HITS,
     QUEUE_OPERATIONS,
     QUEUE_WAIT_TIME,
+    RATELIMIT_DROPPED,
     REDIS_OPERATION_DURATION,
 )
 
@@ -247,6 +250,33 @@ class BackendMetrics:
         if durations is None:
             durations = self._series[key] = _observations(BACKEND_CALLS, service, method, status)
         durations.observe(duration_s)
+
+
+class GuardMetrics:
+    """The guards' observer (RateLimitObserver, IdempotencyObserver, AuthObserver):
+    `ratelimit_dropped_total{key_type}`, `idempotency_hits_total{type}` and
+    `auth_failures_total{code}`, each labelled from a small fixed set."""
+
+    __slots__ = ("_series",)
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[Counter, str], _Count] = {}
+
+    def _add(self, metric: Counter, label: str) -> None:
+        key = (metric, label)
+        count = self._series.get(key)
+        if count is None:
+            count = self._series[key] = _count(metric, label)
+        count.pending += 1
+
+    def dropped(self, key_type: str) -> None:
+        self._add(RATELIMIT_DROPPED, key_type)
+
+    def hit(self, kind: str) -> None:
+        self._add(IDEMPOTENCY_HITS, kind)
+
+    def refused(self, code: str) -> None:
+        self._add(AUTH_FAILURES, code)
 
 
 class QueueMetrics:
