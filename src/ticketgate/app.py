@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from ticketgate.accounts.keys import LocalJwksSource, TokenSigner
 from ticketgate.accounts.service import AccountService
-from ticketgate.backends.clients import PaymentClient, ReservationClient
+from ticketgate.backends.booking_clients import BookingClients
 from ticketgate.backends.health import GrpcHealthProbe
 from ticketgate.backends.observer import RpcObserver
 from ticketgate.backends.settings import BackendSettings
@@ -170,13 +170,8 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
     )
 
     backends = settings.backends or BackendSettings()
-    booking = BookingRoutes(
-        room,
-        ReservationClient(backends, observers=instruments.rpc),
-        PaymentClient(backends, observers=instruments.rpc),
-        backends,
-    )
-    routes += booking.routes()
+    clients = BookingClients(backends, observers=instruments.rpc)
+    routes += BookingRoutes(clients.booking_service(room), backends.webhook_secret).routes()
     events = EventAdmin(room)  # operators: /api/v1/admin/events
     routes += AdminRoutes(events).routes()
     if settings.metrics_enabled:
@@ -187,7 +182,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
 
         async def start_services() -> None:
             running = await services.enter_async_context(run_services(service_settings, service_db))
-            booking.use_embedded(running.reservation_address, running.payment_address)
+            clients.use_embedded(running.reservation_address, running.payment_address)
             if service_settings.seed_demo_event and not settings.queue.auto_create_events:
                 # The demo seats exist, so its queue does too (events must be registered here).
                 with contextlib.suppress(QueueUnavailable):
@@ -220,8 +215,8 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         settings.redis,
         store,
         {
-            "reservation": GrpcHealthProbe(booking.reservations),
-            "payment": GrpcHealthProbe(booking.payments),
+            "reservation": GrpcHealthProbe(clients.reservations),
+            "payment": GrpcHealthProbe(clients.payments),
         },
         settings.readiness,
     )
@@ -252,7 +247,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
             await cancel_and_wait(task)
         await rate_limit.stop()  # pushes what is pending before the executor closes
         await authenticator.aclose()
-        await booking.close()
+        await clients.close()
         await services.aclose()
         if database is not None:
             await database.dispose()

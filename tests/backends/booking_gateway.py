@@ -1,8 +1,9 @@
 """A gateway with the queue and booking routes on a real socket, for the booking HTTP tests.
 
-Built the way app.py will build it (QueueRoutes + BookingRoutes, the idempotency interceptor,
-the development bypass authenticator), on either queue store, aimed at whatever gRPC address
-the test hands in (fake servers, the reference services, or nothing listening).
+Built the way app.py builds it (BookingClients under a BookingService under BookingRoutes,
+QueueRoutes, the idempotency interceptor, the development bypass authenticator), on either
+queue store, aimed at whatever gRPC address the test hands in (fake servers, the reference
+services, or nothing listening).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 import httpx
 
 from tests.http_server import serve
-from ticketgate.backends.clients import PaymentClient, ReservationClient
+from ticketgate.backends.booking_clients import BookingClients
 from ticketgate.backends.settings import BackendSettings
+from ticketgate.booking.service import BookingService
 from ticketgate.http.booking import BookingRoutes
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
@@ -70,6 +72,8 @@ def backend_settings(address: str, **overrides: object) -> BackendSettings:
 class BookingGateway:
     http: httpx.AsyncClient
     routes: BookingRoutes
+    booking: BookingService
+    clients: BookingClients
     room: WaitingRoom
 
 
@@ -94,16 +98,18 @@ async def booking_gateway(
     else:
         store = MemoryQueueStore(queue)
     room = WaitingRoom(store, queue)
-    booking = BookingRoutes(room, ReservationClient(settings), PaymentClient(settings), settings)
+    clients = BookingClients(settings)
+    booking = clients.booking_service(room)
+    routes = BookingRoutes(booking, settings.webhook_secret)
     idempotency = build_idempotency(IdempotencySettings(), None)
 
     async def shutdown() -> None:
-        await booking.close()
+        await clients.close()
         await idempotency.store.close()
         await store.close()  # the Redis store closes its executor
 
     app = Gateway(
-        QueueRoutes(room).routes() + booking.routes(),
+        QueueRoutes(room).routes() + routes.routes(),
         DevBypassAuthenticator(True),
         max_body_bytes=16_384,
         interceptors=(idempotency,),
@@ -111,10 +117,8 @@ async def booking_gateway(
     )
     async with serve(app) as http:
         if webhook_to_self:
-            booking.settings = dataclasses.replace(
-                settings, webhook_url=f"{http.base_url}".rstrip("/") + WEBHOOK
-            )
-        yield BookingGateway(http, booking, room)
+            booking.webhook_url = f"{http.base_url}".rstrip("/") + WEBHOOK
+        yield BookingGateway(http, routes, booking, clients, room)
 
 
 async def admitted(http: httpx.AsyncClient, event_id: str, who: int | str) -> str:

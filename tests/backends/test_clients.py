@@ -14,9 +14,10 @@ from tests.backends.fake_servers import FakeBackends, Fault, fake_backends
 from tests.backends.test_breaker import state
 from tests.redis_server import free_port
 from ticketgate.backends.breaker import BreakerState
-from ticketgate.backends.clients import CallContext, PaymentClient, ReservationClient
+from ticketgate.backends.clients import PaymentClient, ReservationClient
 from ticketgate.backends.errors import BackendError
 from ticketgate.backends.settings import BackendSettings
+from ticketgate.booking.ports import CallContext
 from ticketgate.proto.common.v1 import common_pb2
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -125,7 +125,7 @@ async def test_reserve_pay_webhook_confirm(
     assert intent.json()["status"] == "PENDING"
     intent_id = intent.json()["payment_intent_id"]
     (created_intent,) = fake.recorder.of("CreatePaymentIntent")
-    assert created_intent.request.webhook_url == gw.routes.settings.webhook_url
+    assert created_intent.request.webhook_url == gw.booking.webhook_url
     assert created_intent.request.user_id == "load-test-1"
 
     event = {
@@ -492,7 +492,7 @@ async def test_backend_down_is_fast_503_then_breaker_opens_and_closes(event_id: 
             assert_envelope(response, 503, "UPSTREAM_UNAVAILABLE")
             assert response.headers["retry-after"] == "1"
             assert time.monotonic() - started < 1.0  # within the deadline
-        breaker = gw.routes.reservations.breaker
+        breaker = gw.clients.reservations.breaker
         assert state(breaker) is BreakerState.OPEN
         # Open: a fast 503 whose Retry-After says when the probe is due, and the
         # reservation token is not spent on a backend known to be down.
@@ -527,7 +527,7 @@ async def test_open_breaker_sends_nothing_to_a_failing_backend(
         assert_envelope(response, 503, "UPSTREAM_UNAVAILABLE")
     assert len(fake.recorder.calls) == calls
     # The payment backend has its own breaker and still answers.
-    assert state(gw.routes.payments.breaker) is BreakerState.CLOSED
+    assert state(gw.clients.payments.breaker) is BreakerState.CLOSED
 
 
 # --------------------------------------------------------------------------- payment intent
@@ -721,10 +721,10 @@ async def test_embedded_mode_aims_the_clients_at_services_started_later(
     settings = backend_settings("", reservation_address="", payment_address="")
     assert settings.embedded
     async with booking_gateway(settings) as gw:
-        gw.routes.use_embedded(fake.address, fake.address)
-        assert not gw.routes.settings.embedded
+        gw.clients.use_embedded(fake.address, fake.address)
+        assert not gw.clients.settings.embedded
         body = await held(gw, event_id, 1)
         shown = await gw.http.get(f"{RESERVATIONS}/{body['reservation_id']}", headers=user(1))
         assert shown.status_code == 200
         with pytest.raises(RuntimeError, match="already open"):
-            gw.routes.use_embedded(fake.address, fake.address)
+            gw.clients.use_embedded(fake.address, fake.address)

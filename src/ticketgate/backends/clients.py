@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import grpc
@@ -25,6 +24,7 @@ from ticketgate.backends.breaker import BreakerOpen, BreakerState, CircuitBreake
 from ticketgate.backends.errors import BackendError, from_error, from_status
 from ticketgate.backends.observer import RpcObserver
 from ticketgate.backends.settings import BackendSettings
+from ticketgate.booking.ports import CallContext
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2, payment_pb2_grpc
 from ticketgate.proto.reservation.v1 import reservation_pb2, reservation_pb2_grpc
@@ -58,24 +58,16 @@ SCENARIOS: dict[str, payment_pb2.PaymentScenario.ValueType] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class CallContext:
-    """What a backend call carries from the HTTP request that caused it."""
-
-    trace_id: str
-    request_id: str = ""
-    idempotency_key: str = ""
-
-    def metadata(self, traceparent: str = "") -> Metadata:
-        """`traceparent` names the call's CLIENT span when tracing is on; without one the
-        call still carries the request's trace id (with a span id of its own)."""
-        traceparent = traceparent or f"00-{self.trace_id}-{os.urandom(8).hex()}-01"
-        pairs = [("traceparent", traceparent)]
-        if self.request_id:
-            pairs.append(("x-request-id", self.request_id))
-        if self.idempotency_key:
-            pairs.append(("idempotency-key", self.idempotency_key))
-        return tuple(pairs)
+def _metadata(context: CallContext, traceparent: str = "") -> Metadata:
+    """`traceparent` names the call's CLIENT span when tracing is on; without one the call
+    still carries the request's trace id (with a span id of its own)."""
+    traceparent = traceparent or f"00-{context.trace_id}-{os.urandom(8).hex()}-01"
+    pairs = [("traceparent", traceparent)]
+    if context.request_id:
+        pairs.append(("x-request-id", context.request_id))
+    if context.idempotency_key:
+        pairs.append(("idempotency-key", context.idempotency_key))
+    return tuple(pairs)
 
 
 class _Backend:
@@ -174,7 +166,7 @@ class _Backend:
         breaker = self.breaker
         probe = breaker.acquire()  # BreakerOpen: refused without a call
         deadline = time.monotonic() + self.timeout_sec
-        metadata = context.metadata(traceparent)
+        metadata = _metadata(context, traceparent)
         attempts_left = 2 if retry else 1
         try:
             while True:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from ticketgate.booking.errors import BackendRefusal
 from ticketgate.proto.common.v1 import common_pb2
 
 ErrorCode = common_pb2.ErrorCode
@@ -30,8 +31,9 @@ class Mapping:
     retry_after_sec: float | None = None  # sent as Retry-After when set
 
 
-class BackendError(Exception):
-    """A backend refusal or failure, already translated to the public status and code."""
+class BackendError(BackendRefusal):
+    """A backend refusal or failure, already translated to the public status and code (the
+    refusal booking's ports promise, plus what only the transport knows)."""
 
     def __init__(
         self,
@@ -43,12 +45,9 @@ class BackendError(Exception):
         retry_after_sec: float | None = None,
         backend: str = "",
     ) -> None:
-        super().__init__(message)
+        super().__init__(code, message, retry_after_sec=retry_after_sec)
         self.status = status
-        self.code = code
-        self.message = message
         self.trips_breaker = trips_breaker
-        self.retry_after_sec = retry_after_sec
         self.backend = backend
 
 

@@ -1,17 +1,12 @@
-"""Booking endpoints: reservations and payments (README, API table), over the gRPC backends.
+"""Booking endpoints: reservations and payments (README, API table).
 
-The gateway's own duties here are the ones no backend can do for it:
-- the reservation token from enter (bound to user and event) is claimed before any seat is
-  held, so only admitted users reach the inventory. The claim is a lease: attempts with one
-  token run one at a time, only a successful hold uses the token up, and a refused or failed
-  attempt (409, 503, 504) leaves it usable until it expires, so a fan whose seat was just
-  taken picks another instead of queueing again;
-- the caller's identity comes from the JWT and is forwarded as `user_id`; a reservation is
-  shown to its owner only (anyone else gets 404, so ids cannot be probed);
+The rules (token consumption, ownership, payability, amounts, the reservation → payment flow)
+are `ticketgate.booking.BookingService`'s; this module parses requests, calls it, and maps its
+results to JSON and its refusals to the error envelope. The edge's own duties:
+- the caller's identity comes from the JWT and is forwarded as `user_id`;
 - the Idempotency-Key is forwarded, scoped by user, path and key, so two users choosing the
   same key never share a backend record;
-- the payment webhook is authenticated by its HMAC signature, and the confirm it triggers
-  carries a key derived from the payment intent, so a replayed webhook confirms once.
+- the payment webhook is authenticated by its HMAC signature before booking sees it.
 
 Token refusals: a forged token, another user's token or a token for another event is
 403 FORBIDDEN (the caller holds something that is not theirs to use); a token that expired
@@ -22,7 +17,6 @@ token another attempt is using right now is 409 RESERVATION_IN_PROGRESS with Ret
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import time
@@ -31,39 +25,27 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 
 import msgspec
 
-from ticketgate.backends.clients import CallContext, PaymentClient, ReservationClient
 from ticketgate.backends.errors import BackendError
-from ticketgate.backends.settings import WEBHOOK_PATH, BackendSettings
+from ticketgate.backends.settings import WEBHOOK_PATH
+from ticketgate.booking.errors import BookingError
+from ticketgate.booking.model import MAX_SEATS, PaymentOutcome, payment_status, reservation_status
+from ticketgate.booking.ports import CallContext
+from ticketgate.booking.service import BookingService
 from ticketgate.http.core import AuthPolicy, Handler, Idempotency, Request, Response, Route
 from ticketgate.http.errors import ApiError
 from ticketgate.http.schemas import EventId
 from ticketgate.middleware.idempotency import scoped_idempotency_key
 from ticketgate.middleware.request_id import request_id_from
 from ticketgate.proto.common.v1 import common_pb2
-from ticketgate.proto.payment.v1 import payment_pb2
 from ticketgate.proto.reservation.v1 import reservation_pb2
 from ticketgate.services import webhook_signature
-from ticketgate.waitingroom.model import ClaimOutcome, QueueUnavailable
-from ticketgate.waitingroom.service import ReservationClaim, WaitingRoom
-from ticketgate.waitingroom.tokens import InvalidToken
 
 _B = TypeVar("_B", "ConfirmRequest", "CancelRequest")
-log = logging.getLogger("ticketgate.booking")
-# A reservation attempt's lease on its token outlives the backend call it guards (the call's
-# deadline plus this margin); a gateway that dies mid-call frees the token after it.
-LEASE_MARGIN_MS = 5_000
 
-MAX_SEATS = 10
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
 _ID_PATTERN = re.compile(_ID)
 _NO_STORE = ((b"cache-control", b"no-store"),)
 _SIGNATURE_HEADER = webhook_signature.HEADER.lower().encode()
-_RES_PREFIX = "RESERVATION_STATUS_"
-_PAY_PREFIX = "PAYMENT_STATUS_"
-# States in which a reservation can still be paid for.
-_PAYABLE = frozenset(
-    {reservation_pb2.RESERVATION_STATUS_HOLD, reservation_pb2.RESERVATION_STATUS_PENDING}
-)
 
 Id = Annotated[str, msgspec.Meta(pattern=f"^{_ID}$", description="Backend identifier")]
 SeatId = Annotated[str, msgspec.Meta(min_length=1, max_length=32, description="e.g. A-12")]
@@ -74,7 +56,7 @@ Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", description="ISO 42
 
 
 class CreateReservationRequest(msgspec.Struct, forbid_unknown_fields=True):
-    # Empty ones get MISSING_EVENT_ID / MISSING_TOKEN from the handler.
+    # Empty ones get MISSING_EVENT_ID / MISSING_TOKEN from BookingService.reserve.
     __openapi_required__: ClassVar[tuple[str, ...]] = ("event_id", "reservation_token")
 
     event_id: EventId = ""
@@ -181,21 +163,25 @@ class WebhookResponse(msgspec.Struct, omit_defaults=True):
 # --------------------------------------------------------------------------- helpers
 
 
-def _api_error(exc: BackendError) -> ApiError:
+def _api_error(exc: BookingError) -> ApiError:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if exc.retry_after_sec is not None:
         headers = ((b"retry-after", str(max(1, math.ceil(exc.retry_after_sec))).encode()),)
-    return ApiError(exc.code, exc.message, status=exc.status, headers=headers)
+    # A backend's refusal carries its own status (its INTERNAL_ERROR is a 502, not a 500);
+    # booking's own codes take the envelope's table.
+    status = exc.status if isinstance(exc, BackendError) else None
+    return ApiError(exc.code, exc.message, status=status, headers=headers)
 
 
-def _backend_errors(handler: Handler) -> Handler:
-    """Backend refusals leave the handler as the envelope (inside the idempotency interceptor,
-    so final refusals are stored and transient ones released like any other answer)."""
+def _booking_errors(handler: Handler) -> Handler:
+    """Booking and backend refusals leave the handler as the envelope (inside the idempotency
+    interceptor, so final refusals are stored and transient ones released like any other
+    answer)."""
 
     async def run(request: Request) -> Response:
         try:
             return await handler(request)
-        except BackendError as exc:
+        except BookingError as exc:
             raise _api_error(exc) from None
 
     return run
@@ -207,6 +193,10 @@ def _context(request: Request, idempotency_key: str = "") -> CallContext:
         request_id=request_id_from(request.header(b"x-request-id"), request.trace_id),
         idempotency_key=idempotency_key,
     )
+
+
+def _keyed_context(request: Request) -> CallContext:
+    return _context(request, scoped_idempotency_key(request))
 
 
 def _path_id(request: Request) -> str:
@@ -222,21 +212,6 @@ def _optional_body(request: Request, schema: type[_B]) -> _B:
     if not request.body.strip():
         return schema()
     return request.json(schema)
-
-
-def reservation_status(value: reservation_pb2.ReservationStatus.ValueType) -> str:
-    """HOLD, CONFIRMED, ... (the enum name without its prefix)."""
-    try:
-        return reservation_pb2.ReservationStatus.Name(value).removeprefix(_RES_PREFIX)
-    except ValueError:  # a status newer than our contract
-        return "UNSPECIFIED"
-
-
-def payment_status(value: payment_pb2.PaymentStatus.ValueType) -> str:
-    try:
-        return payment_pb2.PaymentStatus.Name(value).removeprefix(_PAY_PREFIX)
-    except ValueError:
-        return "UNSPECIFIED"
 
 
 def _seats(seats: Iterable[common_pb2.Seat]) -> list[SeatView]:
@@ -260,97 +235,24 @@ def _rfc3339(
 class BookingRoutes:
     def __init__(
         self,
-        room: WaitingRoom,
-        reservations: ReservationClient,
-        payments: PaymentClient,
-        settings: BackendSettings,
+        booking: BookingService,
+        webhook_secret: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.room = room
-        self.reservations = reservations
-        self.payments = payments
-        self.settings = settings
+        self.booking = booking
+        self._webhook_secret = webhook_secret
         self._clock = clock  # wall clock of the webhook timestamp check
-        self._lease_ms = settings.reservation_timeout_ms + LEASE_MARGIN_MS
-
-    def use_embedded(self, reservation_address: str, payment_address: str) -> None:
-        """Embedded mode: aim the clients at in-process services started at start-up (their
-        ports are known only then). Configured addresses win; call before serving."""
-        self.settings = self.settings.with_addresses(reservation_address, payment_address)
-        self.reservations.backend.retarget(self.settings.reservation_address)
-        self.payments.backend.retarget(self.settings.payment_address)
-
-    async def close(self) -> None:
-        """Close both channels (lifespan shutdown)."""
-        await self.reservations.close()
-        await self.payments.close()
-
-    async def _claim_token(self, token: str, user_id: str, event_id: str) -> ReservationClaim:
-        """Refuse with a code that says what to do: 403 "not yours", 410 "gone, enter again",
-        409 + Retry-After "your other attempt with this token is still running"."""
-        try:
-            claims = self.room.signer.verify_reservation(token)
-        except InvalidToken:
-            raise ApiError("FORBIDDEN", "reservation token is not valid") from None
-        if claims.user_id != user_id:
-            raise ApiError("FORBIDDEN", "reservation token was issued to another user")
-        if claims.event_id != event_id:
-            raise ApiError("FORBIDDEN", "reservation token was issued for another event")
-        claim = await self.room.claim_reservation(token, user_id, event_id, self._lease_ms)
-        if claim.outcome is ClaimOutcome.BUSY:
-            raise ApiError(
-                "RESERVATION_IN_PROGRESS",
-                "another reservation with this token is in progress; retry in a second",
-                headers=((b"retry-after", b"1"),),
-            )
-        if claim.outcome is not ClaimOutcome.CLAIMED:
-            raise ApiError(
-                "RESERVATION_EXPIRED", "reservation token has expired or was already used"
-            )
-        return claim
-
-    async def _settle(self, claim: ReservationClaim, used: bool) -> None:
-        """Settle the claim; a store outage here must not turn a hold into an error (an
-        unsettled lease lapses by itself, and the reservation service refuses a second hold
-        with the same token)."""
-        try:
-            await self.room.settle_reservation(claim, used)
-        except QueueUnavailable as exc:
-            log.warning("could not settle reservation token of %s: %s", claim.event_id, exc)
 
     async def create(self, request: Request) -> Response:
         body = request.json(CreateReservationRequest)
-        if not body.event_id:
-            raise ApiError("MISSING_EVENT_ID", "event_id is required")
-        WaitingRoom.check_event_id(body.event_id)
-        if not body.reservation_token:
-            raise ApiError("MISSING_TOKEN", "reservation_token (from queue/enter) is required")
-        seats = body.seat_ids
-        if len(set(seats)) != len(seats):
-            raise ApiError("INVALID_REQUEST", "seat_ids must not repeat a seat")
-        quantity = body.quantity or len(seats)
-        if seats and quantity != len(seats):
-            raise ApiError("INVALID_REQUEST", "quantity must equal the number of seat_ids")
-        if quantity < 1:
-            raise ApiError("INVALID_REQUEST", "give seat_ids or a quantity of at least 1")
-        # Fail fast while the backend is known down, before the token is even claimed.
-        self.reservations.check_available()
-        user = request.user_id
-        claim = await self._claim_token(body.reservation_token, user, body.event_id)
-        used = False
-        try:
-            created = await self.reservations.create(
-                _context(request, scoped_idempotency_key(request)),
-                event_id=body.event_id,
-                seat_ids=seats,
-                quantity=quantity,
-                user_id=user,
-                reservation_token=body.reservation_token,
-            )
-            used = True
-        finally:
-            # Only a hold uses the token up: after a 409, 503 or 504 it is still theirs.
-            await self._settle(claim, used)
+        created = await self.booking.reserve(
+            _keyed_context(request),
+            request.user_id,
+            event_id=body.event_id,
+            seat_ids=body.seat_ids,
+            quantity=body.quantity,
+            token=body.reservation_token,
+        )
         view = ReservationCreated(
             reservation_id=created.reservation_id,
             status=reservation_status(created.status),
@@ -363,25 +265,10 @@ class BookingRoutes:
         location = f"/api/v1/reservations/{created.reservation_id}".encode()
         return Response.json(201, view, (*_NO_STORE, (b"location", location)))
 
-    async def _owned(
-        self, request: Request, reservation_id: str
-    ) -> reservation_pb2.GetReservationResponse:
-        """The reservation if the caller owns it; otherwise 404, never 403 (ids stay secret)."""
-        user = request.user_id
-        try:
-            found = await self.reservations.get(
-                _context(request), reservation_id=reservation_id, user_id=user
-            )
-        except BackendError as exc:
-            if exc.code == "FORBIDDEN":
-                raise ApiError("RESERVATION_NOT_FOUND", "reservation not found") from None
-            raise
-        if found.user_id != user:
-            raise ApiError("RESERVATION_NOT_FOUND", "reservation not found")
-        return found
-
     async def get(self, request: Request) -> Response:
-        found = await self._owned(request, _path_id(request))
+        found = await self.booking.reservation(
+            _context(request), request.user_id, _path_id(request)
+        )
         view = ReservationView(
             reservation_id=found.reservation_id,
             event_id=found.event_id,
@@ -398,11 +285,8 @@ class BookingRoutes:
     async def confirm(self, request: Request) -> Response:
         reservation_id = _path_id(request)
         body = _optional_body(request, ConfirmRequest)
-        confirmed = await self.reservations.confirm(
-            _context(request, scoped_idempotency_key(request)),
-            reservation_id=reservation_id,
-            user_id=request.user_id,
-            payment_intent_id=body.payment_intent_id,
+        confirmed = await self.booking.confirm(
+            _keyed_context(request), request.user_id, reservation_id, body.payment_intent_id
         )
         return Response.json(
             200,
@@ -417,11 +301,8 @@ class BookingRoutes:
     async def cancel(self, request: Request) -> Response:
         reservation_id = _path_id(request)
         body = _optional_body(request, CancelRequest)
-        cancelled = await self.reservations.cancel(
-            _context(request, scoped_idempotency_key(request)),
-            reservation_id=reservation_id,
-            user_id=request.user_id,
-            reason=body.reason,
+        cancelled = await self.booking.cancel(
+            _keyed_context(request), request.user_id, reservation_id, body.reason
         )
         return Response.json(
             200,
@@ -434,33 +315,13 @@ class BookingRoutes:
 
     async def payment_intent(self, request: Request) -> Response:
         body = request.json(PaymentIntentRequest)
-        self.payments.check_available()
-        # The payment service does not know reservations: ownership, state and amount are
-        # checked here, so nobody pays for someone else's seats or pays 1 won for them.
-        found = await self._owned(request, body.reservation_id)
-        if found.status == reservation_pb2.RESERVATION_STATUS_EXPIRED:
-            raise ApiError("RESERVATION_EXPIRED", "the hold has expired")
-        if found.status not in _PAYABLE:
-            raise ApiError(
-                "RESERVATION_NOT_HELD",
-                f"the reservation is {reservation_status(found.status)}, not payable",
-            )
-        total = found.total_amount
-        if found.HasField("total_amount") and (
-            body.amount != total.amount or body.currency != total.currency
-        ):
-            raise ApiError(
-                "INVALID_REQUEST",
-                f"amount must equal the reservation's total ({total.amount} {total.currency})",
-            )
-        intent = await self.payments.create_intent(
-            _context(request, scoped_idempotency_key(request)),
+        intent = await self.booking.start_payment(
+            _keyed_context(request),
+            request.user_id,
             reservation_id=body.reservation_id,
             amount=body.amount,
             currency=body.currency,
-            user_id=request.user_id,
             scenario=body.scenario,
-            webhook_url=self.settings.webhook_url,
         )
         return Response.json(
             200,
@@ -475,33 +336,18 @@ class BookingRoutes:
     async def webhook(self, request: Request) -> Response:
         signature = request.header(_SIGNATURE_HEADER)
         if not webhook_signature.verify(
-            self.settings.webhook_secret, request.body, signature, self._clock()
+            self._webhook_secret, request.body, signature, self._clock()
         ):
             raise ApiError(
                 "INVALID_SIGNATURE", f"missing or invalid {webhook_signature.HEADER} header"
             )
         event = request.json(PaymentWebhook)
-        if event.status != "COMPLETED":
-            # A failed payment changes nothing here: the hold runs out and the seats return.
+        confirmed = await self.booking.apply_payment_outcome(
+            _context(request),
+            PaymentOutcome(event.payment_intent_id, event.reservation_id, event.status),
+        )
+        if confirmed is None:
             return Response.json(200, WebhookResponse(True, "ignored"))
-        # The signed body says who paid; the payment service's record is still the authority.
-        payment = await self.payments.status(
-            _context(request), payment_intent_id=event.payment_intent_id
-        )
-        if payment.status != payment_pb2.PAYMENT_STATUS_COMPLETED:
-            raise ApiError(
-                "PAYMENT_NOT_APPROVED",
-                f"payment {event.payment_intent_id} is {payment_status(payment.status)}",
-            )
-        if payment.reservation_id != event.reservation_id:
-            raise ApiError("INVALID_REQUEST", "webhook reservation_id does not match the payment")
-        confirmed = await self.reservations.confirm(
-            # One key per payment intent: every replay, from any gateway pod, is one confirm.
-            _context(request, f"payment-webhook:{event.payment_intent_id}"),
-            reservation_id=payment.reservation_id,
-            user_id=payment.user_id,
-            payment_intent_id=event.payment_intent_id,
-        )
         return Response.json(200, WebhookResponse(True, "confirmed", confirmed.order_id))
 
     def routes(self) -> list[Route]:
@@ -517,7 +363,7 @@ class BookingRoutes:
             Route(
                 "POST",
                 base,
-                _backend_errors(self.create),
+                _booking_errors(self.create),
                 AuthPolicy.REQUIRED,
                 "Hold seats with the reservation token from queue/enter",
                 CreateReservationRequest,
@@ -544,7 +390,7 @@ class BookingRoutes:
             Route(
                 "GET",
                 f"{base}/{{id}}",
-                _backend_errors(self.get),
+                _booking_errors(self.get),
                 AuthPolicy.REQUIRED,
                 "A reservation, to its owner",
                 None,
@@ -558,7 +404,7 @@ class BookingRoutes:
             Route(
                 "POST",
                 f"{base}/{{id}}/confirm",
-                _backend_errors(self.confirm),
+                _booking_errors(self.confirm),
                 AuthPolicy.REQUIRED,
                 "Confirm a held reservation once its payment completed",
                 ConfirmRequest,
@@ -579,7 +425,7 @@ class BookingRoutes:
             Route(
                 "POST",
                 f"{base}/{{id}}/cancel",
-                _backend_errors(self.cancel),
+                _booking_errors(self.cancel),
                 AuthPolicy.REQUIRED,
                 "Cancel a reservation and release its seats",
                 CancelRequest,
@@ -599,7 +445,7 @@ class BookingRoutes:
             Route(
                 "POST",
                 "/api/v1/payment/intent",
-                _backend_errors(self.payment_intent),
+                _booking_errors(self.payment_intent),
                 AuthPolicy.REQUIRED,
                 "Start paying for a held reservation; the outcome arrives by webhook",
                 PaymentIntentRequest,
@@ -617,7 +463,7 @@ class BookingRoutes:
             Route(
                 "POST",
                 WEBHOOK_PATH,
-                _backend_errors(self.webhook),
+                _booking_errors(self.webhook),
                 AuthPolicy.NONE,
                 "Payment outcome from the payment service (HMAC-signed; not for browsers)",
                 PaymentWebhook,
