@@ -19,7 +19,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 
 from ticketgate.http.core import Request
-from ticketgate.metrics import LATENCY_BUCKETS
+from ticketgate.observability.metrics import LATENCY_BUCKETS
 from ticketgate.observability.prometheus import (
     Flusher,
     HttpMetrics,

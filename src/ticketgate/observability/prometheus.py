@@ -38,7 +38,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.metrics_core import Metric
 
 from ticketgate.background import cancel_and_wait
-from ticketgate.metrics import (
+from ticketgate.observability.metrics import (
     AUTH_FAILURES,
     BACKEND_CALLS,
     HTTP_DURATION,
