@@ -2,8 +2,9 @@
 
 Every metric is defined here, once, so each is registered once per process, and recorded
 only by the observers of ticketgate.observability.prometheus, which app.py hands to the
-components it builds when metrics are on: nothing else imports this module. Label values come from small fixed sets (route templates, HTTP verbs, status and error
-codes, script and RPC names); never a user id, token or raw path.
+components it builds when metrics are on: nothing else imports this module. Label values
+come from small fixed sets (route templates, HTTP verbs, status and error codes, script and
+RPC names); never a user id, token or raw path.
 
 With several worker processes `ticketgate serve` points PROMETHEUS_MULTIPROC_DIR at a fresh
 directory before the workers start, so these objects write to per-process files that
