@@ -42,7 +42,7 @@ def _best_us(fn: Callable[[], None], calls: int) -> float:
 
 
 def recorders() -> dict[str, float]:
-    from ticketgate.http.core import Request
+    from ticketgate.edge.request import Request
     from ticketgate.observability.prometheus import HttpMetrics, QueueMetrics, RedisMetrics
 
     http, redis_metrics, queue = HttpMetrics(), RedisMetrics(), QueueMetrics()
@@ -60,7 +60,9 @@ def recorders() -> dict[str, float]:
 
 
 def gateway_requests() -> dict[str, float]:
-    from ticketgate.http.core import AuthPolicy, Gateway, Request, Response, Route
+    from ticketgate.edge.request import Request, Response
+    from ticketgate.edge.routes import AuthPolicy, Route
+    from ticketgate.http.core import Gateway
     from ticketgate.middleware.auth import DevBypassAuthenticator
     from ticketgate.observability.prometheus import HttpMetrics
 
@@ -112,7 +114,7 @@ def gateway_requests() -> dict[str, float]:
 def script_and_queue_wrappers() -> dict[str, float]:
     """The other two seams a join or status passes: one Redis script call (Script.run with
     the Redis observer; the executor is a stub) and the queue route's outcome wrapper."""
-    from ticketgate.http.core import Request, Response
+    from ticketgate.edge.request import Request, Response
     from ticketgate.http.queue import QueueRoutes
     from ticketgate.observability.prometheus import QueueMetrics, RedisMetrics
     from ticketgate.redisio.scripts import Script

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ticketgate.http.core import Request
+from ticketgate.edge.request import Request
 from ticketgate.observability import tracing
 from ticketgate.observability.logs import JsonAccessLog, LineWriter
 from ticketgate.observability.tracing import RedisTracer, RequestTracer, TracingSettings

@@ -22,6 +22,7 @@ from ticketgate.backends.settings import BackendSettings
 from ticketgate.background import cancel_and_wait
 from ticketgate.config import Settings, load_settings
 from ticketgate.database import Database
+from ticketgate.edge.observer import RequestObserver
 from ticketgate.http.accounts import AccountRoutes
 from ticketgate.http.admin import AdminRoutes
 from ticketgate.http.booking import BookingRoutes
@@ -38,7 +39,6 @@ from ticketgate.middleware.jwks import JwksSource
 from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
 from ticketgate.observability import prometheus
-from ticketgate.observability.hooks import RequestObserver
 from ticketgate.observability.logs import (
     ConsoleAccessLog,
     JsonAccessLog,

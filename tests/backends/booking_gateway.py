@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from tests.http_server import serve
+from ticketgate import webhooks
 from ticketgate.backends.booking_clients import BookingClients
 from ticketgate.backends.settings import BackendSettings
 from ticketgate.booking.service import BookingService
@@ -29,7 +30,6 @@ from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import build_executor
 from ticketgate.redisio.settings import RedisSettings
-from ticketgate.services import webhook_signature
 from ticketgate.waitingroom.service import WaitingRoom
 from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
 from ticketgate.waitingroom.store import QueueStore
@@ -152,5 +152,5 @@ async def reserve(
 
 
 def signed(body: bytes, secret: str = WEBHOOK_SECRET, now: float | None = None) -> dict[str, str]:
-    header = webhook_signature.sign(secret, body, time.time() if now is None else now)
-    return {webhook_signature.HEADER: header, "Content-Type": "application/json"}
+    header = webhooks.sign(secret, body, time.time() if now is None else now)
+    return {webhooks.HEADER: header, "Content-Type": "application/json"}

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from ticketgate.backends.errors import BY_ERROR_CODE, BY_STATUS, from_error, from_status
-from ticketgate.http.errors import STATUS_BY_CODE
+from ticketgate.edge.errors import STATUS_BY_CODE
 from ticketgate.proto.common.v1 import common_pb2
 
 E = common_pb2.ErrorCode

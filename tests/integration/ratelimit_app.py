@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 
-from ticketgate.http.core import AuthPolicy, Gateway, Request, Response, Route
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Route
+from ticketgate.http.core import Gateway
 from ticketgate.middleware.auth import DevBypassAuthenticator
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
 from ticketgate.redisio.executor import build_executor

@@ -17,7 +17,9 @@ from tests.envs import app_env
 from tests.http_server import serve
 from ticketgate.app import create_app
 from ticketgate.config import load_settings
-from ticketgate.http.core import AuthPolicy, Gateway, Request, Response, Route
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Route
+from ticketgate.http.core import Gateway
 from ticketgate.middleware.auth import DevBypassAuthenticator
 
 SECRET = "app-test-secret-app-test-secret-0123456789"

@@ -9,16 +9,9 @@ import pytest
 
 from tests.http_server import serve
 from tests.integration.conftest import assert_envelope
-from ticketgate.http.core import (
-    AuthPolicy,
-    Gateway,
-    Handler,
-    Idempotency,
-    Request,
-    Response,
-    Route,
-    compile_template,
-)
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Handler, Idempotency, Route
+from ticketgate.http.core import Gateway, compile_template
 from ticketgate.middleware.auth import DevBypassAuthenticator
 from ticketgate.middleware.idempotency import IdempotencySettings, build_idempotency
 

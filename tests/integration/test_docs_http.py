@@ -14,7 +14,7 @@ from tests.http_server import serve
 from tests.integration.conftest import assert_envelope, dev_env
 from ticketgate.app import create_app
 from ticketgate.config import load_settings
-from ticketgate.http.core import AuthPolicy
+from ticketgate.edge.routes import AuthPolicy
 from ticketgate.http.docs import PACKAGE_ASSETS, package_directory
 
 INDEX = "/swagger/index.html"

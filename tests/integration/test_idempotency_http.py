@@ -21,8 +21,10 @@ from prometheus_client import REGISTRY
 
 from tests.http_server import serve
 from tests.redis_server import free_port
-from ticketgate.http.core import AuthPolicy, Gateway, Idempotency, Request, Response, Route
-from ticketgate.http.errors import ApiError
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Idempotency, Route
+from ticketgate.http.core import Gateway
 from ticketgate.middleware.auth import DevBypassAuthenticator
 from ticketgate.middleware.idempotency import (
     IdempotencyInterceptor,

@@ -24,16 +24,11 @@ from cryptography.hazmat.primitives import serialization
 from tests.conftest import TEST_SECRET
 from tests.http_server import serve
 from tests.unit.test_jwks import JwksServer, jwk_of, running_jwks_server, sample_keys
+from ticketgate.edge.auth import AuthError, Principal
 from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
-from ticketgate.middleware.auth import (
-    DEV_SUPER_TOKEN,
-    DEV_SUPER_USER,
-    AuthError,
-    DevBypassAuthenticator,
-    Principal,
-)
+from ticketgate.middleware.auth import DEV_SUPER_TOKEN, DEV_SUPER_USER, DevBypassAuthenticator
 from ticketgate.middleware.jwks import HttpJwksSource, JwksCache
 from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore

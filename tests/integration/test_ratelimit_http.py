@@ -23,7 +23,9 @@ import pytest
 
 from tests.http_server import serve
 from tests.redis_server import free_port
-from ticketgate.http.core import Gateway, Request, Response, Route
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import Route
+from ticketgate.http.core import Gateway
 from ticketgate.middleware.auth import DevBypassAuthenticator
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
 from ticketgate.redisio.executor import build_executor

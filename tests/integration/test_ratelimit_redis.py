@@ -16,7 +16,8 @@ import redis
 from redis.crc import key_slot
 
 from tests.redis_server import free_port
-from ticketgate.http.core import Request, Response, Route
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import Route
 from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
 from ticketgate.middleware.ratelimit_sync import CHUNK, ClusterSync, redis_key
 from ticketgate.redisio.executor import RedisExecutor, build_executor

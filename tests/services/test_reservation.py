@@ -20,10 +20,11 @@ from tests.services.conftest import (
     fast_settings,
 )
 from tests.unit.test_accounts_database import DatabaseFactory
+from ticketgate import webhooks
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2, payment_pb2_grpc
 from ticketgate.proto.reservation.v1 import reservation_pb2, reservation_pb2_grpc
-from ticketgate.services import tables, webhook_signature
+from ticketgate.services import tables
 from ticketgate.services.common import ServiceError
 from ticketgate.services.reservation import ReservationService
 
@@ -230,10 +231,8 @@ async def test_approved_payment_sends_a_signed_webhook_and_confirms_once(
     assert intent.next_action == "webhook"
 
     headers, body = await webhook.next()
-    header = headers[webhook_signature.HEADER.lower()]
-    assert webhook_signature.verify(
-        b"test-webhook-secret-test-webhook-secret!", body, header, time.time()
-    )
+    header = headers[webhooks.HEADER.lower()]
+    assert webhooks.verify(b"test-webhook-secret-test-webhook-secret!", body, header, time.time())
     event = json.loads(body)
     assert event["status"] == "COMPLETED"
     assert event["payment_intent_id"] == intent.payment_intent_id

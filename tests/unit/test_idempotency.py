@@ -8,10 +8,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from ticketgate.edge.auth import Principal
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Idempotency, Route
 from ticketgate.envparse import ConfigError
-from ticketgate.http.core import AuthPolicy, Idempotency, Request, Response, Route
-from ticketgate.http.errors import ApiError
-from ticketgate.middleware.auth import Principal
 from ticketgate.middleware.idempotency import (
     CACHED_HEADER,
     Claim,

@@ -14,8 +14,8 @@ import structlog
 
 from tests.logs_capture import captured_logs, json_lines
 from ticketgate.config import load_settings
+from ticketgate.edge.request import Request
 from ticketgate.envparse import ConfigError
-from ticketgate.http.core import Request
 from ticketgate.observability.logs import (
     CHUNK_BYTES,
     FLUSH_DELAY_SEC,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 
-from ticketgate.http.core import Request
+from ticketgate.edge.request import Request
 from ticketgate.observability.metrics import LATENCY_BUCKETS
 from ticketgate.observability.prometheus import (
     Flusher,

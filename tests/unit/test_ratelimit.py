@@ -14,10 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
+from ticketgate.edge.auth import Principal
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import Check, Route
 from ticketgate.envparse import ConfigError
-from ticketgate.http.core import Check, Gateway, Request, Response, Route
-from ticketgate.http.errors import ApiError
-from ticketgate.middleware.auth import DevBypassAuthenticator, Principal
+from ticketgate.http.core import Gateway
+from ticketgate.middleware.auth import DevBypassAuthenticator
 from ticketgate.middleware.ratelimit import (
     DEFAULT_EXEMPT_PATHS,
     ClientKeys,

@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan
 
+from ticketgate.edge.request import Request
 from ticketgate.envparse import ConfigError
-from ticketgate.http.core import Request
 from ticketgate.observability.spans import SpanRecord
 from ticketgate.observability.tracing import (
     RedisTracer,

@@ -16,8 +16,9 @@ from ticketgate.accounts.service import (
     InvalidCredentials,
     UsernameTaken,
 )
-from ticketgate.http.core import AuthPolicy, Request, Response, Route
-from ticketgate.http.errors import ApiError
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Route
 
 _USERNAME_DOC = f"{USERNAME_MIN}-{USERNAME_MAX} characters: letters, digits, _ . @ -"
 NewUsername = Annotated[

@@ -15,8 +15,9 @@ from typing import Annotated, Any, ClassVar, TypeVar, cast
 import msgspec
 
 from ticketgate.digits import ascii_int
-from ticketgate.http.core import AuthPolicy, Request, Response, Route
-from ticketgate.http.errors import ApiError
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Route
 from ticketgate.http.schemas import (
     EventId,
     EventIdParam,

@@ -25,27 +25,28 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 
 import msgspec
 
+from ticketgate import webhooks
 from ticketgate.backends.errors import BackendError
 from ticketgate.backends.settings import WEBHOOK_PATH
 from ticketgate.booking.errors import BookingError
 from ticketgate.booking.model import MAX_SEATS, PaymentOutcome, payment_status, reservation_status
 from ticketgate.booking.ports import CallContext
 from ticketgate.booking.service import BookingService
-from ticketgate.http.core import AuthPolicy, Handler, Idempotency, Request, Response, Route
-from ticketgate.http.errors import ApiError
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.request_id import request_id_from
+from ticketgate.edge.routes import AuthPolicy, Handler, Idempotency, Route
 from ticketgate.http.schemas import EventId
 from ticketgate.middleware.idempotency import scoped_idempotency_key
-from ticketgate.middleware.request_id import request_id_from
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.reservation.v1 import reservation_pb2
-from ticketgate.services import webhook_signature
 
 _B = TypeVar("_B", "ConfirmRequest", "CancelRequest")
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
 _ID_PATTERN = re.compile(_ID)
 _NO_STORE = ((b"cache-control", b"no-store"),)
-_SIGNATURE_HEADER = webhook_signature.HEADER.lower().encode()
+_SIGNATURE_HEADER = webhooks.HEADER.lower().encode()
 
 Id = Annotated[str, msgspec.Meta(pattern=f"^{_ID}$", description="Backend identifier")]
 SeatId = Annotated[str, msgspec.Meta(min_length=1, max_length=32, description="e.g. A-12")]
@@ -335,12 +336,8 @@ class BookingRoutes:
 
     async def webhook(self, request: Request) -> Response:
         signature = request.header(_SIGNATURE_HEADER)
-        if not webhook_signature.verify(
-            self._webhook_secret, request.body, signature, self._clock()
-        ):
-            raise ApiError(
-                "INVALID_SIGNATURE", f"missing or invalid {webhook_signature.HEADER} header"
-            )
+        if not webhooks.verify(self._webhook_secret, request.body, signature, self._clock()):
+            raise ApiError("INVALID_SIGNATURE", f"missing or invalid {webhooks.HEADER} header")
         event = request.json(PaymentWebhook)
         confirmed = await self.booking.apply_payment_outcome(
             _context(request),

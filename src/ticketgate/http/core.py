@@ -1,4 +1,8 @@
-"""A small pure-ASGI core: request parsing, routing, auth policy and the error envelope.
+"""A small pure-ASGI core: the gateway that routes, authenticates and renders errors.
+
+The types it serves (Request, Response, Route, the guard/interceptor/observer protocols, the
+error envelope) are edge primitives in `ticketgate.edge`, shared with `middleware/` and
+`observability/`; this module is the dispatch loop that ties them together.
 
 Measured when the project began: a raw ASGI edge costs ~1.7 µs per request against ~11 µs for
 Starlette, and on this 2-core box that gap is a third of the join throughput. The routes
@@ -10,24 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
-from urllib.parse import parse_qsl
-
-import msgspec
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ticketgate.digits import ascii_int
-from ticketgate.http.errors import ApiError, error_body
-from ticketgate.middleware.auth import Authenticator, AuthError, Principal
+from ticketgate.edge.auth import Authenticator, AuthError
+from ticketgate.edge.errors import ApiError, error_body
+from ticketgate.edge.observer import RequestObserver
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.request_id import request_id_from, trace_id_from
+from ticketgate.edge.routes import AuthPolicy, Check, Guard, Handler, Headers, Interceptor, Route
 from ticketgate.middleware.observer import AuthObserver
-from ticketgate.middleware.request_id import request_id_from, trace_id_from
-from ticketgate.observability.hooks import RequestObserver
 from ticketgate.waitingroom.model import QueueError
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-T = TypeVar("T")
 
 _JSON = b"application/json"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -50,165 +49,8 @@ _SHUTTING_DOWN = ApiError(
     "this server is shutting down; send the request again",
     headers=((b"retry-after", b"1"), *_CLOSE),
 )
-_encode = msgspec.json.Encoder().encode
-_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+_NO_HEADERS: Headers = ()
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class AuthPolicy(enum.Enum):
-    NONE = "none"  # credentials ignored (health, version)
-    OPTIONAL = "optional"  # anonymous allowed; a valid token still identifies the caller
-    REQUIRED = "required"
-    ADMIN = "admin"  # required, and the principal must hold the `admin` role
-
-
-class Request:
-    __slots__ = (
-        "body",
-        "client",
-        "headers",
-        "idempotency_scope",
-        "method",
-        "path",
-        "path_params",
-        "principal",
-        "query",
-        "trace_id",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        query: bytes,
-        headers: dict[bytes, bytes],
-        trace_id: str,
-        client: str = "",
-    ) -> None:
-        self.client = client  # peer IP as the server saw it (before any X-Forwarded-For)
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.trace_id = trace_id
-        self.body = b""
-        self.principal: Principal | None = None
-        # Values of `{name}` segments of a templated route; empty for exact routes.
-        self.path_params: Mapping[str, str] = _NO_PARAMS
-        # The Idempotency-Key scoped to its caller (a digest), set by the idempotency
-        # interceptor for a handler that passes it on to a store or backend; "" without one.
-        self.idempotency_scope = ""
-
-    def header(self, name: bytes) -> str:
-        value = self.headers.get(name)
-        return value.decode("latin-1") if value is not None else ""
-
-    def query_param(self, name: str) -> str:
-        """The parameter's first value; "" when absent or empty."""
-        return self.query_value(name) or ""
-
-    def query_value(self, name: str) -> str | None:
-        """The parameter's first value, or None when absent (`?limit=` is "", not None)."""
-        if not self.query:
-            return None
-        try:
-            pairs = parse_qsl(
-                self.query.decode("latin-1"), keep_blank_values=True, max_num_fields=20
-            )
-        except ValueError:  # more fields than the cap: a client mistake, not a 500
-            raise ApiError("INVALID_REQUEST", "too many query parameters") from None
-        for key, value in pairs:
-            if key == name:
-                return value
-        return None
-
-    def json(self, schema: type[T]) -> T:
-        """Decode and validate the body; any mismatch is a 400 that names the field."""
-        if not self.body:
-            raise ApiError("INVALID_REQUEST", "request body must be a JSON object")
-        try:
-            return msgspec.json.decode(self.body, type=schema)
-        except msgspec.ValidationError as exc:
-            if "got `float`" in str(exc):
-                return self._json_with_integral_floats(schema)
-            raise ApiError("INVALID_REQUEST", f"invalid request body: {exc}") from None
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            # msgspec reports invalid UTF-8 inside a string as UnicodeDecodeError.
-            raise ApiError("INVALID_REQUEST", "request body is not valid JSON") from None
-
-    def _json_with_integral_floats(self, schema: type[T]) -> T:
-        """JSON has one number type: `2.0` is the integer 2 to JSON Schema (and to the
-        OpenAPI document's `integer`), while msgspec's strict decoding refuses it. Only on
-        that refusal, the body is decoded again with integral floats made ints (strings are
-        still refused: no lax coercion)."""
-        try:
-            value = _integral_floats(msgspec.json.decode(self.body))
-            return msgspec.convert(value, type=schema)
-        except msgspec.ValidationError as exc:
-            raise ApiError("INVALID_REQUEST", f"invalid request body: {exc}") from None
-
-    @property
-    def user_id(self) -> str:
-        return self.principal.user_id if self.principal is not None else ""
-
-
-def _integral_floats(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _integral_floats(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_integral_floats(item) for item in value]
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    content_type: bytes = _JSON
-
-    @classmethod
-    def json(
-        cls, status: int, payload: Any, headers: tuple[tuple[bytes, bytes], ...] = ()
-    ) -> Response:
-        return cls(status, _encode(payload), headers)
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-class Idempotency(enum.Enum):
-    NONE = "none"
-    OPTIONAL = "optional"
-    REQUIRED = "required"
-    ADMIN = "admin"  # required, and the principal must hold the `admin` role
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    auth: AuthPolicy = AuthPolicy.OPTIONAL
-    summary: str = ""
-    request_schema: type | None = None
-    responses: tuple[tuple[int, type | None, str], ...] = ()
-    query: tuple[tuple[str, str], ...] = ()  # (name, description); `name?` is optional
-    rate_limited: bool = True
-    idempotency: Idempotency = Idempotency.NONE
-    body_required: bool = True  # only read when request_schema is set
-    # A body of a route with request_schema must be sent as JSON (415 otherwise), except
-    # on a route that takes any media type (leave's POST: navigator.sendBeacon sends a
-    # string as text/plain and cannot choose).
-    any_media_type: bool = False
-    # Which rate-limit budget the route draws from: "default" (per user, else per IP) or
-    # "auth" (the lower per-IP budget of login and register).
-    rate_budget: str = "default"
-    # The type of each path or query parameter the handler parses (an Annotated msgspec
-    # type); the OpenAPI document states its constraints. Unlisted parameters are strings.
-    params: tuple[tuple[str, Any], ...] = ()
 
 
 def is_json_media_type(value: bytes | None) -> bool:
@@ -239,34 +81,6 @@ def _literal(path: str, text: str) -> str:
     if "{" in text or "}" in text:
         raise ValueError(f"malformed path template {path!r}")
     return re.escape(text)
-
-
-Headers = tuple[tuple[bytes, bytes], ...]
-Check = Callable[[Request], Headers]
-_NO_HEADERS: Headers = ()
-
-
-class Guard(Protocol):
-    """A synchronous admission check run after auth, before the handler (rate limiting).
-
-    `check` is called once per route at start-up and returns the per-request check, or None
-    for a route the guard leaves alone. The check raises ApiError to refuse the request, or
-    returns headers the gateway adds to whatever answer follows (errors included). Being a
-    plain call inlined in the edge's request loop rather than a wrapper around the handler,
-    it costs no coroutine layer and no copy of the response.
-    """
-
-    def check(self, route: Route) -> Check | None: ...
-
-
-class Interceptor(Protocol):
-    """A step around a route's handler (idempotency, ...), run after auth and the guard.
-
-    `wrap` is called once per route at start-up; returning the handler unchanged costs
-    nothing per request, which keeps unaffected routes on the bare path.
-    """
-
-    def wrap(self, route: Route, handler: Handler) -> Handler: ...
 
 
 # (route, handler after interceptors, the guard's check, whether a body must be JSON)

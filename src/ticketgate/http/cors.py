@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
 from ticketgate.envparse import ConfigError
-from ticketgate.http.core import Request, Response
-from ticketgate.http.errors import ApiError
 
 ALLOW_METHODS = b"GET, POST, PATCH, DELETE, OPTIONS"
 ALLOW_HEADERS = b"Authorization, Content-Type, Idempotency-Key, X-Request-ID, traceparent"

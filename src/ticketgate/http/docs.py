@@ -17,8 +17,9 @@ import asyncio
 import importlib.util
 from pathlib import Path
 
-from ticketgate.http.core import AuthPolicy, Request, Response, Route
-from ticketgate.http.errors import ApiError
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Route
 from ticketgate.http.openapi import RawBody
 from ticketgate.http.static import Asset, make_asset, serve_asset
 

@@ -33,10 +33,11 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import msgspec
 
-from ticketgate.http.core import AuthPolicy, Request, Response, Route
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Route
 from ticketgate.http.cors import origin_of, parse_origins
 from ticketgate.http.docs import HtmlPage, StaticAsset
-from ticketgate.http.errors import ApiError
 from ticketgate.http.schemas import EventIdParam
 from ticketgate.http.static import Asset, make_asset, serve_asset
 from ticketgate.waitingroom.events import EventAdmin

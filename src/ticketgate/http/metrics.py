@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from ticketgate.http.core import AuthPolicy, Request, Response, Route
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Route
 from ticketgate.http.openapi import RawBody
 from ticketgate.observability.prometheus import exposition_registry, flush
 from ticketgate.observability.scrape import ScrapeSource

@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 import msgspec
 
 from ticketgate import __version__
-from ticketgate.http.core import BODY_METHODS, AuthPolicy, Idempotency, Route
-from ticketgate.http.errors import ErrorEnvelope
-from ticketgate.http.queue import IDEMPOTENCY_KEY
+from ticketgate.edge.errors import ErrorEnvelope
+from ticketgate.edge.routes import AuthPolicy, Idempotency, Route
+from ticketgate.http.core import BODY_METHODS
+from ticketgate.middleware.idempotency import IDEMPOTENCY_KEY
 
 _REF = "#/components/schemas/{name}"
 # The Idempotency-Key header as the interceptor validates it (printable ASCII, 1-255).

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 
-from ticketgate.http.core import AuthPolicy, Handler, Idempotency, Request, Response, Route
-from ticketgate.http.errors import ApiError
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Handler, Idempotency, Route
 from ticketgate.http.schemas import (
     EnterRequest,
     EnterResponse,
@@ -19,10 +18,10 @@ from ticketgate.http.schemas import (
     TokenParam,
     frontier_body,
 )
+from ticketgate.middleware.idempotency import IDEMPOTENCY_KEY
 from ticketgate.waitingroom.model import QueueError
 from ticketgate.waitingroom.service import WaitingRoom
 
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _NO_STORE = ((b"cache-control", b"no-store"),)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from ticketgate.http.errors import ErrorDetail
+from ticketgate.edge.errors import ErrorDetail
 from ticketgate.waitingroom.model import Frontier
 from ticketgate.waitingroom.service import EVENT_ID_PATTERN
 

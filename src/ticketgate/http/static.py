@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ticketgate.http.core import Request, Response
+from ticketgate.edge.request import Request, Response
 
 Headers = tuple[tuple[bytes, bytes], ...]
 

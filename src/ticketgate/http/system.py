@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ticketgate import __version__
+from ticketgate.edge.errors import ErrorDetail
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Route
 from ticketgate.envparse import ConfigError
-from ticketgate.http.core import AuthPolicy, Request, Response, Route
-from ticketgate.http.errors import ErrorDetail
 from ticketgate.http.openapi import build_openapi
 from ticketgate.http.schemas import (
     DependencyState,

@@ -1,48 +1,19 @@
-"""Who is calling: the seam where authentication plugs into the gateway.
+"""The development bypass authenticator: the reference gateway's fixed tokens.
 
-The gateway asks an `Authenticator` to turn an Authorization header into a `Principal`
-(or to refuse it); routes declare whether they need one. Until JWT/JWKS validation lands,
-the only authenticator accepts the development bypass tokens, and only in development.
+It plugs into the `Authenticator` seam of `edge/auth.py`, like the JWT authenticator, and
+accepts its tokens only in development.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Protocol
+
+from ticketgate.edge.auth import AuthError, Principal, bearer_token
 
 DEV_SUPER_TOKEN = "dev-super-key-local-testing"
 DEV_SUPER_USER = "dev-user-123"
 LOAD_TEST_TOKEN = "load-test-bypass-token"
 _LOAD_TEST_SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    user_id: str
-    roles: frozenset[str] = field(default_factory=frozenset)
-
-
-class AuthError(Exception):
-    """Refusal with a wire code: MISSING_AUTHORIZATION, INVALID_TOKEN_FORMAT or INVALID_TOKEN."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class Authenticator(Protocol):
-    async def authenticate(self, authorization: str, load_test_user: str) -> Principal:
-        """Validate the header value; raise AuthError when it does not identify a caller."""
-
-
-def bearer_token(authorization: str) -> str:
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or " " in token:
-        raise AuthError("INVALID_TOKEN_FORMAT", "Authorization must be 'Bearer <token>'")
-    return token
 
 
 class DevBypassAuthenticator:

@@ -31,6 +31,7 @@ import enum
 import hashlib
 import logging
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -40,10 +41,10 @@ from typing import Protocol
 import msgspec
 from redis.exceptions import RedisError
 
+from ticketgate.edge.errors import ApiError, error_body
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import Handler, Idempotency, Route
 from ticketgate.envparse import ConfigError
-from ticketgate.http.core import Handler, Idempotency, Request, Response, Route
-from ticketgate.http.errors import ApiError, error_body
-from ticketgate.http.queue import IDEMPOTENCY_KEY
 from ticketgate.middleware.observer import IdempotencyObserver
 from ticketgate.redisio.errors import note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
@@ -53,6 +54,8 @@ from ticketgate.waitingroom.model import QueueError
 log = logging.getLogger("ticketgate.idempotency")
 
 HEADER = b"idempotency-key"
+# A valid Idempotency-Key: 1-255 printable ASCII characters (the OpenAPI document states it).
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 CACHED_HEADER = (b"x-idempotency-cached", b"true")
 _RETRY_NOW = ((b"retry-after", b"1"),)
 # Statuses that mean "not now" rather than "no": released like 5xx, never replayed.

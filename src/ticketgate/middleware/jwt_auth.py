@@ -57,15 +57,9 @@ import msgspec
 from jwt import PyJWK
 from jwt.algorithms import Algorithm, get_default_algorithms
 
+from ticketgate.edge.auth import AuthError, Principal, bearer_token
 from ticketgate.envparse import MIN_SECRET_LENGTH, ConfigError, env_int
-from ticketgate.middleware.auth import (
-    DEV_SUPER_TOKEN,
-    LOAD_TEST_TOKEN,
-    AuthError,
-    DevBypassAuthenticator,
-    Principal,
-    bearer_token,
-)
+from ticketgate.middleware.auth import DEV_SUPER_TOKEN, LOAD_TEST_TOKEN, DevBypassAuthenticator
 from ticketgate.middleware.jwks import DEFAULT_ALGORITHMS, HttpJwksSource, JwksCache, JwksSource
 
 ASYMMETRIC_ALGORITHMS = frozenset(

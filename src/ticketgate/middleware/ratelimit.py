@@ -50,9 +50,10 @@ from typing import Any
 
 from ticketgate.background import cancel_and_wait
 from ticketgate.digits import ascii_decimal
+from ticketgate.edge.errors import ApiError
+from ticketgate.edge.request import Request
+from ticketgate.edge.routes import Check, Headers, Route
 from ticketgate.envparse import ConfigError, env_bool, env_int
-from ticketgate.http.core import Check, Headers, Request, Route
-from ticketgate.http.errors import ApiError
 from ticketgate.middleware.observer import RateLimitObserver
 from ticketgate.middleware.ratelimit_gcra import LocalLimiter
 from ticketgate.middleware.ratelimit_sync import ClusterSync

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 import msgspec
 import structlog
 
+from ticketgate.edge.request_id import request_id_from
 from ticketgate.envparse import ConfigError, env_bool
-from ticketgate.middleware.request_id import request_id_from
 from ticketgate.observability.tracing import current_trace_id
 
 if TYPE_CHECKING:
-    from ticketgate.http.core import Request
+    from ticketgate.edge.request import Request
 
 FORMATS = ("json", "console")
 ACCESS_LOGGER = "ticketgate.access"

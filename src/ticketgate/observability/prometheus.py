@@ -53,7 +53,7 @@ from ticketgate.observability.metrics import (
 if TYPE_CHECKING:
     from prometheus_client.metrics import Counter, Histogram
 
-    from ticketgate.http.core import Request
+    from ticketgate.edge.request import Request
     from ticketgate.observability.scrape import ScrapeSource
 
 log = logging.getLogger("ticketgate.metrics")

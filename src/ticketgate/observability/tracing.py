@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from contextvars import Token
 
-    from ticketgate.http.core import Request
+    from ticketgate.edge.request import Request
 
 DEFAULT_SERVICE_NAME = "ticketgate"
 DEFAULT_SAMPLE_RATE = 0.1

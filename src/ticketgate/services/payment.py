@@ -32,11 +32,12 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ticketgate import webhooks
 from ticketgate.background import cancel_and_wait
 from ticketgate.database import Database
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2, payment_pb2_grpc
-from ticketgate.services import tables, webhook_signature
+from ticketgate.services import tables
 from ticketgate.services.common import (
     AnyRow,
     Context,
@@ -450,9 +451,7 @@ class PaymentSimulator:
         assert self._http is not None, "PaymentSimulator.start() was not called"
         headers = {
             "Content-Type": "application/json",
-            webhook_signature.HEADER: webhook_signature.sign(
-                self.webhook_secret, body, self._clock()
-            ),
+            webhooks.HEADER: webhooks.sign(self.webhook_secret, body, self._clock()),
         }
         try:
             response = await self._http.post(url, content=body, headers=headers)

@@ -1,4 +1,7 @@
-"""Signing and verifying the payment simulator's webhooks (pure functions, no I/O).
+"""Signing and verifying payment webhooks (pure functions, no I/O).
+
+Both ends use this one module: the reference payment service signs what it sends and the
+gateway's webhook route verifies what it receives, so the format cannot drift between them.
 
 Header: `X-Ticketgate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`.
 The timestamp is inside the MAC, so a captured webhook cannot be replayed after the tolerance

@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from ticketgate.services.webhook_signature import sign, verify
+from ticketgate.webhooks import sign, verify
 
 SECRET = b"whsec-0123456789abcdef0123456789abcdef"
 BODY = b'{"payment_intent_id":"pi_1","status":"COMPLETED"}'

@@ -1,17 +1,15 @@
-"""The seam HTTP instrumentation hangs on (Redis operations have theirs in
-ticketgate.redisio.observer).
+"""The seam request instrumentation hangs on, declared beside the `Request` it observes.
 
-Metrics, tracing and access logs each implement an observer; the edge calls every observer
-it was given and nothing else, so an instrument that is switched off costs nothing per
-request (no observer, no call).
+Metrics, tracing and access logs each implement a `RequestObserver`; the gateway calls every
+observer it was given and nothing else, so an instrument that is switched off costs nothing
+per request (no observer, no call).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ticketgate.http.core import Request
+from ticketgate.edge.request import Request
 
 
 class RequestObserver(Protocol):
