@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
 
-from tests.redis_server import running_redis
+from tests.redis_server import RedisServer, running_redis
+from tests.required import backend_unavailable
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import build_executor
@@ -29,6 +31,17 @@ def redis_address() -> Iterator[str]:
         return
     with running_redis() as server:
         yield server.address
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server this test alone owns, so it may stop, pause or count its commands."""
+    if os.environ.get("REDIS_URL"):
+        pytest.skip("REDIS_URL points at a shared server; this test must own the process")
+    if shutil.which("redis-server") is None:
+        backend_unavailable("redis-server is not installed")
+    with running_redis() as server:
+        yield server
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -21,8 +19,6 @@ import uvicorn
 
 from tests.envs import app_env
 from tests.http_server import gateway_config, listening_socket, serve
-from tests.redis_server import RedisServer, running_redis
-from tests.required import backend_unavailable
 from ticketgate.app import create_app
 from ticketgate.config import load_settings
 
@@ -94,17 +90,6 @@ async def client(gateway: GatewayFactory) -> AsyncIterator[httpx.AsyncClient]:
     """A gateway with default tunables on the store under test."""
     async with gateway() as http:
         yield http
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server this test alone owns, so it may stop, pause or count its commands."""
-    if os.environ.get("REDIS_URL"):
-        pytest.skip("REDIS_URL points at a shared server; this test must own the process")
-    if shutil.which("redis-server") is None:
-        backend_unavailable("redis-server is not installed")
-    with running_redis() as server:
-        yield server
 
 
 async def join(client: httpx.AsyncClient, event_id: str, **kw: Any) -> str:
