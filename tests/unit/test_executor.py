@@ -352,3 +352,26 @@ async def test_an_error_from_inside_redis_py_counts_as_unavailable_but_ours_does
     with pytest.raises(AttributeError) as outside:
         ours()
     assert not raised_inside_redis_py(outside.value)
+
+
+async def test_a_cluster_that_cannot_answer_is_unavailable_for_script_loads_too() -> None:
+    """Nothing listens: redis-py's cluster client raises its own exceptions (not the builtin
+    ConnectionError). Commands and SCRIPT LOAD are classified alike (redisio/errors.py), so
+    a store's start-up preload sees RedisUnavailable (a warning), not a crash."""
+    from tests.redis_server import free_port
+
+    executor = build_executor(
+        RedisSettings(
+            address=f"127.0.0.1:{free_port()}",
+            cluster_mode=True,
+            command_timeout_ms=TIMEOUT_MS,
+            connect_timeout_ms=TIMEOUT_MS,
+        )
+    )
+    try:
+        with pytest.raises(RedisUnavailable):
+            await executor.execute("GET", "k")
+        with pytest.raises(RedisUnavailable):
+            await executor.load_script("return 1")
+    finally:
+        await executor.close()

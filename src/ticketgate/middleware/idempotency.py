@@ -39,15 +39,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
-from redis.exceptions import RedisError
 
 from ticketgate.edge.errors import ApiError, error_body
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import Handler, Idempotency, Route
 from ticketgate.envparse import ConfigError
 from ticketgate.middleware.observer import IdempotencyObserver
-from ticketgate.redisio.errors import note_unavailable, unavailable_reason
-from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
+from ticketgate.redisio.errors import REDIS_FAILURES, note_unavailable, unavailable_reason
+from ticketgate.redisio.executor import RedisExecutor
 from ticketgate.redisio.scripts import Script
 from ticketgate.waitingroom.model import QueueError
 
@@ -420,7 +419,7 @@ class RedisIdempotencyStore:
     async def start(self) -> None:
         """Load both scripts at start so the first requests need no EVAL fallback; with Redis
         down they are sent with their first call instead (the queue store warns about it)."""
-        with contextlib.suppress(RedisUnavailable, RedisError):
+        with contextlib.suppress(*REDIS_FAILURES):
             await self._claim.preload(self._redis)
             await self._complete.preload(self._redis)
 
@@ -429,7 +428,7 @@ class RedisIdempotencyStore:
             reply = await self._claim.run(
                 self._redis, (self.key(scope),), fingerprint, owner, self._lease_ms
             )
-        except (RedisUnavailable, RedisError) as exc:
+        except REDIS_FAILURES as exc:
             raise IdempotencyUnavailable(str(exc)) from exc
         state = ClaimState(int(reply[0]))
         return Claim(state, bytes(reply[1])) if state is ClaimState.DONE else Claim(state)
@@ -437,7 +436,7 @@ class RedisIdempotencyStore:
     async def _finish(self, scope: str, *args: object) -> bool:
         try:
             reply = await self._complete.run(self._redis, (self.key(scope),), *args)
-        except (RedisUnavailable, RedisError) as exc:
+        except REDIS_FAILURES as exc:
             raise IdempotencyUnavailable(str(exc)) from exc
         return int(reply) == 1
 

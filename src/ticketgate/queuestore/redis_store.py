@@ -12,10 +12,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from ticketgate.redisio.errors import client_message, note_unavailable, unavailable_reason
-from ticketgate.redisio.executor import RedisExecutor, RedisUnavailable
+from ticketgate.redisio.errors import (
+    REDIS_FAILURES,
+    client_message,
+    note_unavailable,
+    unavailable_reason,
+)
+from ticketgate.redisio.executor import RedisExecutor
 from ticketgate.redisio.scripts import Script
 from ticketgate.waitingroom.admission import HELD_OFFSET, AdmissionPolicy
 from ticketgate.waitingroom.eta import entry_grace_ms
@@ -382,7 +385,7 @@ class RedisQueueStore:
     async def ping(self) -> bool:
         try:
             return bool(await self._redis.execute("PING"))
-        except (RedisUnavailable, RedisError):
+        except REDIS_FAILURES:
             return False
 
     async def close(self) -> None:

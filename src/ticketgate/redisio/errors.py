@@ -100,9 +100,21 @@ def note_unavailable(reason: str, exc: BaseException) -> None:
         log.warning("Redis unavailable (%s): %s: %s", reason, type(exc).__name__, exc)
 
 
-def is_redis_failure(exc: BaseException) -> bool:
-    """Any error raised by talking to Redis (transient or not)."""
-    return isinstance(exc, RedisError | RedisUnavailable)
+# Any error raised by talking to Redis, transient or not: for `except REDIS_FAILURES:` where
+# a caller degrades on every Redis failure (a health probe, an optional preload).
+REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, RedisUnavailable)
+
+
+def cluster_client_unavailable(exc: BaseException) -> bool:
+    """Whether an error out of redis-py's cluster client (other than a reply) means the
+    cluster cannot answer now: a transient class above, any redis-py exception (it raises
+    its own for slots moving, no reachable node, too many redirections), or an error raised
+    inside redis-py's own code during a failover (see `raised_inside_redis_py`)."""
+    return (
+        unavailable_reason(exc) is not None
+        or type(exc).__module__.startswith("redis")
+        or raised_inside_redis_py(exc)
+    )
 
 
 _REDIS_PY_DIR = os.path.dirname(redis.__file__) + os.sep

@@ -15,7 +15,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from redis.asyncio.cluster import RedisCluster
@@ -28,11 +28,7 @@ from redis.asyncio.connection import (
 )
 from redis.exceptions import BusyLoadingError, ResponseError
 
-from ticketgate.redisio.errors import (
-    RedisUnavailable,
-    raised_inside_redis_py,
-    unavailable_reason,
-)
+from ticketgate.redisio.errors import RedisUnavailable, cluster_client_unavailable
 from ticketgate.redisio.observer import OperationObserver
 from ticketgate.redisio.settings import RedisSettings
 
@@ -276,25 +272,24 @@ class ClusterExecutor:
         self._timeout = command_timeout
 
     async def execute(self, *args: Any) -> Any:
-        try:
-            return await asyncio.wait_for(self._client.execute_command(*args), self._timeout)
-        except ResponseError:
-            raise  # a reply: the caller's classification (redisio/errors.py) decides
-        except Exception as exc:
-            if (
-                unavailable_reason(exc) is not None
-                or type(exc).__module__.startswith("redis")
-                or raised_inside_redis_py(exc)
-            ):
-                raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
-            raise
+        return await self._answer(self._client.execute_command(*args), self._timeout)
 
     async def load_script(self, source: str) -> None:
         """SCRIPT LOAD has no key to route by: send it to every primary."""
+        await self._answer(self._client.script_load(source), self._timeout * 4)
+
+    @staticmethod
+    async def _answer(call: Awaitable[Any], limit_sec: float) -> Any:
+        """The reply, or the error reply; any other failure the cluster client raises while
+        the cluster cannot answer (redisio/errors.py decides which) is RedisUnavailable."""
         try:
-            await asyncio.wait_for(self._client.script_load(source), self._timeout * 4)
-        except (TimeoutError, OSError, ConnectionError) as exc:
-            raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
+            return await asyncio.wait_for(call, limit_sec)
+        except ResponseError:
+            raise  # a reply: the caller's classification (redisio/errors.py) decides
+        except Exception as exc:
+            if cluster_client_unavailable(exc):
+                raise RedisUnavailable(f"Redis cluster unavailable: {exc}") from exc
+            raise
 
     async def close(self) -> None:
         await self._client.aclose()
