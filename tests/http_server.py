@@ -1,4 +1,5 @@
-"""Serve a gateway on a real socket inside the test's event loop (uvicorn, httptools)."""
+"""Serve a gateway on a real socket inside the test's event loop (uvicorn, the gateway's own
+httptools protocol: http/server.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import httpx
 import uvicorn
+
+from ticketgate.http.server import HTTP_PROTOCOL
 
 
 def listening_socket() -> socket.socket:
@@ -27,11 +30,12 @@ def listening_socket() -> socket.socket:
 
 
 def gateway_config(app: Any, *, loop: str) -> uvicorn.Config:
-    """The uvicorn settings every in-test gateway runs with (quiet, httptools, lifespan on)."""
+    """The uvicorn settings every in-test gateway runs with (quiet, the protocol `ticketgate
+    serve` uses, lifespan on)."""
     return uvicorn.Config(
         app,
         loop=loop,
-        http="httptools",
+        http=HTTP_PROTOCOL,
         log_level="warning",
         access_log=False,
         lifespan="on",

@@ -135,6 +135,8 @@ def _exit_zero_on_sigterm() -> None:
 def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
+    from ticketgate.http.server import HTTP_PROTOCOL
+
     uvicorn.run(
         "ticketgate.app:app_factory",
         factory=True,
@@ -142,7 +144,7 @@ def _run_uvicorn(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers if settings.workers > 1 else None,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        http=HTTP_PROTOCOL,  # httptools, each response in one socket write (http/server.py)
         log_level=settings.log_level,
         log_config=None,  # uvicorn's loggers propagate to our root handler (observability/logs)
         access_log=False,  # ours is one JSON line per request with the route template
