@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 from redis.asyncio.connection import Connection
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from tests.redis_server import RedisServer, running_redis
 from ticketgate.redisio.errors import raised_inside_redis_py
@@ -24,6 +24,7 @@ from ticketgate.redisio.executor import (
     PipelinedExecutor,
     RedisUnavailable,
     build_executor,
+    pack_command,
     stream_writer,
 )
 from ticketgate.redisio.scripts import Script
@@ -334,6 +335,34 @@ async def test_the_private_writer_of_redis_py_is_still_there(server: RedisServer
     assert await conn.read_response() == b"PONG"
     await conn.disconnect()
     assert stream_writer(conn) is None
+
+
+class _Count(int):
+    """An int subclass: hiredis refuses it, redis-py writes its repr."""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "a" * 40, 2, "q:{evt}:wait", "q:{evt}:seen", "", "0", 86_400_000, -1),
+        ("SET", "k", 0.1, 1e20, float("inf"), -0.0, 2**70),
+        ("SET", "k", b"\x00\xff", memoryview(b"view"), "é\u2603", ""),
+        ("SET", "k", bytearray(b"mutable")),  # hiredis refuses it; redis-py packs it
+        ("SET", "k", _Count(5)),
+        ("CONFIG GET", "maxmemory"),  # a multi-word name is split into words
+    ],
+)
+def test_commands_are_packed_exactly_as_redis_py_packs_them(args: tuple[Any, ...]) -> None:
+    """The executor packs with hiredis (C) and falls back to redis-py for what hiredis
+    refuses: either way the bytes on the wire are redis-py's."""
+    conn = Connection()
+    assert pack_command(conn, args) == b"".join(conn.pack_command(*args))
+
+
+@pytest.mark.parametrize("value", [True, None, object()])
+def test_values_redis_py_refuses_are_still_refused_as_it_refuses_them(value: object) -> None:
+    with pytest.raises(DataError):
+        pack_command(Connection(), ("SET", "k", value))
 
 
 async def test_an_error_from_inside_redis_py_counts_as_unavailable_but_ours_does_not() -> None:

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import hiredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
@@ -63,6 +64,24 @@ def stream_writer(conn: AbstractConnection) -> asyncio.StreamWriter | None:
     """
     writer: asyncio.StreamWriter | None = conn._writer
     return writer
+
+
+def pack_command(conn: AbstractConnection, args: tuple[Any, ...]) -> bytes:
+    """`args` in the Redis protocol, as `conn.pack_command` would write them.
+
+    hiredis packs in C what redis-py packs in Python, ~7× faster: for a join's EVALSHA (17
+    arguments) that is ~6 µs of the request saved. hiredis takes only str, int, float and
+    bytes; anything else (a bool, a bytearray, an int subclass) and a multi-word command
+    name ("CONFIG GET") go through redis-py, whose encoder decides them as it always did.
+    """
+    name = args[0]
+    if type(name) is str and " " not in name:
+        try:
+            packed: bytes = hiredis.pack_command(args)
+            return packed
+        except TypeError:
+            pass
+    return b"".join(conn.pack_command(*args))
 
 
 class PipelinedExecutor:
@@ -114,7 +133,7 @@ class PipelinedExecutor:
             raise RedisUnavailable("too many Redis commands pending")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._outbox.extend(conn.pack_command(*args))
+        self._outbox.append(pack_command(conn, args))
         self._waiters.append((future, _now() + self._timeout))
         if not self._flush_scheduled:
             self._flush_scheduled = True
