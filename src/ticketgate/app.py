@@ -53,6 +53,7 @@ from ticketgate.observability.tracing import (
     RequestTracer,
     RpcTracer,
     Tracing,
+    TracingServerInterceptor,
     TracingSettings,
     start_tracing,
 )
@@ -181,7 +182,11 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         service_settings, service_db = settings.services, database
 
         async def start_services() -> None:
-            running = await services.enter_async_context(run_services(service_settings, service_db))
+            # The embedded servers share the gateway's tracing: a SERVER span per RPC.
+            interceptors = (TracingServerInterceptor(),) if tracing_settings.enabled else ()
+            running = await services.enter_async_context(
+                run_services(service_settings, service_db, interceptors=interceptors)
+            )
             clients.use_embedded(running.reservation_address, running.payment_address)
             if service_settings.seed_demo_event and not settings.queue.auto_create_events:
                 # The demo seats exist, so its queue does too (events must be registered here).

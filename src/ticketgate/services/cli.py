@@ -17,7 +17,11 @@ from ticketgate.cli_output import config_failure, stderr_console
 from ticketgate.database import Database, DatabaseSettings
 from ticketgate.envparse import ConfigError
 from ticketgate.observability.logs import LogSettings, configure_logging
-from ticketgate.observability.tracing import TracingSettings, start_tracing
+from ticketgate.observability.tracing import (
+    TracingServerInterceptor,
+    TracingSettings,
+    start_tracing,
+)
 from ticketgate.services.inventory import DEMO_EVENT_ID
 from ticketgate.services.server import RunningServices, ServiceSettings, run_services
 
@@ -71,7 +75,7 @@ def services_command(
 async def _serve(
     settings: ServiceSettings, database_settings: DatabaseSettings, tracing: TracingSettings
 ) -> None:
-    # Before the servers start: they add the tracing interceptor only while a tracer is active.
+    # Before the servers start: a SERVER span per RPC, continuing the caller's traceparent.
     pipeline = start_tracing(tracing, "ticketgate-services") if tracing.enabled else None
     if pipeline is not None:
         pipeline.start()
@@ -81,7 +85,8 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with run_services(settings, database) as running:
+        interceptors = (TracingServerInterceptor(),) if pipeline is not None else ()
+        async with run_services(settings, database, interceptors=interceptors) as running:
             _banner(running, database)
             await stop.wait()
             console.print("stopping…")

@@ -12,7 +12,7 @@ import contextlib
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,6 @@ from google.protobuf import wrappers_pb2
 from ticketgate.database import Database
 from ticketgate.digits import ascii_int
 from ticketgate.envparse import MIN_SECRET_LENGTH, ConfigError, env_bool
-from ticketgate.observability import tracing
-from ticketgate.observability.tracing import TracingServerInterceptor
 from ticketgate.proto.payment.v1 import payment_pb2_grpc
 from ticketgate.proto.reservation.v1 import reservation_pb2_grpc
 from ticketgate.services import tables
@@ -217,10 +215,8 @@ async def _serve(
     service_name: str,
     register: Callable[[grpc.aio.Server], None],
     grace: float,
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]],
 ) -> str:
-    # A SERVER span per RPC, continuing the caller's traceparent, while this process traces
-    # (the gateway's embedded services share its provider; `ticketgate services` has its own).
-    interceptors = [TracingServerInterceptor()] if tracing.is_active() else []
     server = grpc.aio.server(interceptors=interceptors)
     register(server)
     server.add_generic_rpc_handlers([_health_handler(frozenset({service_name}))])
@@ -240,10 +236,13 @@ async def run_services(
     *,
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.time,
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
 ) -> AsyncIterator[RunningServices]:
     """Create the tables, seed the demo event, serve inventory, payment and reservation in
     the current event loop; stop them (in reverse) on exit. The database stays open: the
-    caller owns it. `rng` and `clock` exist for tests (RANDOM outcomes, hold expiry)."""
+    caller owns it. `rng` and `clock` exist for tests (RANDOM outcomes, hold expiry).
+    `interceptors` wrap every RPC of the three servers: the caller's instruments (tracing's
+    SERVER span per RPC when it is on), so the services import no instrument."""
     inventory = InventoryStore(
         database,
         default_ttl_sec=settings.hold_ttl_sec,
@@ -279,6 +278,7 @@ async def run_services(
                 InventoryServicer(inventory), server
             ),
             grace,
+            interceptors,
         )
         await payments.start()
         stack.push_async_callback(payments.close, grace)
@@ -290,6 +290,7 @@ async def run_services(
                 PaymentServicer(payments), server
             ),
             grace,
+            interceptors,
         )
         inventory_channel = grpc.aio.insecure_channel(inventory_address)
         stack.push_async_callback(inventory_channel.close, None)
@@ -314,6 +315,7 @@ async def run_services(
                 ReservationServicer(reservations), server
             ),
             grace,
+            interceptors,
         )
         yield RunningServices(
             inventory_address=inventory_address,
