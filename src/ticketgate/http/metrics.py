@@ -11,18 +11,16 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import AuthPolicy, Route
 from ticketgate.http.openapi import RawBody
-from ticketgate.observability.prometheus import exposition_registry, flush
+from ticketgate.observability.prometheus import EXPOSITION_CONTENT_TYPE, Exposition
 from ticketgate.observability.scrape import ScrapeSource
 
 log = logging.getLogger("ticketgate.metrics")
 # Well under Prometheus' default 10 s scrape timeout, and a bound on what one scrape costs.
 REFRESH_TIMEOUT_SEC = 0.5
-_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4.encode()
+_CONTENT_TYPE = EXPOSITION_CONTENT_TYPE.encode()
 _NO_STORE = ((b"cache-control", b"no-store"),)
 
 
@@ -36,7 +34,7 @@ class MetricsRoutes:
     ) -> None:
         self.sources = tuple(sources)
         self.refresh_timeout_sec = refresh_timeout_sec
-        self._registry = exposition_registry(self.sources)
+        self._exposition = Exposition(self.sources)
 
     async def _refresh(self, source: ScrapeSource) -> None:
         try:
@@ -51,8 +49,7 @@ class MetricsRoutes:
     async def metrics(self, request: Request) -> Response:
         if self.sources:
             await asyncio.gather(*(self._refresh(source) for source in self.sources))
-        flush()  # this worker's buffered counts; the other workers' are at most ~1 s old
-        return Response(200, generate_latest(self._registry), _NO_STORE, _CONTENT_TYPE)
+        return Response(200, self._exposition.render(), _NO_STORE, _CONTENT_TYPE)
 
     def routes(self) -> list[Route]:
         return [

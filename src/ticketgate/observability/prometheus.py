@@ -34,7 +34,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.metrics_core import Metric
 
 from ticketgate.background import cancel_and_wait
@@ -363,9 +369,23 @@ def _safe(collect: Callable[[], Iterable[Metric]]) -> list[Metric]:
         return []
 
 
-def exposition_registry(sources: Sequence[ScrapeSource]) -> CollectorRegistry:
-    """A registry holding only the exposition collector; the process-wide REGISTRY is left
-    alone, so building several apps in one process (the tests) registers nothing twice."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Exposition(sources))
-    return registry
+# The media type of what `Exposition.render` returns (text exposition format 0.0.4).
+EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+
+class Exposition:
+    """What `/metrics` serves: the process's metrics and the store-backed sources, rendered.
+
+    Its registry holds only the exposition collector; the process-wide REGISTRY is left
+    alone, so building several apps in one process (the tests) registers nothing twice.
+    """
+
+    def __init__(self, sources: Sequence[ScrapeSource]) -> None:
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(_Exposition(sources))
+
+    def render(self) -> bytes:
+        """This worker's buffered counts are written out first; the other workers' are at
+        most FLUSH_INTERVAL_SEC old."""
+        flush()
+        return generate_latest(self._registry)
