@@ -18,21 +18,11 @@ from ticketgate.http.schemas import (
     TokenParam,
     frontier_body,
 )
-from ticketgate.middleware.idempotency import IDEMPOTENCY_KEY
+from ticketgate.middleware.idempotency import idempotency_key_of
 from ticketgate.waitingroom.model import QueueError
 from ticketgate.waitingroom.service import WaitingRoom
 
 _NO_STORE = ((b"cache-control", b"no-store"),)
-
-
-def idempotency_key(request: Request) -> str:
-    """The optional Idempotency-Key; printable ASCII, at most 255 characters."""
-    key = request.header(b"idempotency-key")
-    if key and IDEMPOTENCY_KEY.fullmatch(key) is None:
-        raise ApiError(
-            "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-255 printable ASCII characters"
-        )
-    return key
 
 
 def _required_token(value: str) -> str:
@@ -54,7 +44,7 @@ class QueueRoutes:
             raise ApiError("FORBIDDEN", "user_id does not match the authenticated user")
         # The key as the idempotency interceptor scoped it to this caller (the store's own
         # replay, atomic with the join, then cannot hand one client another's token).
-        key = request.idempotency_scope or idempotency_key(request)
+        key = request.idempotency_scope or idempotency_key_of(request)
         outcome = await self.room.join(body.event_id, user, key)
         if outcome.duplicate:
             raise ApiError(
