@@ -1,8 +1,9 @@
-"""The seam request instrumentation hangs on, declared beside the `Request` it observes.
+"""The seams request instrumentation hangs on, declared beside the `Request` it observes.
 
 Metrics, tracing and access logs each implement a `RequestObserver`; the gateway calls every
 observer it was given and nothing else, so an instrument that is switched off costs nothing
-per request (no observer, no call).
+per request (no observer, no call). An `AuthObserver` sees the gateway's authentication
+refusals (none given: nothing recorded).
 """
 
 from __future__ import annotations
@@ -26,3 +27,9 @@ class RequestObserver(Protocol):
     def end(
         self, request: Request, state: object, route: str, status: int, duration_s: float
     ) -> None: ...
+
+
+class AuthObserver(Protocol):
+    def refused(self, code: str) -> None:
+        """A request refused by authentication (the gateway's auth policy): the error code,
+        MISSING_AUTHORIZATION, INVALID_TOKEN_FORMAT, INVALID_TOKEN or FORBIDDEN."""

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ticketgate.digits import ascii_int
 from ticketgate.edge.auth import Authenticator, AuthError
 from ticketgate.edge.errors import ApiError, error_body
-from ticketgate.edge.observer import RequestObserver
+from ticketgate.edge.observer import AuthObserver, RequestObserver
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.request_id import request_id_from, trace_id_from
 from ticketgate.edge.routes import AuthPolicy, Check, Guard, Handler, Headers, Interceptor, Route
-from ticketgate.middleware.observer import AuthObserver
 from ticketgate.waitingroom.model import QueueError
 
 if TYPE_CHECKING:

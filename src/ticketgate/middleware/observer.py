@@ -1,5 +1,6 @@
-"""The seams the guards' instrumentation hangs on: rate-limit refusals, idempotency answers
-and authentication refusals, declared here beside the guards that call them.
+"""The seams the guards' instrumentation hangs on: rate-limit refusals and idempotency
+answers, declared here beside the guards that call them (authentication refusals have theirs
+in edge/observer.py, beside the auth seam).
 
 app.py hands each guard the observer of the enabled instruments (prometheus.GuardMetrics)
 at construction, or none: then a refusal records nothing and costs one `is None` test.
@@ -20,9 +21,3 @@ class IdempotencyObserver(Protocol):
     def hit(self, kind: str) -> None:
         """A request answered by the idempotency layer instead of its handler: "replay",
         "in_progress" or "conflict"."""
-
-
-class AuthObserver(Protocol):
-    def refused(self, code: str) -> None:
-        """A request refused by authentication: MISSING_AUTHORIZATION, INVALID_TOKEN_FORMAT,
-        INVALID_TOKEN or FORBIDDEN."""
