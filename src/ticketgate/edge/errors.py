@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import msgspec
+from typing import Protocol
 
-from ticketgate.waitingroom.model import QueueError
+import msgspec
 
 STATUS_BY_CODE: dict[str, int] = {
     "MISSING_EVENT_ID": 400,
@@ -62,6 +62,20 @@ class ErrorEnvelope(msgspec.Struct):
     error: ErrorDetail
 
 
+class Refusal(Protocol):
+    """What a domain refuses with (waitingroom's QueueError, booking's BookingError): a wire
+    code of the table above, a message for the caller, and when a retry may succeed."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def retry_after_sec(self) -> float | None: ...
+
+
 class ApiError(Exception):
     """Raised anywhere in the edge; the gateway renders it as the envelope."""
 
@@ -82,12 +96,14 @@ class ApiError(Exception):
         self.extra = extra or {}
 
     @classmethod
-    def from_queue_error(cls, error: QueueError) -> ApiError:
+    def from_refusal(cls, refusal: Refusal, *, status: int | None = None) -> ApiError:
+        """The envelope of a domain's refusal (the queue's, booking's); `status` overrides
+        the code's own (a backend's INTERNAL_ERROR is a 502, not a 500)."""
         headers: tuple[tuple[bytes, bytes], ...] = ()
-        if error.retry_after_sec is not None:
-            seconds = max(1, int(-(-error.retry_after_sec // 1)))
+        if refusal.retry_after_sec is not None:
+            seconds = max(1, int(-(-refusal.retry_after_sec // 1)))
             headers = ((b"retry-after", str(seconds).encode()),)
-        return cls(error.code, error.message, headers=headers)
+        return cls(refusal.code, refusal.message, status=status, headers=headers)
 
 
 _encode = msgspec.json.Encoder().encode

@@ -1,7 +1,7 @@
 """Booking endpoints: reservations and payments (README, API table).
 
 The rules (token consumption, ownership, payability, amounts, the reservation → payment flow)
-are `ticketgate.booking.BookingService`'s; this module parses requests, calls it, and maps its
+are `booking.service.BookingService`'s; this module parses requests, calls it, and maps its
 results to JSON and its refusals to the error envelope. The edge's own duties:
 - the caller's identity comes from the JWT and is forwarded as `user_id`;
 - the Idempotency-Key is forwarded, scoped by user, path and key, so two users choosing the
@@ -17,7 +17,6 @@ token another attempt is using right now is 409 RESERVATION_IN_PROGRESS with Ret
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -164,16 +163,6 @@ class WebhookResponse(msgspec.Struct, omit_defaults=True):
 # --------------------------------------------------------------------------- helpers
 
 
-def _api_error(exc: BookingError) -> ApiError:
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    if exc.retry_after_sec is not None:
-        headers = ((b"retry-after", str(max(1, math.ceil(exc.retry_after_sec))).encode()),)
-    # A backend's refusal carries its own status (its INTERNAL_ERROR is a 502, not a 500);
-    # booking's own codes take the envelope's table.
-    status = exc.status if isinstance(exc, BackendError) else None
-    return ApiError(exc.code, exc.message, status=status, headers=headers)
-
-
 def _booking_errors(handler: Handler) -> Handler:
     """Booking and backend refusals leave the handler as the envelope (inside the idempotency
     interceptor, so final refusals are stored and transient ones released like any other
@@ -183,7 +172,9 @@ def _booking_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except BookingError as exc:
-            raise _api_error(exc) from None
+            # A backend's refusal carries its own status; booking's codes take the table's.
+            status = exc.status if isinstance(exc, BackendError) else None
+            raise ApiError.from_refusal(exc, status=status) from None
 
     return run
 

@@ -253,7 +253,7 @@ class Gateway:
             except ApiError as exc:
                 response = self._error(exc, trace_id)
             except QueueError as exc:
-                response = self._error(ApiError.from_queue_error(exc), trace_id)
+                response = self._error(ApiError.from_refusal(exc), trace_id)
             except asyncio.CancelledError:
                 # uvicorn cancels what still runs once SERVER_SHUTDOWN_TIMEOUT_SEC is over (a
                 # body that never finishes, a call that never returns). Its own answer would

@@ -521,7 +521,7 @@ class IdempotencyInterceptor:
         try:
             response = await handler(request)
         except (ApiError, QueueError) as exc:
-            error = exc if isinstance(exc, ApiError) else ApiError.from_queue_error(exc)
+            error = exc if isinstance(exc, ApiError) else ApiError.from_refusal(exc)
             rendered = Response(
                 error.status,
                 error_body(error.code, error.message, request.trace_id, error.extra),
