@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import pytest
+import redis
+
+from tests.conftest import make_redis_store
 from tests.contract.conftest import Stopwatch, join_many, open_door
 from ticketgate.waitingroom.model import EnterOutcome, WaiterState
+from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 
@@ -44,3 +49,80 @@ async def test_refusals_and_leaves_are_not_admissions(store: QueueStore, event_i
     await store.enter(event_id, second.seq, second.joined_ms, "")
     counts = (await store.status(event_id, third.seq)).counts
     assert (counts.last_1m, counts.last_5m, counts.last_15m) == (1, 1, 1)
+
+
+@pytest.mark.queue_settings(admission_window=10, min_wait=open_door(10))
+async def test_an_admission_after_a_status_shows_up_in_the_next_one(
+    store: QueueStore, event_id: str
+) -> None:
+    """A store may keep an event's counts between status calls (the Redis store does, so
+    fans polling one event do not count its admissions again); a new admission must still
+    show up on the very next status, and the covered time keeps growing without one."""
+    first, second, third = await join_many(store, event_id, 3)
+    assert (await store.status(event_id, third.seq)).counts.last_1m == 0
+    assert (await store.enter(event_id, first.seq, first.joined_ms, "")).outcome is (
+        EnterOutcome.GRANTED
+    )
+    after_one = (await store.status(event_id, third.seq)).counts
+    assert (after_one.last_1m, after_one.last_5m, after_one.last_15m) == (1, 1, 1)
+    await asyncio.sleep(0.05)
+    later = (await store.status(event_id, third.seq)).counts
+    assert (later.last_1m, later.last_5m, later.last_15m) == (1, 1, 1)
+    assert later.covered_ms >= after_one.covered_ms + 40
+    assert (await store.enter(event_id, second.seq, second.joined_ms, "")).outcome is (
+        EnterOutcome.GRANTED
+    )
+    assert (await store.status(event_id, third.seq)).counts.last_15m == 2
+
+
+def _counting_calls(client: redis.Redis) -> int:
+    """Commands only counts.lua runs in status (Redis counts the commands a script calls;
+    ZCOUNT is left out: the frontier counts the held earmarks with it on every status)."""
+    stats: dict[str, dict[str, int]] = client.info("commandstats")
+    names = ("cmdstat_zrangebyscore", "cmdstat_zrange")
+    return sum(stats.get(name, {}).get("calls", 0) for name in names)
+
+
+@pytest.mark.queue_settings(admission_window=10, min_wait=open_door(10))
+async def test_redis_counts_an_events_admissions_once_until_they_change(
+    redis_address: str, redis_sync: redis.Redis, queue_settings: QueueSettings, event_id: str
+) -> None:
+    store = make_redis_store(redis_address, queue_settings)
+    await store.start()
+    try:
+        first, second, *fans = await join_many(store, event_id, 6)
+        await store.enter(event_id, first.seq, first.joined_ms, "")
+        before = _counting_calls(redis_sync)
+        assert (await store.status(event_id, fans[0].seq)).counts.last_1m == 1
+        assert _counting_calls(redis_sync) > before, "the first status counts"
+        before = _counting_calls(redis_sync)
+        for fan in fans:
+            assert (await store.status(event_id, fan.seq)).counts.last_1m == 1
+        assert _counting_calls(redis_sync) == before, "the same counts: not counted again"
+        await store.enter(event_id, second.seq, second.joined_ms, "")
+        assert (await store.status(event_id, fans[0].seq)).counts.last_1m == 2
+        assert _counting_calls(redis_sync) > before, "a new admission: counted again"
+    finally:
+        await store.close()
+
+
+async def test_redis_counts_again_when_an_admission_leaves_its_window(
+    redis_address: str, redis_sync: redis.Redis, queue_settings: QueueSettings, event_id: str
+) -> None:
+    """Without a new admission the kept counts go stale only when the oldest admission in a
+    window leaves it: here one granted 59 s ago, which leaves the last minute in 1.5 s."""
+    store = make_redis_store(redis_address, queue_settings)
+    await store.start()
+    try:
+        (fan,) = await join_many(store, event_id, 1)
+        seconds, micros = redis_sync.time()
+        now_ms = seconds * 1000 + micros // 1000
+        redis_sync.zadd(f"tg:{{{event_id}}}:adm", {"999": now_ms - 60_000 + 1_500})
+        counts = (await store.status(event_id, fan.seq)).counts
+        assert (counts.last_1m, counts.last_5m, counts.last_15m) == (1, 1, 1)
+        await asyncio.sleep(1.6)
+        counts = (await store.status(event_id, fan.seq)).counts
+        assert (counts.last_1m, counts.last_5m, counts.last_15m) == (0, 1, 1)
+        assert counts.covered_ms > 60_000
+    finally:
+        await store.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ticketgate.redisio.errors import (
     REDIS_FAILURES,
@@ -49,16 +49,17 @@ log = logging.getLogger("ticketgate.queuestore")
 _LUA = "ticketgate.queuestore.lua"
 # Each script and the shared Lua prepended to it (Lua has no include): "clock" (now_ms(),
 # for every script that reads the time), "frontier" (the bucket, for the scripts that read
-# it), "waiter" (forget(), for every script that removes a waiter).
+# it), "waiter" (forget(), for every script that removes a waiter), "counts" (admissions(), the
+# ETA's admission counts).
 _PRELUDES: dict[str, tuple[str, ...]] = {
     "join": ("clock", "waiter"),
-    "status": ("clock", "frontier", "waiter"),
+    "status": ("clock", "frontier", "waiter", "counts"),
     "enter": ("clock", "frontier", "waiter"),
     "leave": ("waiter",),
     "sweep": ("clock", "frontier", "waiter"),
     "claim_reservation": (),
     "settle_reservation": (),
-    "stats": ("clock", "frontier"),
+    "stats": ("clock", "frontier", "counts"),
     "configure": ("clock",),
 }
 _KEY_CACHE_LIMIT = 4096
@@ -70,8 +71,27 @@ REGISTRY_CAP = 10_000
 _REGISTRY_CHUNK = 500
 
 
+class _Admissions(NamedTuple):
+    """An event's admission counts as status.lua last read them (lua/counts.lua), with what
+    says whether they are still exact: the admissions granted then (`used`: a new admission
+    changes it) and the span of ms in which they hold: from their reading until one of them
+    drops out of its window."""
+
+    used: int
+    read_ms: int
+    exact_until_ms: int
+    last_1m: int
+    last_5m: int
+    last_15m: int
+    oldest_ms: int  # 0: none kept
+
+
+_NO_ADMISSIONS = _Admissions(-1, 0, 0, 0, 0, 0, 0)  # -1 never matches: status.lua counts
+
+
 class _EventKeys:
     __slots__ = (
+        "admissions",
         "admitted",
         "admitted_users",
         "bucket",
@@ -82,6 +102,7 @@ class _EventKeys:
         "prefix",
         "seen",
         "seq",
+        "status_keys",
         "users",
         "wait",
     )
@@ -99,6 +120,19 @@ class _EventKeys:
         self.epoch = self.prefix + "epoch"
         self.cfg = self.prefix + "cfg"  # operator overrides (model.OVERRIDE_FIELDS)
         self.marks = self.prefix + "marks"
+        self.status_keys = (
+            self.wait,
+            self.seen,
+            self.admitted,
+            self.epoch,
+            self.cfg,
+            self.bucket,
+            self.users,
+            self.owners,
+        )
+        # This process's copy of the event's admission counts (the same for every fan who
+        # polls the event): status.lua counts again only when it is no longer exact.
+        self.admissions = _NO_ADMISSIONS
 
     def idempotency(self, user_id: str, key: str) -> str:
         digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()[:32]
@@ -149,8 +183,12 @@ class RedisQueueStore:
             settings.reservation_token_ttl_ms,
             *policy.script_args(),
         )
-        self._refill_per_sec = repr(float(settings.bucket_refill_per_sec))
         self._stats_args = (policy.capacity, repr(policy.refill_per_ms))
+        self._status_args = (
+            settings.admission_window,
+            repr(float(settings.bucket_refill_per_sec)),
+            *self._stats_args,
+        )
 
     @property
     def scripts(self) -> tuple[Script, ...]:
@@ -229,32 +267,41 @@ class RedisQueueStore:
 
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         k = self._event(event_id)
+        known = k.admissions
         reply = await self._call(
             self._status.run(
                 self._redis,
-                (k.wait, k.seen, k.admitted, k.epoch, k.cfg, k.bucket, k.users, k.owners),
+                k.status_keys,
                 seq,
                 self._settings.heartbeat_ttl_ms,
                 "" if joined_ms is None else joined_ms,
-                self._settings.admission_window,
-                self._refill_per_sec,
-                *self._stats_args,
+                *self._status_args,
+                known.used,
+                known.read_ms,
+                known.exact_until_ms,
             )
         )
-        state, position, now, c1, c5, c15, covered, window, refill, paused = reply[:10]
-        capacity, tokens, used, closed, sold_out, held, lapsed = reply[10:]
+        state, position, now, window, refill, capacity, tokens, used, held, lapsed, flags = reply[
+            :11
+        ]
+        if len(reply) > 11:
+            c1, c5, c15, oldest, exact = reply[11:]
+            known = k.admissions = _Admissions(used, now, exact, c1, c5, c15, oldest)
+        oldest_ms = known.oldest_ms
         return StatusResult(
             WaiterState(state),
-            int(position),
-            int(now),
-            AdmissionCounts(c1, c5, c15, covered),
-            admission_window=int(window),
+            position,
+            now,
+            AdmissionCounts(
+                known.last_1m, known.last_5m, known.last_15m, now - oldest_ms if oldest_ms else 0
+            ),
+            admission_window=window,
             refill_per_sec=float(refill),
-            frontier=Frontier(float(tokens), int(used), int(held), int(lapsed)),
-            capacity=int(capacity),
-            paused=paused == 1,
-            closed=closed == 1,
-            sold_out=sold_out == 1,
+            frontier=Frontier(float(tokens), used, held, lapsed),
+            capacity=capacity,
+            paused=flags & 1 == 1,
+            closed=flags & 2 == 2,
+            sold_out=flags & 4 == 4,
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:

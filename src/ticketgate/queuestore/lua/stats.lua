@@ -15,21 +15,14 @@ if waiting > 0 then
     head_ms = tonumber(string.sub(mark, string.find(mark, ':', 1, true) + 1))
   end
 end
-local covered = 0
-local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if oldest[2] then
-  covered = now - tonumber(oldest[2])
-end
+local c1, c5, c15, oldest = admissions(KEYS[2], now)
 local cfg = redis.call(
   'HMGET', KEYS[3], 'window', 'capacity', 'refill', 'paused', 'closed', 'soldout', 'registered')
 local _, _, tokens, used, held, lapsed = frontier(
   KEYS[5], KEYS[1], now, cfg[2], cfg[3], ARGV[1], ARGV[2])
 return {
   waiting, now,
-  redis.call('ZCOUNT', KEYS[2], now - 60000, '+inf'),
-  redis.call('ZCOUNT', KEYS[2], now - 300000, '+inf'),
-  redis.call('ZCOUNT', KEYS[2], now - 900000, '+inf'),
-  covered, head_ms,
+  c1, c5, c15, oldest > 0 and now - oldest or 0, head_ms,
   used, string.format('%.17g', tokens),
   cfg[1] or '', cfg[2] or '', cfg[3] or '', cfg[4] or '', cfg[5] or '', cfg[6] or '',
   cfg[7] or '', held, lapsed,

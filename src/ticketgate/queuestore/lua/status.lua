@@ -1,14 +1,19 @@
--- Status: the waiter's place, a heartbeat refresh, the admission counts for the ETA and the
--- event's serving frontier (read, not written: refilling is path-independent, see enter.lua).
+-- Status: the waiter's place, a heartbeat refresh and the event's serving frontier (read, not
+-- written: refilling is path-independent, see enter.lua), and the admission counts for the
+-- ETA unless the caller's copy of them is still exact (counts.lua): every fan polling one
+-- event would otherwise count the same admissions again.
 -- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH), 6 bucket,
 --       7 users, 8 owners (seq -> user)
 -- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check),
 --       4 the process's admission window, 5 its refill per second (a decimal string),
---       6 its bucket capacity, 7 its refill per ms
--- Returns {state, position, now_ms, admitted 1m, 5m, 15m, covered_ms, window,
--- refill per second (string: Lua numbers would be truncated), paused 0/1, capacity,
--- unused released capacity (string), admissions granted so far, closed 0/1, sold out 0/1,
--- held and lapsed earmarks};
+--       6 its bucket capacity, 7 its refill per ms; the caller's admission counts: 8 the
+--       admissions granted so far when they were read (-1: it has none), 9 the ms they were
+--       read at, 10 the last ms they stay exact at (a clock set back also counts again)
+-- Returns {state, position, now_ms, window, refill per second (string: Lua numbers would be
+-- truncated), capacity, unused released capacity (string), admissions granted so far, held
+-- and lapsed earmarks, event flags (1 paused + 2 closed + 4 sold out)}, followed, when the
+-- caller's counts are not exact now, by admissions() of counts.lua (admitted 1m, 5m, 15m,
+-- oldest admission ms or 0, the last ms they stay exact at);
 -- state 1 waiting, 2 admitted, 3 expired.
 local now = now_ms()
 local seq = ARGV[1]
@@ -30,28 +35,20 @@ elseif current and redis.call('ZSCORE', KEYS[3], seq) then
   state = 2
 end
 
-local covered = 0
-local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-if oldest[2] then
-  covered = now - tonumber(oldest[2])
-end
 local cfg = redis.call(
   'HMGET', KEYS[5], 'window', 'refill', 'paused', 'capacity', 'closed', 'soldout')
 local capacity, _, tokens, used, held, lapsed = frontier(
   KEYS[6], KEYS[1], now, cfg[4], cfg[2], ARGV[6], ARGV[7])
-return {
+local reply = {
   state, position, now,
-  redis.call('ZCOUNT', KEYS[3], now - 60000, '+inf'),
-  redis.call('ZCOUNT', KEYS[3], now - 300000, '+inf'),
-  redis.call('ZCOUNT', KEYS[3], now - 900000, '+inf'),
-  covered,
   tonumber(cfg[1]) or tonumber(ARGV[4]),
   cfg[2] or ARGV[5],
-  cfg[3] == '1' and 1 or 0,
   capacity,
   string.format('%.17g', tokens),
-  used,
-  cfg[5] == '1' and 1 or 0,
-  cfg[6] == '1' and 1 or 0,
-  held, lapsed,
+  used, held, lapsed,
+  (cfg[3] == '1' and 1 or 0) + (cfg[5] == '1' and 2 or 0) + (cfg[6] == '1' and 4 or 0),
 }
+if used ~= tonumber(ARGV[8]) or now < tonumber(ARGV[9]) or now > tonumber(ARGV[10]) then
+  reply[12], reply[13], reply[14], reply[15], reply[16] = admissions(KEYS[3], now)
+end
+return reply
