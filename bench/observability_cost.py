@@ -28,7 +28,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from ticketgate.edge.request import Request
 from ticketgate.observability import tracing
 from ticketgate.observability.logs import JsonAccessLog, LineWriter
-from ticketgate.observability.tracing import RedisTracer, RequestTracer, TracingSettings
+from ticketgate.observability.settings import TracingSettings
+from ticketgate.observability.tracing import RedisTracer, RequestTracer
 
 ROUNDS = 7
 CALLS = 50_000

@@ -51,7 +51,7 @@ from bench.processes import (
 from bench.wrkrun import WrkFailed, WrkResult, missing_tools_line, run_wrk
 from ticketgate.accounts.settings import AccountSettings
 from ticketgate.envparse import ConfigError
-from ticketgate.middleware.ratelimit import RateLimitSettings
+from ticketgate.middleware.settings import RateLimitSettings
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = ("join", "status-small", "status-large", "join-jwt", "ceiling", "ceiling-batched")

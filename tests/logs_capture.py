@@ -12,7 +12,8 @@ from typing import Any
 
 import structlog
 
-from ticketgate.observability.logs import LogSettings, configure_logging
+from ticketgate.observability.logs import configure_logging
+from ticketgate.observability.settings import LogSettings
 
 _TOUCHED = ("uvicorn", "uvicorn.error", "uvicorn.access", "ticketgate", "httpx", "httpcore")
 

@@ -18,7 +18,6 @@ from ticketgate.accounts.service import AccountService
 from ticketgate.backends.booking_clients import BookingClients
 from ticketgate.backends.health import GrpcHealthProbe
 from ticketgate.backends.observer import RpcObserver
-from ticketgate.backends.settings import BackendSettings
 from ticketgate.background import cancel_and_wait
 from ticketgate.config import Settings, load_settings
 from ticketgate.database import Database
@@ -27,22 +26,21 @@ from ticketgate.http.accounts import AccountRoutes
 from ticketgate.http.admin import AdminRoutes
 from ticketgate.http.booking import BookingRoutes
 from ticketgate.http.core import Gateway
-from ticketgate.http.cors import Cors, CorsSettings
+from ticketgate.http.cors import Cors
 from ticketgate.http.docs import SwaggerRoutes
-from ticketgate.http.frontdoor import Frontdoor, FrontdoorSettings
+from ticketgate.http.frontdoor import Frontdoor
 from ticketgate.http.metrics import MetricsRoutes
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.http.system import SystemRoutes
 from ticketgate.middleware.auth import DevBypassAuthenticator
-from ticketgate.middleware.idempotency import IdempotencySettings, build_idempotency
+from ticketgate.middleware.idempotency import build_idempotency
 from ticketgate.middleware.jwks import JwksSource
-from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
-from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
+from ticketgate.middleware.jwt_auth import JwtAuthenticator
+from ticketgate.middleware.ratelimit import RateLimit
 from ticketgate.observability import prometheus
 from ticketgate.observability.logs import (
     ConsoleAccessLog,
     JsonAccessLog,
-    LogSettings,
     access_log,
     configure_logging,
 )
@@ -54,7 +52,6 @@ from ticketgate.observability.tracing import (
     RpcTracer,
     Tracing,
     TracingServerInterceptor,
-    TracingSettings,
     start_tracing,
 )
 from ticketgate.queuestore.memory_store import MemoryQueueStore
@@ -99,11 +96,11 @@ def build_instruments(settings: Settings) -> Instruments:
         requests.append(prometheus.HttpMetrics())
         redis.append(prometheus.RedisMetrics())
         rpc.append(prometheus.BackendMetrics())
-    if (settings.tracing or TracingSettings()).enabled:
+    if settings.tracing.enabled:
         requests.append(RequestTracer())
         redis.append(RedisTracer())
         rpc.append(RpcTracer())
-    access = access_log(settings.log_level, settings.logs or LogSettings())
+    access = access_log(settings.log_level, settings.logs)
     if access is not None:
         requests.append(access)
     return Instruments(
@@ -129,7 +126,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
     metrics_flusher = instruments.metrics_flusher
     if metrics_flusher is not None:
         startup.append(metrics_flusher.start)
-    tracing_settings = settings.tracing or TracingSettings()
+    tracing_settings = settings.tracing
     scrape_sources: list[ScrapeSource] = []
     executor: RedisExecutor | None = (
         build_executor(settings.redis, instruments.redis) if settings.redis.enabled else None
@@ -148,12 +145,11 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
 
     database: Database | None = None
     if settings.accounts_enabled or settings.services is not None:
-        assert settings.database is not None
         database = Database.from_settings(settings.database)
 
-    jwt_settings = settings.jwt or JwtSettings()
+    jwt_settings = settings.jwt
     source: JwksSource | None = None
-    if settings.accounts_enabled and settings.accounts is not None and database is not None:
+    if settings.accounts_enabled and database is not None:
         signer = TokenSigner(database, settings.accounts.signing_key_pem)
         accounts = AccountService(database, signer, settings.accounts)
         startup.append(accounts.start)
@@ -170,7 +166,7 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         jwt_settings, cache, DevBypassAuthenticator(settings.dev_bypass_enabled)
     )
 
-    backends = settings.backends or BackendSettings()
+    backends = settings.backends
     clients = BookingClients(backends, observers=instruments.rpc)
     routes += BookingRoutes(clients.booking_service(room), backends.webhook_secret).routes()
     events = EventAdmin(room)  # operators: /api/v1/admin/events
@@ -195,11 +191,9 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
 
         startup.append(start_services)
 
-    rate_limit = RateLimit(
-        settings.rate_limit or RateLimitSettings(), executor, observer=instruments.guards
-    )
+    rate_limit = RateLimit(settings.rate_limit, executor, observer=instruments.guards)
     idempotency = build_idempotency(
-        settings.idempotency or IdempotencySettings(),
+        settings.idempotency,
         executor,
         rate_limit.keys.client_ip,
         instruments.guards,
@@ -210,11 +204,11 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
 
     routes += SwaggerRoutes().routes()
     routes += Frontdoor(
-        settings.frontdoor or FrontdoorSettings(),
+        settings.frontdoor,
         events,
         accounts_enabled=settings.accounts_enabled,
     ).routes()
-    cors_settings = settings.cors or CorsSettings()
+    cors_settings = settings.cors
     system = SystemRoutes(
         settings.environment,
         settings.redis,
@@ -315,7 +309,7 @@ def app_factory() -> Gateway:
     """Entry for `uvicorn --factory` in worker processes (logging is set up here, per worker:
     uvicorn's spawned workers inherit no handlers)."""
     settings = load_settings()
-    configure_logging(settings.log_level, settings.logs or LogSettings())
+    configure_logging(settings.log_level, settings.logs)
     app = create_app(settings)
     tune_garbage_collector()
     return app

@@ -19,7 +19,7 @@ from ticketgate.admin_cli import register as register_admin_commands
 from ticketgate.cli_output import config_failure, stderr_console
 from ticketgate.config import Settings, load_settings
 from ticketgate.envparse import ConfigError
-from ticketgate.observability.logs import LogSettings, configure_logging
+from ticketgate.observability.logs import configure_logging
 from ticketgate.rehearsal.command import rehearse_command
 from ticketgate.services.cli import services_command
 from ticketgate.topology import check_replicas, single_process_warning
@@ -97,7 +97,7 @@ def serve(
     _banner(settings)
     # The parent's own lines (uvicorn's supervisor) in the workers' format; each worker sets
     # itself up again in app_factory.
-    configure_logging(settings.log_level, settings.logs or LogSettings())
+    configure_logging(settings.log_level, settings.logs)
     warning = single_process_warning(settings)
     if warning is not None:
         logging.getLogger("ticketgate").warning(warning)

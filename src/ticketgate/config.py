@@ -1,5 +1,10 @@
 """Every setting comes from the environment, is validated once at start, and is frozen.
 
+This is the composition root of the settings: each package owns its settings class and reads
+its own variables (`<package>/settings.py`, parsed with `envparse`), and this module, the only
+one that imports them all, gathers them into `Settings` and checks the rules that span
+packages (workers and the embedded store, accounts and JWKS, replicas).
+
 Names follow the reference gateway (GROUP_NAME style) so existing deployment manifests keep
 working. An invalid value stops the process with a one-line reason naming the variable.
 """
@@ -10,27 +15,24 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from ticketgate.envparse import ConfigError, env_bool, env_decimal, env_int, env_text, parse_bool
+from ticketgate.accounts.settings import AccountSettings
+from ticketgate.backends.settings import BackendSettings
+from ticketgate.database import DatabaseSettings
+from ticketgate.envparse import (
+    ConfigError,
+    env_bool,
+    env_decimal,
+    env_environment,
+    env_int,
+    env_text,
+)
+from ticketgate.http.settings import CorsSettings, FrontdoorSettings, ReadinessSettings
+from ticketgate.middleware.settings import IdempotencySettings, JwtSettings, RateLimitSettings
+from ticketgate.observability.settings import LogSettings, TracingSettings
 from ticketgate.redisio.settings import RedisSettings
+from ticketgate.services.settings import ServiceSettings
 from ticketgate.waitingroom.settings import QueueSettings, token_secret_from_env
-
-if TYPE_CHECKING:
-    from ticketgate.accounts.settings import AccountSettings
-    from ticketgate.backends.settings import BackendSettings
-    from ticketgate.database import DatabaseSettings
-    from ticketgate.http.cors import CorsSettings
-    from ticketgate.http.frontdoor import FrontdoorSettings
-    from ticketgate.http.system import ReadinessSettings
-    from ticketgate.middleware.idempotency import IdempotencySettings
-    from ticketgate.middleware.jwt_auth import JwtSettings
-    from ticketgate.middleware.ratelimit import RateLimitSettings
-    from ticketgate.observability.logs import LogSettings
-    from ticketgate.observability.tracing import TracingSettings
-    from ticketgate.services.server import ServiceSettings
-
-ENVIRONMENTS = ("development", "staging", "production")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +51,22 @@ class Settings:
     token_secret_generated: bool = False
     metrics_enabled: bool = True  # OBSERVABILITY_METRICS_ENABLED: /metrics and its recorders
     replicas_expected: int = 1  # SERVER_REPLICAS_EXPECTED: >1 refuses single-process parts
-    # Settings owned by the edge modules; loaded by load_settings (they import this module).
-    jwt: JwtSettings | None = None
-    accounts: AccountSettings | None = None
-    accounts_enabled: bool = False
-    database: DatabaseSettings | None = None
-    rate_limit: RateLimitSettings | None = None
-    idempotency: IdempotencySettings | None = None
-    backends: BackendSettings | None = None
-    services: ServiceSettings | None = None  # the in-process services of embedded mode
-    readiness: ReadinessSettings | None = None  # READINESS_REQUIRED (http/system.py)
-    tracing: TracingSettings | None = None  # OBSERVABILITY_TRACING_*, OTEL_* (tracing.py)
-    logs: LogSettings | None = None  # LOG_FORMAT, LOG_ACCESS (observability/logs.py)
-    cors: CorsSettings | None = None  # CORS_ALLOWED_ORIGINS (http/cors.py)
-    frontdoor: FrontdoorSettings | None = None  # FRONTDOOR_* (http/frontdoor.py)
+    jwt: JwtSettings = field(default_factory=JwtSettings)  # JWT_* (middleware)
+    accounts: AccountSettings = field(default_factory=AccountSettings)  # AUTH_* (accounts)
+    accounts_enabled: bool = False  # AUTH_ACCOUNTS_ENABLED: the built-in accounts serve
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)  # DATABASE_*
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)  # RATE_LIMIT_*
+    idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
+    backends: BackendSettings = field(default_factory=BackendSettings)  # BACKEND_*, PAYMENT_*
+    # The reference services run in this process only in embedded mode (no BACKEND_*
+    # addresses): None means they run elsewhere, which is a fact of the deployment, not an
+    # unread setting.
+    services: ServiceSettings | None = None
+    readiness: ReadinessSettings = field(default_factory=ReadinessSettings)  # READINESS_*
+    tracing: TracingSettings = field(default_factory=TracingSettings)  # OBSERVABILITY_*, OTEL_*
+    logs: LogSettings = field(default_factory=LogSettings)  # LOG_FORMAT, LOG_ACCESS
+    cors: CorsSettings = field(default_factory=CorsSettings)  # CORS_ALLOWED_ORIGINS
+    frontdoor: FrontdoorSettings = field(default_factory=FrontdoorSettings)  # FRONTDOOR_*
 
     @property
     def is_development(self) -> bool:
@@ -77,11 +81,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the frozen settings from `env` (the process environment by default)."""
     source: Mapping[str, str] = os.environ if env is None else env
 
-    environment = env_text(source, "SERVER_ENVIRONMENT").lower() or "production"
-    if environment not in ENVIRONMENTS:
-        raise ConfigError(
-            f"SERVER_ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}"
-        )
+    environment = env_environment(source)
     is_dev = environment == "development"
 
     log_level = env_text(source, "LOG_LEVEL").lower() or "info"
@@ -99,8 +99,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     token_secret, generated = token_secret_from_env(source, development=is_dev)
     redis = RedisSettings.from_env(source)
     queue = QueueSettings.from_env(source, development=is_dev, token_secret=token_secret)
-    edge = _edge_settings(source)
-    queue = dataclasses.replace(queue, idempotency_ttl_ms=edge["idempotency"].ttl_ms)
+    jwt = JwtSettings.from_env(source)
+    accounts_enabled = _accounts_enabled(source, jwt)
+    backends = BackendSettings.from_env(source)
+    idempotency = IdempotencySettings.from_env(source)
+    queue = dataclasses.replace(queue, idempotency_ttl_ms=idempotency.ttl_ms)
 
     settings = Settings(
         host=env_text(source, "SERVER_HOST") or "127.0.0.1",
@@ -117,7 +120,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_secret_generated=generated,
         metrics_enabled=env_bool(source, "OBSERVABILITY_METRICS_ENABLED", True),
         replicas_expected=env_int(source, "SERVER_REPLICAS_EXPECTED", 1, 1, 100_000),
-        **edge,
+        jwt=jwt,
+        accounts=AccountSettings.from_env(source),
+        accounts_enabled=accounts_enabled,
+        database=DatabaseSettings.from_env(source),
+        rate_limit=RateLimitSettings.from_env(source),
+        idempotency=idempotency,
+        backends=backends,
+        services=_embedded_services(source, backends),
+        readiness=ReadinessSettings.from_env(source),
+        tracing=TracingSettings.from_env(source),
+        cors=CorsSettings.from_env(source),
+        frontdoor=FrontdoorSettings.from_env(source),
+        logs=LogSettings.from_env(source, development=is_dev),
     )
     check_workers(settings)
     from ticketgate.topology import check_replicas  # it imports Settings from here
@@ -126,69 +141,34 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def _edge_settings(source: Mapping[str, str]) -> dict[str, Any]:
-    """Settings of auth, accounts, rate limiting and idempotency, each validated by its owner.
+def _embedded_services(
+    source: Mapping[str, str], backends: BackendSettings
+) -> ServiceSettings | None:
+    """The in-process services' settings in embedded mode, else None.
 
-    Imported here, not at the top: those modules import `ConfigError` from this one.
+    They sign webhooks with the gateway's secret and listen on free loopback ports that the
+    gateway's clients are then aimed at.
     """
-    from ticketgate.accounts.settings import AccountSettings
-    from ticketgate.backends.settings import BackendSettings
-    from ticketgate.database import DatabaseSettings
-    from ticketgate.http.cors import CorsSettings
-    from ticketgate.http.frontdoor import FrontdoorSettings
-    from ticketgate.http.system import ReadinessSettings
-    from ticketgate.middleware.idempotency import IdempotencySettings
-    from ticketgate.middleware.jwt_auth import JwtSettings
-    from ticketgate.middleware.ratelimit import RateLimitSettings
-    from ticketgate.observability.logs import LogSettings
-    from ticketgate.observability.tracing import TracingSettings
-    from ticketgate.services.server import ServiceSettings
-
-    jwt = JwtSettings.from_env(source)
-    backends = BackendSettings.from_env(source)
-    services = None
-    if backends.embedded:
-        # The services run inside the gateway: they sign webhooks with the gateway's secret
-        # and listen on free loopback ports that the gateway's clients are then aimed at.
-        services = ServiceSettings.from_env(
-            {
-                **source,
-                **{
-                    f"SERVICES_{name}_ADDRESS": "127.0.0.1:0"
-                    for name in ("INVENTORY", "RESERVATION", "PAYMENT")
-                },
-            },
-            webhook_secret=backends.webhook_secret.encode(),
-        )
-    raw_accounts = source.get("AUTH_ACCOUNTS_ENABLED", "").strip()
-    accounts_enabled = (
-        not jwt.jwks_endpoint
-        if raw_accounts == ""
-        else parse_bool("AUTH_ACCOUNTS_ENABLED", raw_accounts)
+    if not backends.embedded:
+        return None
+    loopback = {
+        f"SERVICES_{name}_ADDRESS": "127.0.0.1:0"
+        for name in ("INVENTORY", "RESERVATION", "PAYMENT")
+    }
+    return ServiceSettings.from_env(
+        {**source, **loopback}, webhook_secret=backends.webhook_secret.encode()
     )
-    if accounts_enabled and jwt.jwks_endpoint:
+
+
+def _accounts_enabled(source: Mapping[str, str], jwt: JwtSettings) -> bool:
+    """AUTH_ACCOUNTS_ENABLED; by default the built-in accounts serve unless a JWKS does."""
+    enabled = env_bool(source, "AUTH_ACCOUNTS_ENABLED", not jwt.jwks_endpoint)
+    if enabled and jwt.jwks_endpoint:
         raise ConfigError(
             "AUTH_ACCOUNTS_ENABLED=true and JWT_JWKS_ENDPOINT cannot be combined yet: "
             "tokens are validated against one key set"
         )
-    return {
-        "jwt": jwt,
-        "accounts": AccountSettings.from_env(source),
-        "accounts_enabled": accounts_enabled,
-        "database": DatabaseSettings.from_env(source),
-        "rate_limit": RateLimitSettings.from_env(source),
-        "idempotency": IdempotencySettings.from_env(source),
-        "backends": backends,
-        "services": services,
-        "readiness": ReadinessSettings.from_env(source),
-        "tracing": TracingSettings.from_env(source),
-        "cors": CorsSettings.from_env(source),
-        "frontdoor": FrontdoorSettings.from_env(source),
-        "logs": LogSettings.from_env(
-            source,
-            development=source.get("SERVER_ENVIRONMENT", "").strip().lower() == "development",
-        ),
-    }
+    return enabled
 
 
 def check_workers(settings: Settings) -> None:

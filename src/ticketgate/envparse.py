@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from ticketgate.digits import ascii_decimal, ascii_int
 
 MIN_SECRET_LENGTH = 32
+ENVIRONMENTS = ("development", "staging", "production")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _DURATION_PART = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|m|h)"
@@ -34,20 +35,36 @@ def env_text(env: Mapping[str, str], name: str) -> str:
     return env.get(name, "").strip()
 
 
-def parse_int(name: str, raw: str, low: int, high: int) -> int:
+def env_environment(env: Mapping[str, str]) -> str:
+    """SERVER_ENVIRONMENT, lower-cased; production when unset. Several packages' defaults
+    depend on it (development generates secrets and embeds the services), so each reads it
+    the same way."""
+    environment = env_text(env, "SERVER_ENVIRONMENT").lower() or "production"
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(
+            f"SERVER_ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}"
+        )
+    return environment
+
+
+def parse_int(name: str, raw: str, low: int | None = None, high: int | None = None) -> int:
     """An integer in [low, high], optionally negative (`-1` is refused by its range, not its
-    spelling)."""
+    spelling); without bounds, any integer (the settings class then checks its invariants)."""
     text = raw.strip()
     digits = ascii_int(text.removeprefix("-"))
     if digits is None:
         raise ConfigError(f"{name} must be an integer, got {raw!r}")
     value = -digits if text.startswith("-") else digits
+    if low is None or high is None:
+        return value
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
 
 
-def env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def env_int(
+    env: Mapping[str, str], name: str, default: int, low: int | None = None, high: int | None = None
+) -> int:
     """An integer setting in [low, high]; `default` when unset or empty."""
     raw = env_text(env, name)
     return default if raw == "" else parse_int(name, raw, low, high)

@@ -39,19 +39,10 @@ def single_process_components(settings: Settings) -> list[str]:
             "in-process reference services (own inventory and payments; set BACKEND_*_GRPC_ADDRESS)"
         )
     database = settings.database
-    sqlite = (
-        uses_database(settings) and database is not None and database.url.startswith(SQLITE_PREFIX)
-    )
-    if sqlite:
-        assert database is not None
+    if uses_database(settings) and database.url.startswith(SQLITE_PREFIX):
         path = database.url.partition(":///")[2]
         found.append(f"SQLite database {path} (set DATABASE_URL=postgresql://...)")
-        accounts = settings.accounts
-        if (
-            settings.accounts_enabled
-            and accounts is not None
-            and accounts.signing_key_source == "database"
-        ):
+        if settings.accounts_enabled and settings.accounts.signing_key_source == "database":
             found.append(
                 "token signing key generated into that SQLite file "
                 "(set AUTH_SIGNING_KEY_FILE, or share the database)"
@@ -59,9 +50,9 @@ def single_process_components(settings: Settings) -> list[str]:
     if settings.token_secret_generated:
         found.append("generated QUEUE_TOKEN_SECRET (set it)")
     backends = settings.backends
-    if backends is not None and backends.webhook_secret_generated:
+    if backends.webhook_secret_generated:
         found.append("generated PAYMENT_WEBHOOK_SECRET (set it)")
-    if backends is not None and settings.services is None and not backends.webhook_url_set:
+    if settings.services is None and not backends.webhook_url_set:
         found.append(
             f"PAYMENT_WEBHOOK_URL defaulting to {backends.webhook_url}: the payment service "
             "would post outcomes to its own host (set it to the gateways' load-balanced URL)"

@@ -25,7 +25,8 @@ from ticketgate.http.booking import BookingRoutes
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.middleware.auth import DevBypassAuthenticator
-from ticketgate.middleware.idempotency import IdempotencySettings, build_idempotency
+from ticketgate.middleware.idempotency import build_idempotency
+from ticketgate.middleware.settings import IdempotencySettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import build_executor

@@ -19,7 +19,7 @@ import yaml
 from tests.deploy.tools import DEPLOY, ROOT
 from ticketgate.config import load_settings
 from ticketgate.database import DatabaseSettings
-from ticketgate.services.server import ServiceSettings
+from ticketgate.services.settings import ServiceSettings
 from ticketgate.topology import check_replicas, single_process_components
 
 COMPOSE = DEPLOY / "compose.yaml"
@@ -113,7 +113,6 @@ def test_gateway_environment_is_a_valid_production_configuration(
     settings = load_settings(env)
     assert not settings.is_development
     assert settings.redis.enabled
-    assert settings.database is not None
     assert settings.database.url.startswith("postgresql")
     # Nothing of it lives in one process only, so the fleet start-up check lets it through.
     assert single_process_components(settings) == []

@@ -15,7 +15,7 @@ import yaml
 
 from tests.deploy.tools import DEPLOY, ROOT, run_tool
 from ticketgate.config import load_settings
-from ticketgate.services.server import ServiceSettings
+from ticketgate.services.settings import ServiceSettings
 from ticketgate.topology import check_replicas, single_process_components
 
 K8S = DEPLOY / "k8s"
@@ -242,7 +242,6 @@ def test_container_environments_pass_settings_validation(
     assert settings.queue.auto_create_events is (name == "dev")
     assert not settings.is_development
     assert settings.redis.enabled
-    assert settings.database is not None
     assert settings.database.url.startswith("postgresql")
     # Nothing of it lives in one process only, so the fleet start-up check lets it through.
     assert single_process_components(settings) == []

@@ -120,5 +120,4 @@ def test_the_auth_budget_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="RATE_LIMIT_AUTH_BURST"):
         load_settings(dev_env(RATE_LIMIT_AUTH_BURST="x"))
     settings = load_settings(dev_env())
-    assert settings.rate_limit is not None
     assert (settings.rate_limit.auth_rps, settings.rate_limit.auth_burst) == (0.5, 10)

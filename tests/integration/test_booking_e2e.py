@@ -34,7 +34,8 @@ from tests.integration.conftest import assert_envelope
 from ticketgate.backends.settings import BackendSettings
 from ticketgate.database import SQLITE_DRIVER, Database, DatabaseSettings
 from ticketgate.services.inventory import seat_map
-from ticketgate.services.server import RunningServices, ServiceSettings, run_services
+from ticketgate.services.server import RunningServices, run_services
+from ticketgate.services.settings import ServiceSettings
 
 # 20 rows x 10 seats: one seat for each of the 200 concurrent users.
 SEATS = seat_map({chr(ord("A") + i): ("R", 100_000) for i in range(20)}, 10)

@@ -13,7 +13,8 @@ from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import AuthPolicy, Handler, Idempotency, Route
 from ticketgate.http.core import Gateway, compile_template
 from ticketgate.middleware.auth import DevBypassAuthenticator
-from ticketgate.middleware.idempotency import IdempotencySettings, build_idempotency
+from ticketgate.middleware.idempotency import build_idempotency
+from ticketgate.middleware.settings import IdempotencySettings
 
 
 async def echo(request: Request) -> Response:

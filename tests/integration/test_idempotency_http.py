@@ -28,12 +28,12 @@ from ticketgate.http.core import Gateway
 from ticketgate.middleware.auth import DevBypassAuthenticator
 from ticketgate.middleware.idempotency import (
     IdempotencyInterceptor,
-    IdempotencySettings,
     IdempotencyStore,
     MemoryIdempotencyStore,
     RedisIdempotencyStore,
     idempotency_key_of,
 )
+from ticketgate.middleware.settings import IdempotencySettings
 from ticketgate.observability import prometheus
 from ticketgate.redisio.executor import build_executor
 from ticketgate.redisio.settings import RedisSettings

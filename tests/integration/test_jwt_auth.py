@@ -30,7 +30,8 @@ from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.middleware.auth import DEV_SUPER_TOKEN, DEV_SUPER_USER, DevBypassAuthenticator
 from ticketgate.middleware.jwks import HttpJwksSource, JwksCache
-from ticketgate.middleware.jwt_auth import JwtAuthenticator, JwtSettings
+from ticketgate.middleware.jwt_auth import JwtAuthenticator
+from ticketgate.middleware.settings import JwtSettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.service import WaitingRoom
 from ticketgate.waitingroom.settings import QueueSettings

@@ -14,7 +14,8 @@ import pytest
 
 from tests.cluster.test_cluster_store import cluster  # noqa: F401  (the module's fixture)
 from tests.redis_server import RedisServer
-from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
+from ticketgate.middleware.ratelimit import RateLimit
+from ticketgate.middleware.settings import RateLimitSettings
 from ticketgate.redisio.executor import ClusterExecutor, RedisExecutor, build_executor
 from ticketgate.redisio.settings import RedisSettings
 

@@ -27,7 +27,8 @@ from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import Route
 from ticketgate.http.core import Gateway
 from ticketgate.middleware.auth import DevBypassAuthenticator
-from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
+from ticketgate.middleware.ratelimit import RateLimit
+from ticketgate.middleware.settings import RateLimitSettings
 from ticketgate.redisio.executor import build_executor
 from ticketgate.redisio.settings import RedisSettings
 

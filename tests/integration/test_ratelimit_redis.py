@@ -18,8 +18,9 @@ from redis.crc import key_slot
 from tests.redis_server import free_port
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import Route
-from ticketgate.middleware.ratelimit import RateLimit, RateLimitSettings
+from ticketgate.middleware.ratelimit import RateLimit
 from ticketgate.middleware.ratelimit_sync import CHUNK, ClusterSync, redis_key
+from ticketgate.middleware.settings import RateLimitSettings
 from ticketgate.redisio.executor import RedisExecutor, build_executor
 from ticketgate.redisio.settings import RedisSettings
 

@@ -24,8 +24,10 @@ from ticketgate.app import create_app
 from ticketgate.config import load_settings
 from ticketgate.database import SQLITE_DRIVER, Database, DatabaseSettings
 from ticketgate.envparse import ConfigError
-from ticketgate.http.system import PROBE_CACHE_SEC, READY_TIMEOUT_SEC, ReadinessSettings
-from ticketgate.services.server import ServiceSettings, run_services
+from ticketgate.http.settings import ReadinessSettings
+from ticketgate.http.system import PROBE_CACHE_SEC, READY_TIMEOUT_SEC
+from ticketgate.services.server import run_services
+from ticketgate.services.settings import ServiceSettings
 
 WEBHOOK_SECRET = "readiness-webhook-secret-readiness-webhook"
 

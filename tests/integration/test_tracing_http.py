@@ -23,7 +23,8 @@ from tests.integration.conftest import JOIN, as_user, assert_envelope, dev_env
 from ticketgate.app import build_instruments, create_app
 from ticketgate.config import load_settings
 from ticketgate.observability import tracing
-from ticketgate.observability.tracing import RedisTracer, RequestTracer, TracingSettings
+from ticketgate.observability.settings import TracingSettings
+from ticketgate.observability.tracing import RedisTracer, RequestTracer
 from ticketgate.services.inventory import DEMO_EVENT_ID
 
 RESERVE_ROUTE = f"POST {RESERVATIONS}"
@@ -36,7 +37,6 @@ async def traced_gateway(
     settings = load_settings(
         dev_env(OBSERVABILITY_TRACING_ENABLED="true", OBSERVABILITY_SAMPLE_RATE=sample_rate, **env)
     )
-    assert settings.tracing is not None
     settings = dataclasses.replace(
         settings, tracing=dataclasses.replace(settings.tracing, exporter=exporter)
     )

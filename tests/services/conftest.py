@@ -23,7 +23,8 @@ from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2, payment_pb2_grpc
 from ticketgate.proto.reservation.v1 import reservation_pb2, reservation_pb2_grpc
 from ticketgate.services.inventory import seat_map
-from ticketgate.services.server import RunningServices, ServiceSettings, run_services
+from ticketgate.services.server import RunningServices, run_services
+from ticketgate.services.settings import ServiceSettings
 
 WEBHOOK_SECRET = b"test-webhook-secret-test-webhook-secret!"
 # Rows A-J x 10: the 100-seat events of the oversell tests.

@@ -17,7 +17,7 @@ from tests.services.conftest import Booking, Clock, booking, error_code, fast_se
 from tests.unit.test_accounts_database import DatabaseFactory
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.reservation.v1 import reservation_pb2
-from ticketgate.services.server import ServiceSettings
+from ticketgate.services.settings import ServiceSettings
 
 QUOTA = common_pb2.ERROR_CODE_QUOTA_EXCEEDED
 CAP = 4  # the default of BOOKING_MAX_SEATS_PER_USER

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ticketgate.envparse import ConfigError
-from ticketgate.services.server import ServiceSettings, dial_address, split_address
+from ticketgate.services.server import dial_address
+from ticketgate.services.settings import ServiceSettings, split_address
 
 SECRET = "s" * 32
 

@@ -11,7 +11,7 @@ import pytest
 from ticketgate import webhooks
 from ticketgate.config import load_settings
 from ticketgate.envparse import ConfigError
-from ticketgate.services.server import split_address
+from ticketgate.services.settings import split_address
 
 
 @pytest.mark.parametrize("port", ["²", "٣٠٠٠", "+80", "8_000"])

@@ -18,7 +18,6 @@ from ticketgate.middleware.idempotency import (
     Claim,
     ClaimState,
     IdempotencyInterceptor,
-    IdempotencySettings,
     MemoryIdempotencyStore,
     decode_response,
     encode_response,
@@ -26,6 +25,7 @@ from ticketgate.middleware.idempotency import (
     is_stored,
     scoped_idempotency_key,
 )
+from ticketgate.middleware.settings import IdempotencySettings
 
 
 class Clock:

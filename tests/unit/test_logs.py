@@ -16,13 +16,8 @@ from tests.logs_capture import captured_logs, json_lines
 from ticketgate.config import load_settings
 from ticketgate.edge.request import Request
 from ticketgate.envparse import ConfigError
-from ticketgate.observability.logs import (
-    CHUNK_BYTES,
-    FLUSH_DELAY_SEC,
-    JsonAccessLog,
-    LineWriter,
-    LogSettings,
-)
+from ticketgate.observability.logs import CHUNK_BYTES, FLUSH_DELAY_SEC, JsonAccessLog, LineWriter
+from ticketgate.observability.settings import LogSettings
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 

@@ -21,13 +21,9 @@ from ticketgate.edge.routes import Check, Route
 from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Gateway
 from ticketgate.middleware.auth import DevBypassAuthenticator
-from ticketgate.middleware.ratelimit import (
-    DEFAULT_EXEMPT_PATHS,
-    ClientKeys,
-    RateLimit,
-    RateLimitSettings,
-)
+from ticketgate.middleware.ratelimit import ClientKeys, RateLimit
 from ticketgate.middleware.ratelimit_gcra import LocalLimiter, Push
+from ticketgate.middleware.settings import DEFAULT_EXEMPT_PATHS, RateLimitSettings
 from ticketgate.observability import prometheus
 
 

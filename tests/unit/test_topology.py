@@ -20,7 +20,7 @@ from tests.redis_server import free_port
 from tests.unit.test_accounts_database import shared_key_pem
 from ticketgate.config import load_settings
 from ticketgate.envparse import ConfigError
-from ticketgate.services.server import ServiceSettings
+from ticketgate.services.settings import ServiceSettings
 from ticketgate.topology import single_process_components, single_process_warning
 
 SECRET = "q" * 32

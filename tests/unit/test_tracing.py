@@ -14,12 +14,12 @@ from opentelemetry.trace import NonRecordingSpan
 
 from ticketgate.edge.request import Request
 from ticketgate.envparse import ConfigError
+from ticketgate.observability.settings import TracingSettings
 from ticketgate.observability.spans import SpanRecord
 from ticketgate.observability.tracing import (
     RedisTracer,
     RequestTracer,
     Tracing,
-    TracingSettings,
     build_resource,
     client_span,
     current_trace_id,

@@ -12,7 +12,6 @@ milliseconds.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -20,10 +19,16 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ticketgate.digits import ascii_int
-from ticketgate.envparse import MIN_SECRET_LENGTH, ConfigError, env_bool, env_int
+from ticketgate.envparse import (
+    ConfigError,
+    check_secret,
+    env_bool,
+    env_decimal,
+    env_int,
+    parse_duration_sec,
+)
 
 WEBHOOK_PATH = "/api/v1/payment/webhook"
-_DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s)?")
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
 MAX_TIMEOUT_MS = 60_000
 _Get = Callable[[str], str]
@@ -80,10 +85,8 @@ class BackendSettings:
             # Embedded: the in-process simulator is handed the same generated secret.
             secret = secrets.token_urlsafe(32)
             generated = True
-        elif len(secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(
-                f"PAYMENT_WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters"
-            )
+        else:
+            check_secret("PAYMENT_WEBHOOK_SECRET", secret)
         port_text = get("SERVER_PORT") or "8000"
         port = ascii_int(port_text)
         if port is None or not 1 <= port <= 65_535:
@@ -124,7 +127,9 @@ class BackendSettings:
             breaker_failures=env_int(
                 env, "BACKEND_BREAKER_FAILURES", defaults.breaker_failures, 1, 10_000
             ),
-            breaker_reset_sec=_reset_sec(get, defaults.breaker_reset_sec),
+            breaker_reset_sec=env_decimal(
+                env, "BACKEND_BREAKER_RESET_SEC", defaults.breaker_reset_sec, 0.01, 3600
+            ),
             webhook_secret=secret,
             webhook_secret_generated=generated,
             webhook_url=webhook_url,
@@ -134,14 +139,11 @@ class BackendSettings:
 
 def parse_duration_ms(name: str, raw: str) -> int:
     """`600ms`, `0.6s` or `600` (milliseconds) -> 600; between 1 ms and 60 s."""
-    match = _DURATION.fullmatch(raw.strip().lower())
-    if match is None:
-        raise ConfigError(f"{name} must be a duration like '600ms', '0.6s' or '600', got {raw!r}")
-    value = float(match.group("number"))
-    ms = value * 1000 if match.group("unit") == "s" else value
-    if not 1 <= ms <= MAX_TIMEOUT_MS:
-        raise ConfigError(f"{name} must be between 1ms and {MAX_TIMEOUT_MS // 1000}s, got {raw!r}")
-    return round(ms)
+    example = "a duration like '600ms', '0.6s' or '600',"
+    seconds = parse_duration_sec(
+        name, raw, 0.001, MAX_TIMEOUT_MS / 1000, bare_unit="ms", example=example
+    )
+    return round(seconds * 1000)
 
 
 def _duration_ms(get: _Get, name: str, default: int) -> int:
@@ -158,16 +160,3 @@ def _address(get: _Get, name: str) -> str:
     if match is None or not 1 <= int(match.group("port")) <= 65_535:
         raise ConfigError(f"{name} must be host:port, got {raw!r}")
     return raw
-
-
-def _reset_sec(get: _Get, default: float) -> float:
-    raw = get("BACKEND_BREAKER_RESET_SEC")
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"BACKEND_BREAKER_RESET_SEC must be a number, got {raw!r}") from None
-    if math.isnan(value) or not 0.01 <= value <= 3600:
-        raise ConfigError(f"BACKEND_BREAKER_RESET_SEC must be between 0.01 and 3600, got {raw}")
-    return value

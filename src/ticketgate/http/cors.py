@@ -14,13 +14,9 @@ adds `headers` to every other answer, errors included, so a page can read why it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from urllib.parse import urlsplit
-
 from ticketgate.edge.errors import ApiError
 from ticketgate.edge.request import Request, Response
-from ticketgate.envparse import ConfigError
+from ticketgate.http.settings import CorsSettings
 
 ALLOW_METHODS = b"GET, POST, PATCH, DELETE, OPTIONS"
 ALLOW_HEADERS = b"Authorization, Content-Type, Idempotency-Key, X-Request-ID, traceparent"
@@ -32,60 +28,6 @@ MAX_AGE = b"600"  # browsers cache a preflight this many seconds (Chromium caps 
 
 Headers = tuple[tuple[bytes, bytes], ...]
 _VARY: Headers = ((b"vary", b"Origin"),)
-
-
-def parse_origins(name: str, raw: str) -> frozenset[str]:
-    """Comma-separated exact origins (`scheme://host[:port]`, no path); one bad entry stops
-    the process naming it, so a typo never silently opens or closes the door."""
-    origins: set[str] = set()
-    for part in raw.split(","):
-        text = part.strip()
-        if not text:
-            continue
-        if text == "*":
-            raise ConfigError(f"{name} takes exact origins, not '*'")
-        origins.add(normalise_origin(name, text))
-    return frozenset(origins)
-
-
-def normalise_origin(name: str, text: str) -> str:
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not an origin") from None
-    if (
-        parts.scheme not in {"http", "https"}
-        or not parts.hostname
-        or parts.path not in {"", "/"}
-        or parts.query
-        or parts.fragment
-        or parts.username is not None
-    ):
-        raise ConfigError(
-            f"{name}: {text!r} is not an origin (scheme://host[:port], no path), "
-            "e.g. https://tickets.example"
-        )
-    return origin_of(parts.scheme, parts.hostname, port)
-
-
-def origin_of(scheme: str, host: str, port: int | None) -> str:
-    """The serialised origin as browsers send it: lower-case, default port left out."""
-    scheme = scheme.lower()
-    host = host.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
-
-
-@dataclass(frozen=True, slots=True)
-class CorsSettings:
-    allowed_origins: frozenset[str] = frozenset()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> CorsSettings:
-        return cls(parse_origins("CORS_ALLOWED_ORIGINS", env.get("CORS_ALLOWED_ORIGINS", "")))
 
 
 class Cors:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -36,9 +34,9 @@ import msgspec
 from ticketgate.edge.errors import ApiError
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import AuthPolicy, Route
-from ticketgate.http.cors import origin_of, parse_origins
 from ticketgate.http.docs import HtmlPage, StaticAsset
 from ticketgate.http.schemas import EventIdParam
+from ticketgate.http.settings import FrontdoorSettings, origin_of
 from ticketgate.http.static import Asset, make_asset, serve_asset
 from ticketgate.waitingroom.events import EventAdmin
 from ticketgate.waitingroom.model import EventState
@@ -63,16 +61,6 @@ LANDING_EVENTS = 20
 _VALUE = re.compile(r"\{\{([a-z_]+)\}\}")
 _PLACEHOLDER = re.compile(r"\{\{(t|asset):([A-Za-z0-9_.-]+)\}\}")
 _SECURITY = ((b"referrer-policy", b"no-referrer"),)
-
-
-@dataclass(frozen=True, slots=True)
-class FrontdoorSettings:
-    return_origins: frozenset[str] = frozenset()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> FrontdoorSettings:
-        raw = env.get("FRONTDOOR_RETURN_ORIGINS", "")
-        return cls(parse_origins("FRONTDOOR_RETURN_ORIGINS", raw))
 
 
 def negotiate(explicit: str, accept_language: str) -> str:

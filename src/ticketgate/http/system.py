@@ -17,14 +17,12 @@ import logging
 import platform
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ticketgate import __version__
 from ticketgate.edge.errors import ErrorDetail
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import AuthPolicy, Route
-from ticketgate.envparse import ConfigError
 from ticketgate.http.openapi import build_openapi
 from ticketgate.http.schemas import (
     DependencyState,
@@ -33,6 +31,7 @@ from ticketgate.http.schemas import (
     ReadyResponse,
     VersionResponse,
 )
+from ticketgate.http.settings import DEPENDENCIES, ReadinessSettings
 from ticketgate.redisio.settings import RedisSettings
 from ticketgate.waitingroom.store import QueueStore
 
@@ -40,36 +39,12 @@ log = logging.getLogger("ticketgate.readiness")
 
 READY_TIMEOUT_SEC = 0.5
 PROBE_CACHE_SEC = 1.0
-DEPENDENCIES = ("redis", "reservation", "payment")
 CONNECTED: DependencyState = "connected"
 UNAVAILABLE: DependencyState = "unavailable"
 NOT_CONFIGURED: DependencyState = "not_configured"
 
 # `await probe(within_sec)` -> "connected" or "unavailable" (backends/health.GrpcHealthProbe).
 Probe = Callable[[float], Awaitable[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class ReadinessSettings:
-    required: frozenset[str] = field(default_factory=lambda: frozenset(DEPENDENCIES))
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ReadinessSettings:
-        """READINESS_REQUIRED: comma-separated names out of redis, reservation, payment, or
-        `none`; unset or empty means all three."""
-        raw = env.get("READINESS_REQUIRED", "").strip().lower()
-        if not raw:
-            return cls()
-        if raw == "none":
-            return cls(frozenset())
-        names = {name.strip() for name in raw.split(",") if name.strip()}
-        unknown = sorted(names - set(DEPENDENCIES))
-        if unknown or not names:
-            raise ConfigError(
-                "READINESS_REQUIRED must list redis, reservation and/or payment "
-                f"(comma-separated) or be 'none', got {raw!r}"
-            )
-        return cls(frozenset(names))
 
 
 class CachedProbe:
@@ -116,16 +91,16 @@ class SystemRoutes:
         environment: str,
         redis: RedisSettings,
         store: QueueStore,
-        backends: Mapping[str, Probe] | None = None,
-        readiness: ReadinessSettings | None = None,
+        backends: Mapping[str, Probe],
+        readiness: ReadinessSettings,
     ) -> None:
         """`backends` maps "reservation" and "payment" to their probes; one without a probe
         is reported as not configured."""
         self.environment = environment
         self.redis = redis
         self.store = store
-        self._backends = {name: CachedProbe(probe) for name, probe in (backends or {}).items()}
-        self._required = (readiness or ReadinessSettings()).required
+        self._backends = {name: CachedProbe(probe) for name, probe in backends.items()}
+        self._required = readiness.required
         self._openapi: bytes | None = None
         self._routes: list[Route] = []
 

@@ -34,7 +34,7 @@ import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,8 +43,8 @@ import msgspec
 from ticketgate.edge.errors import ApiError, error_body
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import Handler, Idempotency, Route
-from ticketgate.envparse import ConfigError
 from ticketgate.middleware.observer import IdempotencyObserver
+from ticketgate.middleware.settings import IdempotencySettings
 from ticketgate.redisio.errors import REDIS_FAILURES, note_unavailable, unavailable_reason
 from ticketgate.redisio.executor import RedisExecutor
 from ticketgate.redisio.scripts import Script
@@ -78,71 +78,6 @@ _UNSTORED_HEADERS = frozenset(
         b"x-idempotency-cached",
     }
 )
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencySettings:
-    """IDEMPOTENCY_TTL_SEC (retention of answers), IDEMPOTENCY_LEASE_SEC (how long an
-    in-flight claim survives a crashed worker), IDEMPOTENCY_MEMORY_MAX_ENTRIES (bound of the
-    embedded store)."""
-
-    ttl_sec: float = 86_400.0
-    lease_sec: float = 30.0
-    memory_max_entries: int = 100_000
-
-    def __post_init__(self) -> None:
-        if not 0.05 <= self.lease_sec <= 3_600:
-            raise ConfigError(f"IDEMPOTENCY_LEASE_SEC must be 0.05-3600, got {self.lease_sec}")
-        if not 0.1 <= self.ttl_sec <= 2_592_000:
-            raise ConfigError(f"IDEMPOTENCY_TTL_SEC must be 0.1-2592000, got {self.ttl_sec}")
-        if self.lease_sec > self.ttl_sec:
-            raise ConfigError("IDEMPOTENCY_LEASE_SEC must not exceed IDEMPOTENCY_TTL_SEC")
-        if not 1 <= self.memory_max_entries <= 100_000_000:
-            raise ConfigError(
-                f"IDEMPOTENCY_MEMORY_MAX_ENTRIES must be 1-100000000, got {self.memory_max_entries}"
-            )
-
-    @property
-    def ttl_ms(self) -> int:
-        return max(1, round(self.ttl_sec * 1000))
-
-    @property
-    def lease_ms(self) -> int:
-        return max(1, round(self.lease_sec * 1000))
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> IdempotencySettings:
-        """Read the IDEMPOTENCY_* variables; a malformed one raises ConfigError naming it."""
-        defaults = cls()
-        return cls(
-            ttl_sec=_number(env, "IDEMPOTENCY_TTL_SEC", defaults.ttl_sec),
-            lease_sec=_number(env, "IDEMPOTENCY_LEASE_SEC", defaults.lease_sec),
-            memory_max_entries=_integer(
-                env, "IDEMPOTENCY_MEMORY_MAX_ENTRIES", defaults.memory_max_entries
-            ),
-        )
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
 # --------------------------------------------------------------------------- key helpers

@@ -50,7 +50,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -58,145 +58,15 @@ from jwt import PyJWK
 from jwt.algorithms import Algorithm, get_default_algorithms
 
 from ticketgate.edge.auth import AuthError, Principal, bearer_token
-from ticketgate.envparse import MIN_SECRET_LENGTH, ConfigError, env_int
 from ticketgate.middleware.auth import DEV_SUPER_TOKEN, LOAD_TEST_TOKEN, DevBypassAuthenticator
-from ticketgate.middleware.jwks import DEFAULT_ALGORITHMS, HttpJwksSource, JwksCache, JwksSource
-
-ASYMMETRIC_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-_HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 §3.2: key ≥ hash size
-_CANONICAL = {name.upper(): name for name in ASYMMETRIC_ALGORITHMS | HMAC_ALGORITHMS}
+from ticketgate.middleware.jwks import JwksCache
+from ticketgate.middleware.settings import HMAC_ALGORITHMS, JwtSettings
 
 MAX_TOKEN_CHARS = 8192
 SUB_MAX_CHARS = 128  # the waiting room's user-id limit
 MAX_ROLES = 32
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SEC = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-@dataclass(frozen=True, slots=True)
-class JwtSettings:
-    """JWT validation settings (`JWT_*` variables), validated once at start."""
-
-    jwks_endpoint: str = ""
-    issuer: tuple[str, ...] = ()  # empty: `iss` not checked; several: any of them
-    audience: tuple[str, ...] = ()  # empty: `aud` not checked; several: any of them
-    cache_ttl_sec: float = 600.0
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
-    secret: bytes = field(default=b"", repr=False)
-    leeway_sec: float = 30.0
-    kid_cooldown_sec: float = 30.0
-    jwks_timeout_sec: float = 3.0
-    verified_cache_size: int = 65_536  # verified tokens kept; 0 turns the cache off
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> JwtSettings:
-        def get(name: str) -> str:
-            return env.get(name, "").strip()
-
-        endpoint = get("JWT_JWKS_ENDPOINT")
-        if endpoint and not endpoint.startswith(("http://", "https://")):
-            raise ConfigError(f"JWT_JWKS_ENDPOINT must be an http(s) URL, got {endpoint!r}")
-        secret = get("JWT_SECRET")
-        if secret and len(secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters")
-        algorithms = _algorithms(get("JWT_ALGORITHMS"), bool(secret))
-        for alg in algorithms:
-            need = _HMAC_MIN_BYTES.get(alg, 0)
-            if len(secret.encode()) < need:
-                raise ConfigError(f"JWT_SECRET must be at least {need} bytes for {alg}")
-        issuer = _list(get("JWT_ISSUER"))
-        audience = _list(get("JWT_AUDIENCE"))
-        development = get("SERVER_ENVIRONMENT").lower() == "development"
-        if endpoint and not development and not (issuer and audience):
-            raise ConfigError(
-                "JWT_ISSUER and JWT_AUDIENCE are required with JWT_JWKS_ENDPOINT outside "
-                "development (otherwise tokens the provider minted for other apps are accepted)"
-            )
-        return cls(
-            jwks_endpoint=endpoint,
-            issuer=issuer,
-            audience=audience,
-            cache_ttl_sec=_duration("JWT_CACHE_TTL", get("JWT_CACHE_TTL") or "600", 1, 86_400),
-            algorithms=algorithms,
-            secret=secret.encode(),
-            leeway_sec=_number("JWT_LEEWAY_SEC", get("JWT_LEEWAY_SEC") or "30", 0, 300),
-            kid_cooldown_sec=_number(
-                "JWT_KID_COOLDOWN_SEC", get("JWT_KID_COOLDOWN_SEC") or "30", 0.05, 3600
-            ),
-            jwks_timeout_sec=_number(
-                "JWT_JWKS_TIMEOUT_SEC", get("JWT_JWKS_TIMEOUT_SEC") or "3", 0.05, 60
-            ),
-            verified_cache_size=env_int(env, "JWT_VERIFIED_CACHE_SIZE", 65_536, 0, 1_000_000),
-        )
-
-    def jwks_cache(self, source: JwksSource | None = None) -> JwksCache | None:
-        """The cache over `source`, or over JWT_JWKS_ENDPOINT when none is given (None when
-        neither exists: then only HS* tokens, if a secret is set, can be validated)."""
-        if source is None:
-            if not self.jwks_endpoint:
-                return None
-            source = HttpJwksSource(self.jwks_endpoint, self.jwks_timeout_sec)
-        return JwksCache(
-            source,
-            ttl_sec=self.cache_ttl_sec,
-            kid_cooldown_sec=self.kid_cooldown_sec,
-            algorithms=[alg for alg in self.algorithms if alg in ASYMMETRIC_ALGORITHMS],
-        )
-
-
-def _list(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _algorithms(raw: str, has_secret: bool) -> tuple[str, ...]:
-    names = _list(raw) or DEFAULT_ALGORITHMS
-    chosen: list[str] = []
-    for name in names:
-        if name.lower() == "none":
-            raise ConfigError("JWT_ALGORITHMS must not contain 'none' (unsigned tokens)")
-        canonical = _CANONICAL.get(name.upper())
-        if canonical is None:
-            raise ConfigError(
-                f"JWT_ALGORITHMS: unknown algorithm {name!r} "
-                f"(known: {', '.join(sorted(_CANONICAL.values()))})"
-            )
-        if canonical in HMAC_ALGORITHMS and not has_secret:
-            raise ConfigError(f"JWT_ALGORITHMS lists {canonical}, which needs JWT_SECRET")
-        if canonical not in chosen:
-            chosen.append(canonical)
-    return tuple(chosen)
-
-
-def _number(name: str, raw: str, low: float, high: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds, got {raw!r}")
-    return value
-
-
-def _duration(name: str, raw: str, low: float, high: float) -> float:
-    """Seconds from `600`, `600s`, `10m`, `1h30m` or `1.5m` (Go-style, as the reference used)."""
-    text = raw.strip().lower()
-    try:
-        seconds = float(text)
-    except ValueError:
-        parts = _DURATION_PART.findall(text)
-        if not parts or "".join(number + unit for number, unit in parts) != text:
-            raise ConfigError(
-                f"{name} must be seconds or a duration like 600s, 10m, 1h; got {raw!r}"
-            ) from None
-        seconds = sum(float(number) * _UNIT_SEC[unit] for number, unit in parts)
-    if not low <= seconds <= high:
-        raise ConfigError(f"{name} must be between {low:g}s and {high:g}s, got {raw!r}")
-    return seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,133 +44,27 @@ import ipaddress
 import math
 import socket
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from ticketgate.background import cancel_and_wait
-from ticketgate.digits import ascii_decimal
 from ticketgate.edge.errors import ApiError
 from ticketgate.edge.request import Request
 from ticketgate.edge.routes import Check, Headers, Route
-from ticketgate.envparse import ConfigError, env_bool, env_int
 from ticketgate.middleware.observer import RateLimitObserver
 from ticketgate.middleware.ratelimit_gcra import LocalLimiter
 from ticketgate.middleware.ratelimit_sync import ClusterSync
+from ticketgate.middleware.settings import IPNetwork, RateLimitSettings
 from ticketgate.redisio.executor import RedisExecutor
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-DEFAULT_EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/version", "/openapi.json")
 _MAX_FORWARDED_HOPS = 32
 _HEADER_CACHE_LIMIT = 4096
 _FORWARDED_CACHE_LIMIT = 8192
 _PEER_CACHE_LIMIT = 1024
-HEADER_MODES = ("ietf", "all")
 _UNKNOWN_CLIENT = "unknown"
 _inet_pton = socket.inet_pton
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitSettings:
-    enabled: bool = True
-    rps: float = 20.0
-    burst: int = 40
-    exempt_paths: tuple[str, ...] = DEFAULT_EXEMPT_PATHS
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-    sync_interval_ms: int = 100
-    max_keys: int = 100_000
-    # Which headers an admitted request's answer carries: "ietf" (RateLimit and
-    # RateLimit-Policy, which say all three numbers) or "all" (also the legacy
-    # X-RateLimit-Limit/Remaining/Reset). A refusal (429) always carries all five.
-    headers: str = "ietf"
-    # The lower budget of the routes marked Route.rate_budget="auth" (login, register),
-    # always per client IP: each login costs an argon2 hash (~9 a second saturate a core).
-    auth_rps: float = 0.5
-    auth_burst: int = 10
-
-    @property
-    def window_seconds(self) -> int:
-        """The RateLimit-Policy window: an empty bucket refills `burst` in this many seconds."""
-        return _window(self.rps, self.burst)
-
-    @property
-    def auth_window_seconds(self) -> int:
-        return _window(self.auth_rps, self.auth_burst)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> RateLimitSettings:
-        """Read RATE_LIMIT_*; an unset or empty variable takes the default."""
-
-        def get(name: str) -> str:
-            return env.get(name, "").strip()
-
-        defaults = cls()
-        enabled = env_bool(env, "RATE_LIMIT_ENABLED", defaults.enabled)
-        rps = _rate(env, "RATE_LIMIT_RPS", defaults.rps)
-        burst = env_int(env, "RATE_LIMIT_BURST", defaults.burst, 1, 10_000_000)
-        auth_rps = _rate(env, "RATE_LIMIT_AUTH_RPS", defaults.auth_rps)
-        auth_burst = env_int(env, "RATE_LIMIT_AUTH_BURST", defaults.auth_burst, 1, 10_000_000)
-        interval = env_int(
-            env, "RATE_LIMIT_SYNC_INTERVAL_MS", defaults.sync_interval_ms, 10, 60_000
-        )
-        max_keys = env_int(env, "RATE_LIMIT_MAX_KEYS", defaults.max_keys, 100, 50_000_000)
-        exempt = defaults.exempt_paths
-        if raw := get("RATE_LIMIT_EXEMPT_PATHS"):
-            exempt = tuple(part.strip() for part in raw.split(",") if part.strip())
-            for path in exempt:
-                if not path.startswith("/"):
-                    raise ConfigError(
-                        f"RATE_LIMIT_EXEMPT_PATHS entries must start with '/', got {path!r}"
-                    )
-        proxies: tuple[IPNetwork, ...] = ()
-        if raw := get("RATE_LIMIT_TRUSTED_PROXIES"):
-            parsed: list[IPNetwork] = []
-            for part in raw.split(","):
-                if not part.strip():
-                    continue
-                try:
-                    parsed.append(ipaddress.ip_network(part.strip(), strict=False))
-                except ValueError:
-                    raise ConfigError(
-                        f"RATE_LIMIT_TRUSTED_PROXIES must list IP addresses or CIDRs, "
-                        f"got {part.strip()!r}"
-                    ) from None
-            proxies = tuple(parsed)
-        headers = get("RATE_LIMIT_HEADERS").lower() or defaults.headers
-        if headers not in HEADER_MODES:
-            raise ConfigError(f"RATE_LIMIT_HEADERS must be ietf or all, got {headers!r}")
-        return cls(
-            enabled, rps, burst, exempt, proxies, interval, max_keys, headers, auth_rps, auth_burst
-        )
-
-    def is_exempt(self, path: str) -> bool:
-        """Exact paths, or prefixes written with a trailing `*` (e.g. `/swagger/*`)."""
-        for entry in self.exempt_paths:
-            if entry.endswith("*"):
-                if path.startswith(entry[:-1]):
-                    return True
-            elif path == entry:
-                return True
-        return False
-
-
-def _window(rps: float, burst: int) -> int:
-    """The RateLimit-Policy window: an empty bucket refills `burst` in this many seconds."""
-    return max(1, math.ceil(burst / rps - 1e-9))
-
-
-def _rate(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    rate = ascii_decimal(raw)
-    if rate is None:
-        raise ConfigError(f"{name} must be a number, got {raw!r}")
-    if not 0 < rate <= 1_000_000:
-        raise ConfigError(f"{name} must be > 0 and <= 1000000, got {raw}")
-    return rate
 
 
 @functools.lru_cache(maxsize=8192)

@@ -26,21 +26,19 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 import structlog
 
 from ticketgate.edge.request_id import request_id_from
-from ticketgate.envparse import ConfigError, env_bool
+from ticketgate.observability.settings import LogSettings
 from ticketgate.observability.tracing import current_trace_id
 
 if TYPE_CHECKING:
     from ticketgate.edge.request import Request
 
-FORMATS = ("json", "console")
 ACCESS_LOGGER = "ticketgate.access"
 CHUNK_BYTES = 4096  # PIPE_BUF on Linux: a write up to this size is never interleaved
 FLUSH_DELAY_SEC = 0.2
@@ -53,20 +51,6 @@ _SILENCED = ("uvicorn.access",)
 # One INFO line per outgoing HTTP request with its full URL (JWKS fetches, webhooks): noise at
 # info, and a URL may carry a query worth keeping out of logs. Warnings still show.
 _QUIETED = ("httpx", "httpcore")
-
-
-@dataclass(frozen=True, slots=True)
-class LogSettings:
-    format: str = "json"
-    access: bool = True
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], *, development: bool) -> LogSettings:
-        raw = env.get("LOG_FORMAT", "").strip().lower()
-        log_format = raw or ("console" if development else "json")
-        if log_format not in FORMATS:
-            raise ConfigError(f"LOG_FORMAT must be json or console, got {raw!r}")
-        return cls(format=log_format, access=env_bool(env, "LOG_ACCESS", True))
 
 
 _json_encoder = msgspec.json.Encoder(enc_hook=repr)

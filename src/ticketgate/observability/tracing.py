@@ -37,22 +37,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from random import getrandbits
 from time import time_ns
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from ticketgate import __version__
-from ticketgate.envparse import ConfigError, env_bool, env_int
 from ticketgate.observability.otlp_export import (
     OtlpEncoder,
     OtlpSender,
@@ -60,6 +56,7 @@ from ticketgate.observability.otlp_export import (
     SdkSender,
     SpanShipper,
 )
+from ticketgate.observability.settings import TracingSettings
 from ticketgate.observability.spans import KIND_CLIENT, KIND_SERVER, SpanRecord, new_span_id
 
 if TYPE_CHECKING:
@@ -69,7 +66,6 @@ if TYPE_CHECKING:
     from ticketgate.edge.request import Request
 
 DEFAULT_SERVICE_NAME = "ticketgate"
-DEFAULT_SAMPLE_RATE = 0.1
 _TRACEPARENT = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _ODD_HEX = frozenset(b"13579bdf")  # a flags byte whose last hex digit is odd: "sampled"
 _ZERO_TRACE = b"0" * 32
@@ -93,52 +89,6 @@ _SERVER_FAULTS = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class TracingSettings:
-    """What `from_env` read; `exporter` is never read from the environment: None means OTLP
-    over gRPC, and tests hand in the SDK's in-memory exporter instead."""
-
-    enabled: bool = False
-    otlp_endpoint: str = ""
-    sample_rate: float = DEFAULT_SAMPLE_RATE
-    exporter: SpanExporter | None = None
-    schedule_delay_ms: int = 5000
-    max_queue_size: int = 2048
-    max_export_batch_size: int = 512
-    export_timeout_ms: int = 30000
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> TracingSettings:
-        enabled = env_bool(env, "OBSERVABILITY_TRACING_ENABLED", False)
-        if env_bool(env, "OTEL_SDK_DISABLED", False):
-            enabled = False
-        name, raw = "OBSERVABILITY_SAMPLE_RATE", env.get("OBSERVABILITY_SAMPLE_RATE", "").strip()
-        if not raw:
-            name, raw = "OTEL_TRACES_SAMPLER_ARG", env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
-        rate = DEFAULT_SAMPLE_RATE
-        if raw:
-            try:
-                rate = float(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-            if not 0.0 <= rate <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1, got {raw}")
-        endpoint = env.get("OBSERVABILITY_OTLP_ENDPOINT", "").strip()
-        if endpoint and "://" not in endpoint and ":" not in endpoint:
-            raise ConfigError(
-                f"OBSERVABILITY_OTLP_ENDPOINT must be host:port or a URL, got {endpoint!r}"
-            )
-        return cls(
-            enabled=enabled,
-            otlp_endpoint=endpoint,
-            sample_rate=rate,
-            schedule_delay_ms=env_int(env, "OTEL_BSP_SCHEDULE_DELAY", 5000, 1, 3_600_000),
-            max_queue_size=env_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048, 1, 1_000_000),
-            max_export_batch_size=env_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1, 1_000_000),
-            export_timeout_ms=env_int(env, "OTEL_BSP_EXPORT_TIMEOUT", 30000, 1, 3_600_000),
-        )
 
 
 class Tracing:

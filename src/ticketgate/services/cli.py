@@ -16,14 +16,12 @@ import typer
 from ticketgate.cli_output import config_failure, stderr_console
 from ticketgate.database import Database, DatabaseSettings
 from ticketgate.envparse import ConfigError
-from ticketgate.observability.logs import LogSettings, configure_logging
-from ticketgate.observability.tracing import (
-    TracingServerInterceptor,
-    TracingSettings,
-    start_tracing,
-)
+from ticketgate.observability.logs import configure_logging
+from ticketgate.observability.settings import LogSettings, TracingSettings
+from ticketgate.observability.tracing import TracingServerInterceptor, start_tracing
 from ticketgate.services.inventory import DEMO_EVENT_ID
-from ticketgate.services.server import RunningServices, ServiceSettings, run_services
+from ticketgate.services.server import RunningServices, run_services
+from ticketgate.services.settings import ServiceSettings
 
 console = stderr_console()
 

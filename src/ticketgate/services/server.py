@@ -12,7 +12,7 @@ import contextlib
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +20,11 @@ import grpc
 from google.protobuf import wrappers_pb2
 
 from ticketgate.database import Database
-from ticketgate.digits import ascii_int
-from ticketgate.envparse import MIN_SECRET_LENGTH, ConfigError, env_bool
 from ticketgate.proto.payment.v1 import payment_pb2_grpc
 from ticketgate.proto.reservation.v1 import reservation_pb2_grpc
 from ticketgate.services import tables
 from ticketgate.services.common import Context
 from ticketgate.services.inventory import (
-    DEFAULT_MAX_SEATS_PER_USER,
     DEMO_EVENT_ID,
     InventoryServicer,
     InventoryStore,
@@ -35,141 +32,11 @@ from ticketgate.services.inventory import (
 )
 from ticketgate.services.payment import PaymentServicer, PaymentSimulator
 from ticketgate.services.reservation import ReservationService, ReservationServicer
+from ticketgate.services.settings import ServiceSettings, split_address
 
 INVENTORY_SERVICE = "reservation.v1.InventoryService"
 RESERVATION_SERVICE = "reservation.v1.ReservationService"
 PAYMENT_SERVICE = "payment.v1.PaymentService"
-_ENVIRONMENTS = ("development", "staging", "production")
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceSettings:
-    """Where the services listen and how they behave; `from_env` reads the environment."""
-
-    inventory_address: str = "127.0.0.1:50051"
-    reservation_address: str = "127.0.0.1:50052"
-    payment_address: str = "127.0.0.1:50053"
-    hold_ttl_sec: int = 60
-    sweep_interval_sec: float = 1.0
-    upstream_timeout_sec: float = 5.0
-    webhook_secret: bytes = b""
-    webhook_secret_generated: bool = False
-    payment_delay_sec: float = 3.0
-    payment_approve_delay_sec: float = 0.1
-    payment_timeout_stall_sec: float = 30.0
-    payment_approve_probability: float = 0.8
-    payment_recovery_interval_sec: float = 1.0
-    webhook_timeout_sec: float = 2.0
-    webhook_max_attempts: int = 5
-    webhook_backoff_sec: float = 0.2
-    seed_demo_event: bool = True
-    max_seats_per_user: int = DEFAULT_MAX_SEATS_PER_USER
-    stop_grace_sec: float = 1.0
-
-    @classmethod
-    def from_env(
-        cls, env: Mapping[str, str], *, webhook_secret: bytes | None = None
-    ) -> ServiceSettings:
-        """Validate every variable; raise ConfigError naming the first bad one.
-
-        PAYMENT_WEBHOOK_SECRET is required outside SERVER_ENVIRONMENT=development; in
-        development one is generated (`webhook_secret_generated`), which a gateway in another
-        process cannot know. A gateway running the services in-process passes its own secret
-        as `webhook_secret` instead: then nothing is read, required or generated.
-        """
-
-        def get(name: str) -> str:
-            return env.get(name, "").strip()
-
-        environment = get("SERVER_ENVIRONMENT").lower() or "production"
-        if environment not in _ENVIRONMENTS:
-            raise ConfigError(
-                f"SERVER_ENVIRONMENT must be one of {', '.join(_ENVIRONMENTS)}, got {environment!r}"
-            )
-        secret = get("PAYMENT_WEBHOOK_SECRET")
-        generated = False
-        if webhook_secret is not None:
-            if not webhook_secret:
-                raise ValueError("webhook_secret must not be empty")
-        elif not secret:
-            if environment != "development":
-                raise ConfigError(
-                    "PAYMENT_WEBHOOK_SECRET is required outside development "
-                    f"(at least {MIN_SECRET_LENGTH} characters)"
-                )
-            secret, generated = secrets.token_urlsafe(32), True
-        elif len(secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(
-                f"PAYMENT_WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters"
-            )
-        defaults = cls()
-        return cls(
-            inventory_address=_address(
-                env, "SERVICES_INVENTORY_ADDRESS", defaults.inventory_address
-            ),
-            reservation_address=_address(
-                env, "SERVICES_RESERVATION_ADDRESS", defaults.reservation_address
-            ),
-            payment_address=_address(env, "SERVICES_PAYMENT_ADDRESS", defaults.payment_address),
-            hold_ttl_sec=int(_number(env, "RESERVATION_HOLD_TTL_SEC", 60, 1, 3600, int)),
-            sweep_interval_sec=_number(env, "RESERVATION_SWEEP_INTERVAL_SEC", 1.0, 0.05, 3600),
-            upstream_timeout_sec=_number(env, "SERVICES_UPSTREAM_TIMEOUT_SEC", 5.0, 0.05, 600),
-            webhook_secret=secret.encode() if webhook_secret is None else webhook_secret,
-            webhook_secret_generated=generated,
-            payment_delay_sec=_number(env, "PAYMENT_DELAY_SEC", 3.0, 0, 3600),
-            webhook_timeout_sec=_number(env, "PAYMENT_WEBHOOK_TIMEOUT_SEC", 2.0, 0.05, 60),
-            webhook_max_attempts=int(_number(env, "PAYMENT_WEBHOOK_MAX_ATTEMPTS", 5, 1, 100, int)),
-            max_seats_per_user=int(
-                _number(
-                    env, "BOOKING_MAX_SEATS_PER_USER", DEFAULT_MAX_SEATS_PER_USER, 1, 10_000, int
-                )
-            ),
-            # The demo seat map is for trying things out: never in a real sale unless asked.
-            seed_demo_event=env_bool(env, "SERVICES_SEED_DEMO_EVENT", environment == "development"),
-        )
-
-
-def _number(
-    env: Mapping[str, str],
-    name: str,
-    default: float,
-    low: float,
-    high: float,
-    kind: Callable[[str], float] = float,
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        noun = "an integer" if kind is int else "a number"
-        raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}")
-    return value
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """("host", port) of "host:port" or "[v6]:port"; ValueError when malformed."""
-    host, separator, port_text = address.rpartition(":")
-    port = ascii_int(port_text)
-    if not separator or not host or port is None:
-        raise ValueError(address)
-    if port > 65_535 or (host.startswith("[") != host.endswith("]")):
-        raise ValueError(address)
-    return host, port
-
-
-def _address(env: Mapping[str, str], name: str, default: str) -> str:
-    address = env.get(name, "").strip() or default
-    try:
-        split_address(address)
-    except ValueError:
-        raise ConfigError(
-            f"{name} must be host:port (port 0 picks a free one), got {address!r}"
-        ) from None
-    return address
 
 
 def dial_address(bind_address: str, port: int) -> str:
