@@ -17,12 +17,11 @@ from ticketgate import __version__
 from ticketgate.accounts.service import KNOWN_ROLES
 from ticketgate.admin_cli import register as register_admin_commands
 from ticketgate.cli_output import config_failure, stderr_console
-from ticketgate.config import Settings, load_settings
+from ticketgate.config import Settings, check_replicas, load_settings, single_process_warning
 from ticketgate.envparse import ConfigError
 from ticketgate.observability.logs import configure_logging
 from ticketgate.rehearsal.command import rehearse_command
 from ticketgate.services.cli import services_command
-from ticketgate.topology import check_replicas, single_process_warning
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="ticketgate gateway")
 console = stderr_console()

@@ -17,10 +17,9 @@ import pytest
 import yaml
 
 from tests.deploy.tools import DEPLOY, ROOT
-from ticketgate.config import load_settings
+from ticketgate.config import check_replicas, load_settings, single_process_components
 from ticketgate.database import DatabaseSettings
 from ticketgate.services.settings import ServiceSettings
-from ticketgate.topology import check_replicas, single_process_components
 
 COMPOSE = DEPLOY / "compose.yaml"
 SECRETS = {

@@ -14,9 +14,8 @@ import pytest
 import yaml
 
 from tests.deploy.tools import DEPLOY, ROOT, run_tool
-from ticketgate.config import load_settings
+from ticketgate.config import check_replicas, load_settings, single_process_components
 from ticketgate.services.settings import ServiceSettings
-from ticketgate.topology import check_replicas, single_process_components
 
 K8S = DEPLOY / "k8s"
 TARGETS = {

@@ -14,9 +14,8 @@ import pytest
 from tests.deploy.test_compose import rendered as rendered_compose
 from tests.deploy.test_k8s import TARGETS, config_of, container, one, render
 from tests.deploy.tools import ROOT
-from ticketgate.config import load_settings
+from ticketgate.config import check_replicas, load_settings
 from ticketgate.envparse import ConfigError
-from ticketgate.topology import check_replicas
 
 DOC = (ROOT / "docs" / "operations.md").read_text()
 HEADING = "## The settings a 3-replica production deployment needs"

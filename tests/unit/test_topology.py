@@ -18,10 +18,9 @@ import pytest
 
 from tests.redis_server import free_port
 from tests.unit.test_accounts_database import shared_key_pem
-from ticketgate.config import load_settings
+from ticketgate.config import load_settings, single_process_components, single_process_warning
 from ticketgate.envparse import ConfigError
 from ticketgate.services.settings import ServiceSettings
-from ticketgate.topology import single_process_components, single_process_warning
 
 SECRET = "q" * 32
 SHARED = {
