@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from ticketgate.envparse import ConfigError, env_int
+from ticketgate.envparse import ConfigError, env_int, env_text
 
 DEFAULT_DATABASE_PATH = "./var/ticketgate.db"
 SQLITE_DRIVER = "sqlite+aiosqlite"
@@ -53,9 +53,9 @@ class DatabaseSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DatabaseSettings:
         """Read DATABASE_URL (or DATABASE_PATH for the default SQLite file) and the pool knobs."""
-        url = normalize_database_url(env.get("DATABASE_URL", "").strip(), "DATABASE_URL")
+        url = normalize_database_url(env_text(env, "DATABASE_URL"), "DATABASE_URL")
         if not url:
-            raw_path = env.get("DATABASE_PATH", "").strip() or DEFAULT_DATABASE_PATH
+            raw_path = env_text(env, "DATABASE_PATH") or DEFAULT_DATABASE_PATH
             path = Path(raw_path).expanduser().resolve()
             url = URL.create(SQLITE_DRIVER, database=str(path)).render_as_string()
         return cls(

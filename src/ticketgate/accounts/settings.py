@@ -13,7 +13,7 @@ from pathlib import Path
 import argon2
 
 from ticketgate.accounts.keys import parse_private_key
-from ticketgate.envparse import ConfigError, env_int
+from ticketgate.envparse import ConfigError, env_int, env_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +31,8 @@ class AccountSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AccountSettings:
-        def get(name: str, default: str = "") -> str:
-            return env.get(name, "").strip() or default
-
-        issuer = get("AUTH_ISSUER", "ticketgate")
-        audience = get("AUTH_AUDIENCE", "ticketgate")
+        issuer = env_text(env, "AUTH_ISSUER") or "ticketgate"
+        audience = env_text(env, "AUTH_AUDIENCE") or "ticketgate"
         for name, value in (("AUTH_ISSUER", issuer), ("AUTH_AUDIENCE", audience)):
             if len(value) > 256:
                 raise ConfigError(f"{name} must be at most 256 characters")
@@ -62,8 +59,8 @@ class AccountSettings:
 
 
 def _signing_key(env: Mapping[str, str]) -> tuple[bytes, str]:
-    text = env.get("AUTH_SIGNING_KEY", "").strip()
-    path = env.get("AUTH_SIGNING_KEY_FILE", "").strip()
+    text = env_text(env, "AUTH_SIGNING_KEY")
+    path = env_text(env, "AUTH_SIGNING_KEY_FILE")
     if text and path:
         raise ConfigError("set AUTH_SIGNING_KEY or AUTH_SIGNING_KEY_FILE, not both")
     if path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,13 +25,13 @@ from ticketgate.envparse import (
     env_bool,
     env_decimal,
     env_int,
+    env_text,
     parse_duration_sec,
 )
 
 WEBHOOK_PATH = "/api/v1/payment/webhook"
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
 MAX_TIMEOUT_MS = 60_000
-_Get = Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +68,10 @@ class BackendSettings:
     def from_env(cls, env: Mapping[str, str]) -> BackendSettings:
         """Read BACKEND_* and PAYMENT_WEBHOOK_*; an unset or empty variable takes the default."""
 
-        def get(name: str) -> str:
-            return env.get(name, "").strip()
-
         defaults = cls()
-        reservation = _address(get, "BACKEND_RESERVATION_API_GRPC_ADDRESS")
-        payment = _address(get, "BACKEND_PAYMENT_API_GRPC_ADDRESS")
-        secret = get("PAYMENT_WEBHOOK_SECRET")
+        reservation = _address(env, "BACKEND_RESERVATION_API_GRPC_ADDRESS")
+        payment = _address(env, "BACKEND_PAYMENT_API_GRPC_ADDRESS")
+        secret = env_text(env, "PAYMENT_WEBHOOK_SECRET")
         generated = False
         if not secret:
             if payment:
@@ -87,17 +84,19 @@ class BackendSettings:
             generated = True
         else:
             check_secret("PAYMENT_WEBHOOK_SECRET", secret)
-        port_text = get("SERVER_PORT") or "8000"
+        port_text = env_text(env, "SERVER_PORT") or "8000"
         port = ascii_int(port_text)
         if port is None or not 1 <= port <= 65_535:
             raise ConfigError(f"SERVER_PORT must be between 1 and 65535, got {port_text!r}")
-        webhook_url = get("PAYMENT_WEBHOOK_URL") or f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+        webhook_url = (
+            env_text(env, "PAYMENT_WEBHOOK_URL") or f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+        )
         parts = urlsplit(webhook_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(
                 f"PAYMENT_WEBHOOK_URL must be an absolute http(s) URL, got {webhook_url!r}"
             )
-        development = get("SERVER_ENVIRONMENT").lower() == "development"
+        development = env_text(env, "SERVER_ENVIRONMENT").lower() == "development"
         if not env_bool(env, "BACKEND_EMBEDDED", development):
             missing = [
                 name
@@ -119,10 +118,10 @@ class BackendSettings:
             reservation_tls=env_bool(env, "BACKEND_RESERVATION_API_TLS_ENABLED", False),
             payment_tls=env_bool(env, "BACKEND_PAYMENT_API_TLS_ENABLED", False),
             reservation_timeout_ms=_duration_ms(
-                get, "BACKEND_RESERVATION_API_TIMEOUT", defaults.reservation_timeout_ms
+                env, "BACKEND_RESERVATION_API_TIMEOUT", defaults.reservation_timeout_ms
             ),
             payment_timeout_ms=_duration_ms(
-                get, "BACKEND_PAYMENT_API_TIMEOUT", defaults.payment_timeout_ms
+                env, "BACKEND_PAYMENT_API_TIMEOUT", defaults.payment_timeout_ms
             ),
             breaker_failures=env_int(
                 env, "BACKEND_BREAKER_FAILURES", defaults.breaker_failures, 1, 10_000
@@ -133,7 +132,7 @@ class BackendSettings:
             webhook_secret=secret,
             webhook_secret_generated=generated,
             webhook_url=webhook_url,
-            webhook_url_set=bool(get("PAYMENT_WEBHOOK_URL")),
+            webhook_url_set=bool(env_text(env, "PAYMENT_WEBHOOK_URL")),
         )
 
 
@@ -146,14 +145,14 @@ def parse_duration_ms(name: str, raw: str) -> int:
     return round(seconds * 1000)
 
 
-def _duration_ms(get: _Get, name: str, default: int) -> int:
-    raw = get(name)
+def _duration_ms(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env_text(env, name)
     return parse_duration_ms(name, raw) if raw else default
 
 
-def _address(get: _Get, name: str) -> str:
+def _address(env: Mapping[str, str], name: str) -> str:
     """host:port, [v6]:port, or a gRPC target with a scheme (dns:///..., unix:...)."""
-    raw = get(name)
+    raw = env_text(env, name)
     if not raw or ":///" in raw or raw.startswith("unix:"):
         return raw
     match = _HOST_PORT.fullmatch(raw)

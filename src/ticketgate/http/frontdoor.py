@@ -31,6 +31,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import msgspec
 
+from ticketgate.digits import ascii_decimal
 from ticketgate.edge.errors import ApiError
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import AuthPolicy, Route
@@ -75,10 +76,7 @@ def negotiate(explicit: str, accept_language: str) -> str:
         for param in params.split(";"):
             name, _, value = param.strip().partition("=")
             if name == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
+                quality = ascii_decimal(value.strip()) or 0.0
         quality -= position * 1e-6  # equal weights: the earlier one wins
         if primary in LANGUAGES and quality > best_q:
             best, best_q = primary, quality

@@ -17,6 +17,7 @@ from ticketgate.envparse import (
     env_bool,
     env_decimal,
     env_int,
+    env_text,
     parse_duration_sec,
     parse_list,
 )
@@ -52,23 +53,20 @@ class JwtSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> JwtSettings:
-        def get(name: str) -> str:
-            return env.get(name, "").strip()
-
-        endpoint = get("JWT_JWKS_ENDPOINT")
+        endpoint = env_text(env, "JWT_JWKS_ENDPOINT")
         if endpoint and not endpoint.startswith(("http://", "https://")):
             raise ConfigError(f"JWT_JWKS_ENDPOINT must be an http(s) URL, got {endpoint!r}")
-        secret = get("JWT_SECRET")
+        secret = env_text(env, "JWT_SECRET")
         if secret:
             check_secret("JWT_SECRET", secret)
-        algorithms = _algorithms(get("JWT_ALGORITHMS"), bool(secret))
+        algorithms = _algorithms(env_text(env, "JWT_ALGORITHMS"), bool(secret))
         for alg in algorithms:
             need = _HMAC_MIN_BYTES.get(alg, 0)
             if len(secret.encode()) < need:
                 raise ConfigError(f"JWT_SECRET must be at least {need} bytes for {alg}")
-        issuer = parse_list(get("JWT_ISSUER"))
-        audience = parse_list(get("JWT_AUDIENCE"))
-        development = get("SERVER_ENVIRONMENT").lower() == "development"
+        issuer = parse_list(env_text(env, "JWT_ISSUER"))
+        audience = parse_list(env_text(env, "JWT_AUDIENCE"))
+        development = env_text(env, "SERVER_ENVIRONMENT").lower() == "development"
         if endpoint and not development and not (issuer and audience):
             raise ConfigError(
                 "JWT_ISSUER and JWT_AUDIENCE are required with JWT_JWKS_ENDPOINT outside "
@@ -80,7 +78,7 @@ class JwtSettings:
             audience=audience,
             cache_ttl_sec=parse_duration_sec(
                 "JWT_CACHE_TTL",
-                get("JWT_CACHE_TTL") or "600",
+                env_text(env, "JWT_CACHE_TTL") or "600",
                 1,
                 86_400,
                 bare_unit="s",
@@ -163,9 +161,6 @@ class RateLimitSettings:
     def from_env(cls, env: Mapping[str, str]) -> RateLimitSettings:
         """Read RATE_LIMIT_*; an unset or empty variable takes the default."""
 
-        def get(name: str) -> str:
-            return env.get(name, "").strip()
-
         defaults = cls()
         enabled = env_bool(env, "RATE_LIMIT_ENABLED", defaults.enabled)
         rps = _rate(env, "RATE_LIMIT_RPS", defaults.rps)
@@ -177,7 +172,7 @@ class RateLimitSettings:
         )
         max_keys = env_int(env, "RATE_LIMIT_MAX_KEYS", defaults.max_keys, 100, 50_000_000)
         exempt = defaults.exempt_paths
-        if raw := get("RATE_LIMIT_EXEMPT_PATHS"):
+        if raw := env_text(env, "RATE_LIMIT_EXEMPT_PATHS"):
             exempt = parse_list(raw)
             for path in exempt:
                 if not path.startswith("/"):
@@ -185,7 +180,7 @@ class RateLimitSettings:
                         f"RATE_LIMIT_EXEMPT_PATHS entries must start with '/', got {path!r}"
                     )
         proxies: tuple[IPNetwork, ...] = ()
-        if raw := get("RATE_LIMIT_TRUSTED_PROXIES"):
+        if raw := env_text(env, "RATE_LIMIT_TRUSTED_PROXIES"):
             parsed: list[IPNetwork] = []
             for part in raw.split(","):
                 if not part.strip():
@@ -198,7 +193,7 @@ class RateLimitSettings:
                         f"got {part.strip()!r}"
                     ) from None
             proxies = tuple(parsed)
-        headers = get("RATE_LIMIT_HEADERS").lower() or defaults.headers
+        headers = env_text(env, "RATE_LIMIT_HEADERS").lower() or defaults.headers
         if headers not in HEADER_MODES:
             raise ConfigError(f"RATE_LIMIT_HEADERS must be ietf or all, got {headers!r}")
         return cls(

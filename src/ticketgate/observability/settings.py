@@ -25,7 +25,7 @@ class LogSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, development: bool) -> LogSettings:
-        raw = env.get("LOG_FORMAT", "").strip().lower()
+        raw = env_text(env, "LOG_FORMAT").lower()
         log_format = raw or ("console" if development else "json")
         if log_format not in FORMATS:
             raise ConfigError(f"LOG_FORMAT must be json or console, got {raw!r}")
