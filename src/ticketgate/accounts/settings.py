@@ -1,7 +1,7 @@
 """Settings of the built-in accounts: token claims, signing key source, hashing cost.
 
-Read from the environment once, validated, frozen. The lead folds this into the global
-settings; until then `AccountSettings.from_env(os.environ)` is the whole story.
+Read from the environment once (AUTH_*), validated, frozen; the composition root (config.py)
+gathers it into the aggregate settings.
 """
 
 from __future__ import annotations

@@ -344,7 +344,7 @@ def build_executor(
     target: dict[str, Any]
     connection_class: type[AbstractConnection]
     if "://" in address:
-        # Validated at start (config.py): a host for redis(s)://, a path for unix://.
+        # Validated at start (redisio/settings.py): a host for redis(s)://, a path for unix://.
         parsed = parse_url(address)
         common["username"] = parsed.get("username") or common["username"]
         common["password"] = parsed.get("password") or common["password"]
