@@ -24,6 +24,7 @@ from ticketgate.envparse import (
     check_secret,
     env_bool,
     env_decimal,
+    env_environment,
     env_int,
     env_text,
     parse_duration_sec,
@@ -96,7 +97,7 @@ class BackendSettings:
             raise ConfigError(
                 f"PAYMENT_WEBHOOK_URL must be an absolute http(s) URL, got {webhook_url!r}"
             )
-        development = env_text(env, "SERVER_ENVIRONMENT").lower() == "development"
+        development = env_environment(env) == "development"
         if not env_bool(env, "BACKEND_EMBEDDED", development):
             missing = [
                 name

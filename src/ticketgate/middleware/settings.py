@@ -16,6 +16,7 @@ from ticketgate.envparse import (
     check_secret,
     env_bool,
     env_decimal,
+    env_environment,
     env_int,
     env_text,
     parse_duration_sec,
@@ -66,7 +67,7 @@ class JwtSettings:
                 raise ConfigError(f"JWT_SECRET must be at least {need} bytes for {alg}")
         issuer = parse_list(env_text(env, "JWT_ISSUER"))
         audience = parse_list(env_text(env, "JWT_AUDIENCE"))
-        development = env_text(env, "SERVER_ENVIRONMENT").lower() == "development"
+        development = env_environment(env) == "development"
         if endpoint and not development and not (issuer and audience):
             raise ConfigError(
                 "JWT_ISSUER and JWT_AUDIENCE are required with JWT_JWKS_ENDPOINT outside "

@@ -15,7 +15,7 @@ import typer
 
 from ticketgate.cli_output import config_failure, stderr_console
 from ticketgate.database import Database, DatabaseSettings
-from ticketgate.envparse import ConfigError
+from ticketgate.envparse import ConfigError, env_environment
 from ticketgate.observability.logs import configure_logging
 from ticketgate.observability.settings import LogSettings, TracingSettings
 from ticketgate.observability.tracing import TracingServerInterceptor, start_tracing
@@ -57,7 +57,7 @@ def services_command(
         settings = ServiceSettings.from_env(os.environ)
         database_settings = DatabaseSettings.from_env(os.environ)
         tracing_settings = TracingSettings.from_env(os.environ)
-        development = os.environ.get("SERVER_ENVIRONMENT", "").strip().lower() == "development"
+        development = env_environment(os.environ) == "development"
         log_settings = LogSettings.from_env(os.environ, development=development)
     except ConfigError as exc:
         raise config_failure(exc) from None
