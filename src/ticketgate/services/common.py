@@ -9,11 +9,12 @@ instead: the gateway's breaker counts those, and the caller may retry.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -31,12 +32,17 @@ ErrorCode: TypeAlias = common_pb2.ErrorCode.ValueType
 # A result row of any shape (SQLAlchemy types rows by their column count).
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 T = TypeVar("T")
+S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 # PostgreSQL deadlock_detected, serialization_failure: the transaction did nothing; rerun it.
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
 _WRITE_ATTEMPTS = 5
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# A servicer method: (servicer, request, context) → response.
+Handler: TypeAlias = Callable[[S, Req, Context], Coroutine[Any, Any, Resp]]
 
 
 class ServiceError(Exception):
@@ -92,19 +98,31 @@ def outgoing_metadata(traceparent: str) -> tuple[tuple[str, str], ...]:
     return (("traceparent", traceparent),) if traceparent else ()
 
 
-async def answer(
-    context: Context,
-    work: Callable[[], Awaitable[T]],
-    refused: Callable[[common_pb2.Error], T],
-) -> T:
-    """Run one RPC: refusals become the response's `error`, storage trouble UNAVAILABLE."""
-    try:
-        return await work()
-    except ServiceError as exc:
-        return refused(exc.to_proto(trace_id_of(context)))
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("storage unavailable: %s", exc)
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "storage unavailable")
+def rpc(
+    response: Callable[..., Resp], *echo: str
+) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]]:
+    """Make a servicer method an RPC of the contract: a ServiceError it raises comes back
+    as `response(error=...)`, with the request's `echo` fields copied into it (so a refused
+    call still names what it was about), and storage trouble becomes status UNAVAILABLE.
+
+    The wrapper is itself a coroutine function: grpc.aio runs only those on the event loop.
+    """
+
+    def wrap(method: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
+        @functools.wraps(method)
+        async def handle(servicer: S, request: Req, context: Context) -> Resp:
+            try:
+                return await method(servicer, request, context)
+            except ServiceError as exc:
+                echoed = {name: getattr(request, name) for name in echo}
+                return response(error=exc.to_proto(trace_id_of(context)), **echoed)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("storage unavailable: %s", exc)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "storage unavailable")
+
+        return handle
+
+    return wrap
 
 
 def _retryable(exc: DBAPIError) -> bool:

@@ -35,10 +35,10 @@ from ticketgate.services.common import (
     AnyRow,
     Context,
     ServiceError,
-    answer,
     invalid,
     not_found,
     now_ms,
+    rpc,
     timestamp_from_ms,
     write_transaction,
 )
@@ -676,65 +676,47 @@ class InventoryServicer(reservation_pb2_grpc.InventoryServiceServicer):
     def __init__(self, store: InventoryStore) -> None:
         self.store = store
 
+    @rpc(reservation_pb2.CheckAvailabilityResponse)
     async def CheckAvailability(
         self, request: reservation_pb2.CheckAvailabilityRequest, context: Context
     ) -> reservation_pb2.CheckAvailabilityResponse:
-        async def work() -> reservation_pb2.CheckAvailabilityResponse:
-            available, seats, count = await self.store.availability(
-                request.event_id, list(request.seat_ids), request.quantity
-            )
-            return reservation_pb2.CheckAvailabilityResponse(
-                available=available,
-                available_seats=[seat.to_proto() for seat in seats],
-                available_count=count,
-            )
-
-        return await answer(
-            context, work, lambda error: reservation_pb2.CheckAvailabilityResponse(error=error)
+        available, seats, count = await self.store.availability(
+            request.event_id, list(request.seat_ids), request.quantity
+        )
+        return reservation_pb2.CheckAvailabilityResponse(
+            available=available,
+            available_seats=[seat.to_proto() for seat in seats],
+            available_count=count,
         )
 
+    @rpc(reservation_pb2.ReserveSeatResponse, "hold_id")
     async def ReserveSeat(
         self, request: reservation_pb2.ReserveSeatRequest, context: Context
     ) -> reservation_pb2.ReserveSeatResponse:
-        async def work() -> reservation_pb2.ReserveSeatResponse:
-            hold = await self.store.reserve(
-                request.event_id,
-                list(request.seat_ids),
-                request.quantity,
-                request.hold_id,
-                request.hold_ttl_seconds,
-                request.user_id,
-            )
-            return reservation_pb2.ReserveSeatResponse(
-                hold_id=hold.hold_id,
-                seats=[seat.to_proto() for seat in hold.seats],
-                expires_at=timestamp_from_ms(hold.expires_ms),
-            )
-
-        return await answer(
-            context,
-            work,
-            lambda error: reservation_pb2.ReserveSeatResponse(hold_id=request.hold_id, error=error),
+        hold = await self.store.reserve(
+            request.event_id,
+            list(request.seat_ids),
+            request.quantity,
+            request.hold_id,
+            request.hold_ttl_seconds,
+            request.user_id,
+        )
+        return reservation_pb2.ReserveSeatResponse(
+            hold_id=hold.hold_id,
+            seats=[seat.to_proto() for seat in hold.seats],
+            expires_at=timestamp_from_ms(hold.expires_ms),
         )
 
+    @rpc(reservation_pb2.CommitReservationResponse)
     async def CommitReservation(
         self, request: reservation_pb2.CommitReservationRequest, context: Context
     ) -> reservation_pb2.CommitReservationResponse:
-        async def work() -> reservation_pb2.CommitReservationResponse:
-            count = await self.store.commit(request.event_id, request.hold_id)
-            return reservation_pb2.CommitReservationResponse(committed_count=count)
+        count = await self.store.commit(request.event_id, request.hold_id)
+        return reservation_pb2.CommitReservationResponse(committed_count=count)
 
-        return await answer(
-            context, work, lambda error: reservation_pb2.CommitReservationResponse(error=error)
-        )
-
+    @rpc(reservation_pb2.ReleaseHoldResponse)
     async def ReleaseHold(
         self, request: reservation_pb2.ReleaseHoldRequest, context: Context
     ) -> reservation_pb2.ReleaseHoldResponse:
-        async def work() -> reservation_pb2.ReleaseHoldResponse:
-            count = await self.store.release(request.event_id, request.hold_id)
-            return reservation_pb2.ReleaseHoldResponse(released_count=count)
-
-        return await answer(
-            context, work, lambda error: reservation_pb2.ReleaseHoldResponse(error=error)
-        )
+        count = await self.store.release(request.event_id, request.hold_id)
+        return reservation_pb2.ReleaseHoldResponse(released_count=count)

@@ -42,10 +42,10 @@ from ticketgate.services.common import (
     AnyRow,
     Context,
     ServiceError,
-    answer,
     invalid,
     not_found,
     now_ms,
+    rpc,
     timestamp_from_ms,
     write_transaction,
 )
@@ -506,65 +506,45 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, simulator: PaymentSimulator) -> None:
         self.simulator = simulator
 
+    @rpc(payment_pb2.CreatePaymentIntentResponse)
     async def CreatePaymentIntent(
         self, request: payment_pb2.CreatePaymentIntentRequest, context: Context
     ) -> payment_pb2.CreatePaymentIntentResponse:
-        async def work() -> payment_pb2.CreatePaymentIntentResponse:
-            intent = await self.simulator.create(
-                reservation_id=request.reservation_id,
-                user_id=request.user_id,
-                amount=request.amount.amount,
-                currency=request.amount.currency,
-                method=request.method,
-                scenario=request.scenario,
-                webhook_url=request.webhook_url,
-                idempotency_key=request.idempotency_key,
-            )
-            return payment_pb2.CreatePaymentIntentResponse(
-                payment_intent_id=intent.id,
-                status=intent.status_proto(),
-                next_action="webhook" if request.webhook_url else "poll",
-            )
-
-        return await answer(
-            context, work, lambda error: payment_pb2.CreatePaymentIntentResponse(error=error)
+        intent = await self.simulator.create(
+            reservation_id=request.reservation_id,
+            user_id=request.user_id,
+            amount=request.amount.amount,
+            currency=request.amount.currency,
+            method=request.method,
+            scenario=request.scenario,
+            webhook_url=request.webhook_url,
+            idempotency_key=request.idempotency_key,
+        )
+        return payment_pb2.CreatePaymentIntentResponse(
+            payment_intent_id=intent.id,
+            status=intent.status_proto(),
+            next_action="webhook" if request.webhook_url else "poll",
         )
 
+    @rpc(payment_pb2.GetPaymentStatusResponse, "payment_intent_id")
     async def GetPaymentStatus(
         self, request: payment_pb2.GetPaymentStatusRequest, context: Context
     ) -> payment_pb2.GetPaymentStatusResponse:
-        async def work() -> payment_pb2.GetPaymentStatusResponse:
-            intent = await self.simulator.status(request.payment_intent_id)
-            return payment_pb2.GetPaymentStatusResponse(
-                payment_intent_id=intent.id,
-                reservation_id=intent.reservation_id,
-                status=intent.status_proto(),
-                amount=common_pb2.Money(amount=intent.amount, currency=intent.currency),
-                user_id=intent.user_id,
-                updated_at=timestamp_from_ms(intent.updated_ms),
-            )
-
-        return await answer(
-            context,
-            work,
-            lambda error: payment_pb2.GetPaymentStatusResponse(
-                payment_intent_id=request.payment_intent_id, error=error
-            ),
+        intent = await self.simulator.status(request.payment_intent_id)
+        return payment_pb2.GetPaymentStatusResponse(
+            payment_intent_id=intent.id,
+            reservation_id=intent.reservation_id,
+            status=intent.status_proto(),
+            amount=common_pb2.Money(amount=intent.amount, currency=intent.currency),
+            user_id=intent.user_id,
+            updated_at=timestamp_from_ms(intent.updated_ms),
         )
 
+    @rpc(payment_pb2.ProcessPaymentResponse, "payment_intent_id")
     async def ProcessPayment(
         self, request: payment_pb2.ProcessPaymentRequest, context: Context
     ) -> payment_pb2.ProcessPaymentResponse:
-        async def work() -> payment_pb2.ProcessPaymentResponse:
-            intent = await self.simulator.process(request.payment_intent_id)
-            return payment_pb2.ProcessPaymentResponse(
-                payment_intent_id=intent.id, status=intent.status_proto()
-            )
-
-        return await answer(
-            context,
-            work,
-            lambda error: payment_pb2.ProcessPaymentResponse(
-                payment_intent_id=request.payment_intent_id, error=error
-            ),
+        intent = await self.simulator.process(request.payment_intent_id)
+        return payment_pb2.ProcessPaymentResponse(
+            payment_intent_id=intent.id, status=intent.status_proto()
         )

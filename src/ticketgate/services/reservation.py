@@ -37,11 +37,11 @@ from ticketgate.services.common import (
     AnyRow,
     Context,
     ServiceError,
-    answer,
     invalid,
     not_found,
     now_ms,
     outgoing_metadata,
+    rpc,
     timestamp_from_ms,
     traceparent_of,
     write_transaction,
@@ -668,102 +668,78 @@ class ReservationServicer(reservation_pb2_grpc.ReservationServiceServicer):
         visible = reservation.visible_status(now_ms(self.service.clock))
         return STATUSES.get(visible, reservation_pb2.RESERVATION_STATUS_UNSPECIFIED)
 
+    @rpc(reservation_pb2.CreateReservationResponse)
     async def CreateReservation(
         self, request: reservation_pb2.CreateReservationRequest, context: Context
     ) -> reservation_pb2.CreateReservationResponse:
-        async def work() -> reservation_pb2.CreateReservationResponse:
-            reservation = await self.service.create(
-                event_id=request.event_id,
-                seat_ids=list(request.seat_ids),
-                quantity=request.quantity,
-                user_id=request.user_id,
-                reservation_token=request.reservation_token,
-                idempotency_key=request.idempotency_key,
-                traceparent=traceparent_of(context),
-            )
-            response = reservation_pb2.CreateReservationResponse(
-                reservation_id=reservation.id,
-                status=self._status(reservation),
-                reserved_seats=[seat.to_proto() for seat in reservation.seats],
-                total_amount=_money(reservation.total_amount, reservation.currency),
-            )
-            if reservation.hold_expires_ms is not None:
-                response.hold_expires_at.CopyFrom(timestamp_from_ms(reservation.hold_expires_ms))
-            if reservation.error is not None:
-                response.error.CopyFrom(reservation.error.to_proto())
-            return response
-
-        return await answer(
-            context, work, lambda error: reservation_pb2.CreateReservationResponse(error=error)
+        reservation = await self.service.create(
+            event_id=request.event_id,
+            seat_ids=list(request.seat_ids),
+            quantity=request.quantity,
+            user_id=request.user_id,
+            reservation_token=request.reservation_token,
+            idempotency_key=request.idempotency_key,
+            traceparent=traceparent_of(context),
         )
+        response = reservation_pb2.CreateReservationResponse(
+            reservation_id=reservation.id,
+            status=self._status(reservation),
+            reserved_seats=[seat.to_proto() for seat in reservation.seats],
+            total_amount=_money(reservation.total_amount, reservation.currency),
+        )
+        if reservation.hold_expires_ms is not None:
+            response.hold_expires_at.CopyFrom(timestamp_from_ms(reservation.hold_expires_ms))
+        if reservation.error is not None:
+            response.error.CopyFrom(reservation.error.to_proto())
+        return response
 
+    @rpc(reservation_pb2.GetReservationResponse)
     async def GetReservation(
         self, request: reservation_pb2.GetReservationRequest, context: Context
     ) -> reservation_pb2.GetReservationResponse:
-        async def work() -> reservation_pb2.GetReservationResponse:
-            reservation = await self.service.get(request.reservation_id, request.user_id)
-            response = reservation_pb2.GetReservationResponse(
-                reservation_id=reservation.id,
-                event_id=reservation.event_id,
-                user_id=reservation.user_id,
-                status=self._status(reservation),
-                reserved_seats=[seat.to_proto() for seat in reservation.seats],
-                total_amount=_money(reservation.total_amount, reservation.currency),
-                order_id=reservation.order_id
-                if reservation.status == tables.RESERVATION_CONFIRMED
-                else "",
-                payment_intent_id=reservation.payment_intent_id,
-            )
-            # A FAILED reservation is still found: its refusal is not this call's error.
-            if reservation.hold_expires_ms is not None:
-                response.hold_expires_at.CopyFrom(timestamp_from_ms(reservation.hold_expires_ms))
-            return response
-
-        return await answer(
-            context, work, lambda error: reservation_pb2.GetReservationResponse(error=error)
+        reservation = await self.service.get(request.reservation_id, request.user_id)
+        response = reservation_pb2.GetReservationResponse(
+            reservation_id=reservation.id,
+            event_id=reservation.event_id,
+            user_id=reservation.user_id,
+            status=self._status(reservation),
+            reserved_seats=[seat.to_proto() for seat in reservation.seats],
+            total_amount=_money(reservation.total_amount, reservation.currency),
+            order_id=reservation.order_id
+            if reservation.status == tables.RESERVATION_CONFIRMED
+            else "",
+            payment_intent_id=reservation.payment_intent_id,
         )
+        # A FAILED reservation is still found: its refusal is not this call's error.
+        if reservation.hold_expires_ms is not None:
+            response.hold_expires_at.CopyFrom(timestamp_from_ms(reservation.hold_expires_ms))
+        return response
 
+    @rpc(reservation_pb2.ConfirmReservationResponse, "reservation_id")
     async def ConfirmReservation(
         self, request: reservation_pb2.ConfirmReservationRequest, context: Context
     ) -> reservation_pb2.ConfirmReservationResponse:
-        async def work() -> reservation_pb2.ConfirmReservationResponse:
-            reservation = await self.service.confirm(
-                reservation_id=request.reservation_id,
-                user_id=request.user_id,
-                payment_intent_id=request.payment_intent_id,
-                traceparent=traceparent_of(context),
-            )
-            return reservation_pb2.ConfirmReservationResponse(
-                reservation_id=reservation.id,
-                order_id=reservation.order_id,
-                status=self._status(reservation),
-            )
-
-        return await answer(
-            context,
-            work,
-            lambda error: reservation_pb2.ConfirmReservationResponse(
-                reservation_id=request.reservation_id, error=error
-            ),
+        reservation = await self.service.confirm(
+            reservation_id=request.reservation_id,
+            user_id=request.user_id,
+            payment_intent_id=request.payment_intent_id,
+            traceparent=traceparent_of(context),
+        )
+        return reservation_pb2.ConfirmReservationResponse(
+            reservation_id=reservation.id,
+            order_id=reservation.order_id,
+            status=self._status(reservation),
         )
 
+    @rpc(reservation_pb2.CancelReservationResponse, "reservation_id")
     async def CancelReservation(
         self, request: reservation_pb2.CancelReservationRequest, context: Context
     ) -> reservation_pb2.CancelReservationResponse:
-        async def work() -> reservation_pb2.CancelReservationResponse:
-            reservation = await self.service.cancel(
-                reservation_id=request.reservation_id,
-                user_id=request.user_id,
-                traceparent=traceparent_of(context),
-            )
-            return reservation_pb2.CancelReservationResponse(
-                reservation_id=reservation.id, status=self._status(reservation)
-            )
-
-        return await answer(
-            context,
-            work,
-            lambda error: reservation_pb2.CancelReservationResponse(
-                reservation_id=request.reservation_id, error=error
-            ),
+        reservation = await self.service.cancel(
+            reservation_id=request.reservation_id,
+            user_id=request.user_id,
+            traceparent=traceparent_of(context),
+        )
+        return reservation_pb2.CancelReservationResponse(
+            reservation_id=reservation.id, status=self._status(reservation)
         )
