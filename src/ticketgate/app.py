@@ -17,11 +17,9 @@ from ticketgate.accounts.keys import LocalJwksSource, TokenSigner
 from ticketgate.accounts.service import AccountService
 from ticketgate.backends.booking_clients import BookingClients
 from ticketgate.backends.health import GrpcHealthProbe
-from ticketgate.backends.observer import RpcObserver
 from ticketgate.background import cancel_and_wait
 from ticketgate.config import Settings, load_settings
 from ticketgate.database import Database
-from ticketgate.edge.observer import RequestObserver
 from ticketgate.http.accounts import AccountRoutes
 from ticketgate.http.admin import AdminRoutes
 from ticketgate.http.booking import BookingRoutes
@@ -38,80 +36,23 @@ from ticketgate.middleware.jwks import JwksSource
 from ticketgate.middleware.jwt_auth import JwtAuthenticator
 from ticketgate.middleware.ratelimit import RateLimit
 from ticketgate.observability import prometheus
-from ticketgate.observability.logs import (
-    ConsoleAccessLog,
-    JsonAccessLog,
-    access_log,
-    configure_logging,
-)
+from ticketgate.observability.instruments import build_instruments
+from ticketgate.observability.logs import configure_logging
 from ticketgate.observability.queue_gauges import QueueGauges
 from ticketgate.observability.scrape import ScrapeSource
-from ticketgate.observability.tracing import (
-    RedisTracer,
-    RequestTracer,
-    RpcTracer,
-    Tracing,
-    TracingServerInterceptor,
-    start_tracing,
-)
+from ticketgate.observability.tracing import Tracing, start_tracing
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import RedisExecutor, build_executor
-from ticketgate.redisio.observer import OperationObserver
 from ticketgate.services.inventory import DEMO_EVENT_ID
 from ticketgate.services.server import run_services
 from ticketgate.waitingroom.events import EventAdmin
 from ticketgate.waitingroom.model import QueueUnavailable
-from ticketgate.waitingroom.service import QueueObserver, WaitingRoom
+from ticketgate.waitingroom.service import WaitingRoom
 from ticketgate.waitingroom.store import QueueStore
 
 log = logging.getLogger("ticketgate")
 Hook = Callable[[], Awaitable[None]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Instruments:
-    """What one app's enabled instruments hang on each seam; a seam whose instruments are all
-    switched off gets no observer, so it costs nothing and records nothing.
-
-    Built per app and handed to each component at construction (nothing process-global), so
-    two apps in one process (the tests build many) each feed only their own instruments.
-    """
-
-    requests: tuple[RequestObserver, ...]
-    redis: tuple[OperationObserver, ...]
-    rpc: tuple[RpcObserver, ...]  # the booking backends' gRPC calls
-    guards: prometheus.GuardMetrics | None  # rate-limit, idempotency and auth refusals
-    queue: QueueObserver | None
-    metrics_flusher: prometheus.Flusher | None  # writes the metric recorders' buffers out
-    access: JsonAccessLog | ConsoleAccessLog | None
-
-
-def build_instruments(settings: Settings) -> Instruments:
-    requests: list[RequestObserver] = []
-    redis: list[OperationObserver] = []
-    rpc: list[RpcObserver] = []
-    metrics = settings.metrics_enabled
-    if metrics:
-        requests.append(prometheus.HttpMetrics())
-        redis.append(prometheus.RedisMetrics())
-        rpc.append(prometheus.BackendMetrics())
-    if settings.tracing.enabled:
-        requests.append(RequestTracer())
-        redis.append(RedisTracer())
-        rpc.append(RpcTracer())
-    access = access_log(settings.log_level, settings.logs)
-    if access is not None:
-        requests.append(access)
-    return Instruments(
-        requests=tuple(requests),
-        redis=tuple(redis),
-        rpc=tuple(rpc),
-        guards=prometheus.GuardMetrics() if metrics else None,
-        queue=prometheus.QueueMetrics() if metrics else None,
-        metrics_flusher=prometheus.Flusher() if metrics else None,
-        access=access,
-    )
 
 
 def create_app(settings: Settings | None = None, store: QueueStore | None = None) -> Gateway:
@@ -122,11 +63,16 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
     """
     settings = settings or load_settings()
     startup: list[Hook] = []
-    instruments = build_instruments(settings)
+    tracing_settings = settings.tracing
+    instruments = build_instruments(
+        metrics=settings.metrics_enabled,
+        tracing=tracing_settings,
+        log_level=settings.log_level,
+        logs=settings.logs,
+    )
     metrics_flusher = instruments.metrics_flusher
     if metrics_flusher is not None:
         startup.append(metrics_flusher.start)
-    tracing_settings = settings.tracing
     scrape_sources: list[ScrapeSource] = []
     executor: RedisExecutor | None = (
         build_executor(settings.redis, instruments.redis) if settings.redis.enabled else None
@@ -178,10 +124,8 @@ def create_app(settings: Settings | None = None, store: QueueStore | None = None
         service_settings, service_db = settings.services, database
 
         async def start_services() -> None:
-            # The embedded servers share the gateway's tracing: a SERVER span per RPC.
-            interceptors = (TracingServerInterceptor(),) if tracing_settings.enabled else ()
             running = await services.enter_async_context(
-                run_services(service_settings, service_db, interceptors=interceptors)
+                run_services(service_settings, service_db, interceptors=instruments.services)
             )
             clients.use_embedded(running.reservation_address, running.payment_address)
             if service_settings.seed_demo_event and not settings.queue.auto_create_events:

@@ -20,11 +20,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 from tests.backends.booking_gateway import RESERVATIONS, admitted, reserve
 from tests.http_server import serve
 from tests.integration.conftest import JOIN, as_user, assert_envelope, dev_env
-from ticketgate.app import build_instruments, create_app
+from ticketgate.app import create_app
 from ticketgate.config import load_settings
 from ticketgate.observability import tracing
-from ticketgate.observability.settings import TracingSettings
-from ticketgate.observability.tracing import RedisTracer, RequestTracer
+from ticketgate.observability.instruments import build_instruments
+from ticketgate.observability.settings import LogSettings, TracingSettings
+from ticketgate.observability.tracing import RedisTracer, RequestTracer, RpcTracer
 from ticketgate.services.inventory import DEMO_EVENT_ID
 
 RESERVE_ROUTE = f"POST {RESERVATIONS}"
@@ -194,6 +195,11 @@ async def test_tracing_off_adds_no_observer() -> None:
     settings = load_settings(dev_env())
     app = create_app(settings)
     assert not any(isinstance(o, RequestTracer) for o in app._observers)
-    assert not any(isinstance(o, RedisTracer) for o in build_instruments(settings).redis)
+    instruments = build_instruments(
+        metrics=True, tracing=settings.tracing, log_level="info", logs=LogSettings()
+    )
+    assert not any(isinstance(o, RedisTracer) for o in instruments.redis)
+    assert not any(isinstance(o, RpcTracer) for o in instruments.rpc)
+    assert instruments.services == ()
     assert not tracing.is_active()
     assert TracingSettings.from_env({}).enabled is False
