@@ -109,6 +109,9 @@ class PipelinedExecutor:
         self._max_backoff = max_backoff
         self._backoff = min_backoff
         self._conn: AbstractConnection | None = None
+        # The loop the connection lives on, set with it: asyncio.get_running_loop() costs a
+        # getpid() system call per command on Python 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._down_until = 0.0
@@ -131,7 +134,7 @@ class PipelinedExecutor:
             conn = await self._connect()
         if len(self._waiters) >= self._max_pending:
             raise RedisUnavailable("too many Redis commands pending")
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._outbox.append(pack_command(conn, args))
         self._waiters.append((future, _now() + self._timeout))
@@ -182,6 +185,7 @@ class PipelinedExecutor:
             self._connecting = None
         self._backoff = self._min_backoff
         self._conn = conn
+        self._loop = loop
         self._last_reply = _now()
         self._reader = loop.create_task(self._read_loop(conn))
         self._arm_watchdog()
