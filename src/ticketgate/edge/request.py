@@ -23,6 +23,7 @@ T = TypeVar("T")
 _JSON = b"application/json"
 _encode = msgspec.json.Encoder().encode
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+_MAX_QUERY_FIELDS = 20  # more is refused (400), as parse_qsl's max_num_fields did
 
 
 class Request:
@@ -74,12 +75,15 @@ class Request:
         """The parameter's first value, or None when absent (`?limit=` is "", not None)."""
         if not self.query:
             return None
-        try:
-            pairs = parse_qsl(
-                self.query.decode("latin-1"), keep_blank_values=True, max_num_fields=20
-            )
-        except ValueError:  # more fields than the cap: a client mistake, not a 500
-            raise ApiError("INVALID_REQUEST", "too many query parameters") from None
+        text = self.query.decode("latin-1")
+        if text.count("&") >= _MAX_QUERY_FIELDS:  # a client mistake, not a 500
+            raise ApiError("INVALID_REQUEST", "too many query parameters")
+        if "%" in text or "+" in text:
+            pairs = parse_qsl(text, keep_blank_values=True)
+        else:
+            # Nothing to unquote (a status poll's `token=wt1.…`): parse_qsl's split without
+            # its per-field unquoting, ~1 µs less on every status request.
+            pairs = [field.partition("=")[::2] for field in text.split("&") if field]
         for key, value in pairs:
             if key == name:
                 return value
