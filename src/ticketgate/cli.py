@@ -202,7 +202,8 @@ def create_user(
     from ticketgate.accounts.keys import TokenSigner
     from ticketgate.accounts.service import AccountError, AccountService
     from ticketgate.accounts.settings import AccountSettings
-    from ticketgate.database import Database, DatabaseSettings
+    from ticketgate.database import Database
+    from ticketgate.database.settings import DatabaseSettings
 
     roles = tuple(role or ("user",))
     unknown = [name for name in roles if name not in KNOWN_ROLES]

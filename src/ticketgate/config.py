@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ticketgate.accounts.settings import AccountSettings
 from ticketgate.backends.settings import BackendSettings
-from ticketgate.database import DatabaseSettings
+from ticketgate.database.settings import DatabaseSettings
 from ticketgate.envparse import (
     ConfigError,
     env_bool,

@@ -18,7 +18,7 @@ import yaml
 
 from tests.deploy.tools import DEPLOY, ROOT
 from ticketgate.config import check_replicas, load_settings, single_process_components
-from ticketgate.database import DatabaseSettings
+from ticketgate.database.settings import DatabaseSettings
 from ticketgate.services.settings import ServiceSettings
 
 COMPOSE = DEPLOY / "compose.yaml"

@@ -32,7 +32,8 @@ from tests.backends.booking_gateway import (
 )
 from tests.integration.conftest import assert_envelope
 from ticketgate.backends.settings import BackendSettings
-from ticketgate.database import SQLITE_DRIVER, Database, DatabaseSettings
+from ticketgate.database import Database
+from ticketgate.database.settings import SQLITE_DRIVER, DatabaseSettings
 from ticketgate.services.inventory import seat_map
 from ticketgate.services.server import RunningServices, run_services
 from ticketgate.services.settings import ServiceSettings

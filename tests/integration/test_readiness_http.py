@@ -22,7 +22,8 @@ from tests.integration.conftest import SECRET
 from tests.redis_server import free_port
 from ticketgate.app import create_app
 from ticketgate.config import load_settings
-from ticketgate.database import SQLITE_DRIVER, Database, DatabaseSettings
+from ticketgate.database import Database
+from ticketgate.database.settings import SQLITE_DRIVER, DatabaseSettings
 from ticketgate.envparse import ConfigError
 from ticketgate.http.settings import ReadinessSettings
 from ticketgate.http.system import PROBE_CACHE_SEC, READY_TIMEOUT_SEC

@@ -21,7 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from tests.required import backend_unavailable
 from ticketgate.accounts.keys import generate_private_pem
 from ticketgate.accounts.settings import AccountSettings
-from ticketgate.database import Database, DatabaseSettings, normalize_database_url
+from ticketgate.database import Database
+from ticketgate.database.settings import DatabaseSettings, normalize_database_url
 from ticketgate.envparse import ConfigError
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from ticketgate.cli_output import config_failure, stderr_console
-from ticketgate.database import Database, DatabaseSettings
+from ticketgate.database import Database
+from ticketgate.database.settings import DatabaseSettings
 from ticketgate.envparse import ConfigError, env_environment
 from ticketgate.observability.logs import configure_logging
 from ticketgate.observability.settings import LogSettings, TracingSettings
