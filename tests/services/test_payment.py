@@ -214,6 +214,7 @@ async def test_create_is_idempotent_by_key(services: Booking) -> None:
     assert again.payment_intent_id == first.payment_intent_id
     changed = await create(services, intent_request(key="pay-1", amount=1))
     assert error_code(changed) == common_pb2.ERROR_CODE_IDEMPOTENCY_CONFLICT
+    assert changed.error.message == "idempotency key was already used for a different payment"
     bob = await create(services, intent_request(key="pay-1", user_id="usr_bob"))
     assert bob.payment_intent_id != first.payment_intent_id
 

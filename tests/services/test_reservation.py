@@ -134,6 +134,9 @@ async def test_create_is_idempotent_per_user_and_key(services: Booking) -> None:
     assert other_user.reservation_id != first.reservation_id
     changed = await services.reserve(event_id, quantity=3, key="k-1")
     assert error_code(changed) == common_pb2.ERROR_CODE_IDEMPOTENCY_CONFLICT
+    assert changed.error.message == (
+        "idempotency key was already used for a different reservation request"
+    )
 
     # Concurrent duplicates: one reservation; the seats the losers held go back.
     duplicates = await asyncio.gather(

@@ -1,5 +1,6 @@
-"""What the three services share: refusals as `common.v1.Error`, trace ids, clocks, and
-write transactions that survive the database's own concurrency errors.
+"""What the three services share: refusals as `common.v1.Error` (the `rpc` wrapper of every
+servicer method), trace ids, clocks, idempotency-key replays, and write transactions that
+survive the database's own concurrency errors.
 
 Business refusals travel inside responses (the contract's `error` field) so callers branch on
 codes, never on text. Infrastructure failures (database down) become gRPC status UNAVAILABLE
@@ -15,11 +16,11 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import Row
+from sqlalchemy import Row, Table, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -123,6 +124,45 @@ def rpc(
         return handle
 
     return wrap
+
+
+class Replays(Generic[T]):
+    """What a user already asked under an idempotency key, answered again.
+
+    `table` keys rows by (user_id, idempotency_key) and stores each request's `request_hash`;
+    `answer` turns a row into what the call returns. The same key with a different request
+    is an IDEMPOTENCY_CONFLICT naming `what` was asked.
+    """
+
+    def __init__(
+        self, database: Database, table: Table, what: str, answer: Callable[[AnyRow], T]
+    ) -> None:
+        self.database = database
+        self.table = table
+        self.what = what
+        self.answer = answer
+
+    async def find(self, user_id: str, key: str, request_hash: str) -> T | None:
+        """The first call's answer to this request under `key`; None without a key or call."""
+        if not key:
+            return None
+        columns = self.table.c
+        async with self.database.read() as conn:
+            row = (
+                await conn.execute(
+                    select(self.table).where(
+                        columns.user_id == user_id, columns.idempotency_key == key
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        if row.request_hash != request_hash:
+            raise ServiceError(
+                common_pb2.ERROR_CODE_IDEMPOTENCY_CONFLICT,
+                f"idempotency key was already used for a different {self.what}",
+            )
+        return self.answer(row)
 
 
 def _retryable(exc: DBAPIError) -> bool:

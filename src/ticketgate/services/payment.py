@@ -41,6 +41,7 @@ from ticketgate.services import tables
 from ticketgate.services.common import (
     AnyRow,
     Context,
+    Replays,
     ServiceError,
     invalid,
     not_found,
@@ -163,6 +164,7 @@ class PaymentSimulator:
         self._busy: set[tuple[str, str]] = set()  # (job, intent id) running in this process
         self._http: httpx.AsyncClient | None = None
         self._recovery: asyncio.Task[None] | None = None
+        self._replays = Replays(database, tables.payment_intents, "payment", _intent)
         database.register(tables.payment_metadata)
 
     async def start(self) -> None:
@@ -255,10 +257,9 @@ class PaymentSimulator:
 
         fields = [reservation_id, user_id, amount, currency, method, name, webhook_url]
         request_hash = hashlib.sha256(json.dumps(fields).encode()).hexdigest()
-        if idempotency_key:
-            existing = await self._by_key(user_id, idempotency_key)
-            if existing is not None:
-                return self._replay(existing, request_hash)
+        existing = await self._replays.find(user_id, idempotency_key, request_hash)
+        if existing is not None:
+            return existing
         if name == "RANDOM":
             outcome = COMPLETED if self._rng.random() < self.approve_probability else FAILED
         else:
@@ -298,31 +299,12 @@ class PaymentSimulator:
 
         row = await write_transaction(self.database, insert)
         if row is None:  # a concurrent call with the same key won
-            existing = await self._by_key(user_id, idempotency_key)
+            existing = await self._replays.find(user_id, idempotency_key, request_hash)
             if existing is None:
                 raise ServiceError(common_pb2.ERROR_CODE_CONCURRENT_MODIFICATION, "retry")
-            return self._replay(existing, request_hash)
+            return existing
         self._spawn("settle", intent_id, self._settle_when_due(intent_id, due))
         return _intent(row)
-
-    def _replay(self, row: AnyRow, request_hash: str) -> Intent:
-        if row.request_hash != request_hash:
-            raise ServiceError(
-                common_pb2.ERROR_CODE_IDEMPOTENCY_CONFLICT,
-                "idempotency key was already used for a different payment",
-            )
-        return _intent(row)
-
-    async def _by_key(self, user_id: str, key: str) -> AnyRow | None:
-        intents = tables.payment_intents.c
-        async with self.database.read() as conn:
-            return (
-                await conn.execute(
-                    select(tables.payment_intents).where(
-                        intents.user_id == user_id, intents.idempotency_key == key
-                    )
-                )
-            ).first()
 
     async def _load(self, intent_id: str) -> AnyRow:
         if not intent_id or len(intent_id) > 40:

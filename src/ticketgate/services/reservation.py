@@ -36,6 +36,7 @@ from ticketgate.services import tables
 from ticketgate.services.common import (
     AnyRow,
     Context,
+    Replays,
     ServiceError,
     invalid,
     not_found,
@@ -174,6 +175,7 @@ class ReservationService:
         self.clock = clock
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._replays = Replays(database, tables.reservations, "reservation request", _reservation)
         database.register(tables.reservation_metadata)
 
     async def start(self) -> None:
@@ -242,17 +244,6 @@ class ReservationService:
             ).first()
         return None if row is None else _reservation(row)
 
-    async def _by_key(self, user_id: str, key: str) -> AnyRow | None:
-        columns = tables.reservations.c
-        async with self.database.read() as conn:
-            return (
-                await conn.execute(
-                    select(tables.reservations).where(
-                        columns.user_id == user_id, columns.idempotency_key == key
-                    )
-                )
-            ).first()
-
     async def get(self, reservation_id: str, user_id: str) -> Reservation:
         """The reservation, to its owner only: anyone else learns nothing, not even that it
         exists."""
@@ -293,10 +284,9 @@ class ReservationService:
         request_hash = hashlib.sha256(
             f"{event_id}\n{request_key(named, count)}".encode()
         ).hexdigest()
-        if idempotency_key:
-            existing = await self._by_key(user_id, idempotency_key)
-            if existing is not None:
-                return self._replay(existing, request_hash)
+        existing = await self._replays.find(user_id, idempotency_key, request_hash)
+        if existing is not None:
+            return existing
 
         reservation_id = RESERVATION_PREFIX + secrets.token_hex(12)
         try:
@@ -373,21 +363,12 @@ class ReservationService:
         # Lost to a concurrent call with the same key, or the token was used before.
         if values["status"] == tables.RESERVATION_HOLD:
             await self._release(event_id, reservation_id, traceparent)
-        if idempotency_key:
-            existing = await self._by_key(user_id, idempotency_key)
-            if existing is not None:
-                return self._replay(existing, request_hash)
+        existing = await self._replays.find(user_id, idempotency_key, request_hash)
+        if existing is not None:
+            return existing
         raise ServiceError(
             common_pb2.ERROR_CODE_ALREADY_EXISTS, "this reservation token was already used"
         )
-
-    def _replay(self, row: AnyRow, request_hash: str) -> Reservation:
-        if row.request_hash != request_hash:
-            raise ServiceError(
-                common_pb2.ERROR_CODE_IDEMPOTENCY_CONFLICT,
-                "idempotency key was already used for a different reservation request",
-            )
-        return _reservation(row)
 
     # --- state changes --------------------------------------------------------------------
 
