@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TEST_SECRET
-from tests.contract.conftest import join_many, open_door
+from tests.contract.conftest import Clock, join_many, open_door
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.eta import entry_grace_ms
 from ticketgate.waitingroom.model import EnterOutcome, QueueError, WaiterState
@@ -84,14 +84,6 @@ async def test_a_held_earmark_lapses_when_its_fan_is_swept(
 
 
 # --- property: random on-sales on the memory store, on a clock the test moves ---------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_ms = 1_700_000_000_000
-
-    def __call__(self) -> int:
-        return self.now_ms
 
 
 @dataclass

@@ -6,18 +6,10 @@ Redis enforces these with PX; the memory store trims them itself, by insertion o
 from __future__ import annotations
 
 from tests.conftest import TEST_SECRET
+from tests.contract.conftest import Clock
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import ClaimOutcome, EnterOutcome
 from ticketgate.waitingroom.settings import QueueSettings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_ms = 1_700_000_000_000
-
-    def __call__(self) -> int:
-        return self.now_ms
-
 
 # A join's Idempotency-Key lives IDEMPOTENCY_TTL_SEC (here 10 min, not the default day).
 IDEMPOTENCY_TTL_MS = 600_000
