@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 import pytest
 import redis
@@ -147,7 +148,9 @@ def _redis_state(client: redis.Redis, event_id: str, times: bool) -> dict[str, o
         return value.decode() if isinstance(value, bytes) else str(value)
 
     def scored(name: str) -> list[tuple[int, int]]:
-        pairs: list[tuple[bytes, float]] = client.zrange(prefix + name, 0, -1, withscores=True)
+        pairs = cast(
+            "list[tuple[bytes, float]]", client.zrange(prefix + name, 0, -1, withscores=True)
+        )
         return [(int(text(member)), int(score)) for member, score in pairs]
 
     config = {text(k): text(v) for k, v in client.hgetall(f"{prefix}cfg").items()}
