@@ -87,6 +87,7 @@ class _Admissions(NamedTuple):
 
 
 _NO_ADMISSIONS = _Admissions(-1, 0, 0, 0, 0, 0, 0)  # -1 never matches: status.lua counts
+_WAITER_STATES = {state.value: state for state in WaiterState}  # cheaper than WaiterState(n)
 
 
 class _EventKeys:
@@ -289,7 +290,7 @@ class RedisQueueStore:
             known = k.admissions = _Admissions(used, now, exact, c1, c5, c15, oldest)
         oldest_ms = known.oldest_ms
         return StatusResult(
-            WaiterState(state),
+            _WAITER_STATES[state],
             position,
             now,
             AdmissionCounts(

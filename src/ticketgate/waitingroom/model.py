@@ -170,8 +170,7 @@ class JoinResult:
     duplicate: bool
 
 
-@dataclass(frozen=True, slots=True)
-class AdmissionCounts:
+class AdmissionCounts(NamedTuple):  # a tuple: one is made on every status call
     """Admissions of one event in the last 1, 5 and 15 minutes.
 
     `covered_ms` is the age of the oldest admission kept (at most 15 minutes), so a young
@@ -213,8 +212,7 @@ class Frontier(NamedTuple):  # a tuple: one is made on every status call
         return self.used + self.earmarked + self.lapsed
 
 
-@dataclass(frozen=True, slots=True)
-class StatusResult:
+class StatusResult(NamedTuple):  # a tuple: one is made on every status call
     """`admission_window`, `capacity`, `refill_per_sec` and `paused` are the event's effective
     settings (operator override, else the process settings) and `frontier` its serving
     frontier, all read in the same store step as the waiter's place."""
@@ -252,8 +250,7 @@ class Admission:
     ttl_sec: int
 
 
-@dataclass(frozen=True, slots=True)
-class StatusView:
+class StatusView(NamedTuple):  # a tuple: one is made on every status call
     """What a waiter sees on each poll; `frontier` is the event's, so a client can see its
     distance to the door (position - frontier.earmarked). `eta_sec` is None when no ETA can
     be promised: the event is paused or sold out (`event_state` says which)."""
