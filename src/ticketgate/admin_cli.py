@@ -274,17 +274,24 @@ SoldOut = Annotated[
 ]
 
 
-def _settings_body(**values: Any) -> dict[str, Any]:
-    """The API's field names for the options given (None = not given)."""
-    names = {
-        "window": "admission_window",
-        "bucket_size": "bucket_capacity",
-        "rate": "bucket_refill_per_sec",
-        "paused": "paused",
-        "closed": "closed",
-        "sold_out": "sold_out",
+def _settings_body(
+    window: int | None,
+    bucket_size: int | None,
+    rate: float | None,
+    paused: bool | None,
+    closed: bool | None,
+    sold_out: bool | None,
+) -> dict[str, Any]:
+    """The options given (None = not given) under the API's field names."""
+    given = {
+        "admission_window": window,
+        "bucket_capacity": bucket_size,
+        "bucket_refill_per_sec": rate,
+        "paused": paused,
+        "closed": closed,
+        "sold_out": sold_out,
     }
-    return {names[option]: value for option, value in values.items() if value is not None}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def create_event(
@@ -301,14 +308,7 @@ def create_event(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Register an event, optionally with its first settings (e.g. --pause until the sale)."""
-    body = _settings_body(
-        window=window,
-        bucket_size=bucket_size,
-        rate=rate,
-        paused=paused,
-        closed=closed,
-        sold_out=sold_out,
-    )
+    body = _settings_body(window, bucket_size, rate, paused, closed, sold_out)
     answer = _call(
         url,
         token,
@@ -335,14 +335,7 @@ def set_event(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Change an event's settings at runtime (all workers, within a second; audit-logged)."""
-    patch = _settings_body(
-        window=window,
-        bucket_size=bucket_size,
-        rate=rate,
-        paused=paused,
-        closed=closed,
-        sold_out=sold_out,
-    )
+    patch = _settings_body(window, bucket_size, rate, paused, closed, sold_out)
     if not patch:
         fail(
             "nothing to change: give --window, --bucket-size, --rate, --pause/--resume, "

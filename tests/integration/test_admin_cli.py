@@ -61,8 +61,28 @@ def test_set_changes_the_event_and_errors_exit_1_with_the_envelope(gateway_url: 
     assert view["settings"]["admission_window"] == 50
     assert view["settings"]["paused"] is True
     assert view["settings"]["closed"] is True
-    code, output = run(gateway_url, "event", "set", event_id, "--resume", "--open", "--rate", "7.5")
+    code, output = run(
+        gateway_url,
+        "event",
+        "set",
+        event_id,
+        "--resume",
+        "--open",
+        "--rate",
+        "7.5",
+        "--bucket-size",
+        "20",
+    )
     assert code == 0, output
+    view = httpx.get(
+        f"{gateway_url}/api/v1/admin/events/{event_id}",
+        headers={"Authorization": f"Bearer {DEV_TOKEN}"},
+    ).json()
+    assert view["settings"]["paused"] is False
+    assert view["settings"]["closed"] is False
+    assert view["settings"]["bucket_refill_per_sec"] == 7.5
+    assert view["settings"]["bucket_capacity"] == 20
+    assert view["settings"]["admission_window"] == 50
     code, output = run(gateway_url, "event", "sweep", event_id)
     assert code == 0, output
     assert "swept 0 ghost waiters" in output
