@@ -43,6 +43,7 @@ from ticketgate.services.common import (
     Context,
     Replays,
     ServiceError,
+    every,
     invalid,
     not_found,
     now_ms,
@@ -173,7 +174,9 @@ class PaymentSimulator:
             follow_redirects=False,
             headers={"User-Agent": "ticketgate-payment-simulator"},
         )
-        self._recovery = asyncio.get_running_loop().create_task(self._recovery_loop())
+        self._recovery = asyncio.get_running_loop().create_task(
+            every(self.recovery_interval_sec, self.recover_once, log, "payment recovery")
+        )
 
     async def close(self, grace_sec: float = 0.0) -> None:
         """Stop, draining webhooks: nothing new starts, a delivery being posted gets up to
@@ -444,16 +447,6 @@ class PaymentSimulator:
             return True, False
         log.info("webhook to %s answered %d", url, response.status_code)
         return False, response.status_code >= 500 or response.status_code in _RETRYABLE_HTTP
-
-    async def _recovery_loop(self) -> None:
-        while True:
-            try:
-                await self.recover_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("payment recovery failed: %s", exc)
-            await asyncio.sleep(self.recovery_interval_sec)
 
     async def recover_once(self, limit: int = 200) -> None:
         """Settle intents whose outcome is due and resend webhooks that are owed."""

@@ -38,6 +38,7 @@ from ticketgate.services.common import (
     Context,
     Replays,
     ServiceError,
+    every,
     invalid,
     not_found,
     now_ms,
@@ -179,7 +180,9 @@ class ReservationService:
         database.register(tables.reservation_metadata)
 
     async def start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
+        self._sweeper = asyncio.get_running_loop().create_task(
+            every(self.sweep_interval_sec, self._sweep_and_tell, log, "reservation sweep")
+        )
 
     async def close(self) -> None:
         tasks = [*self._background, *([self._sweeper] if self._sweeper else [])]
@@ -624,17 +627,10 @@ class ReservationService:
                 log.warning("could not finish confirming %s: %s", row.id, exc.message)
         return len(expired)
 
-    async def _sweep_loop(self) -> None:
-        while True:
-            try:
-                count = await self.sweep_once()
-                if count:
-                    log.info("expired %d reservations", count)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("reservation sweep failed: %s", exc)
-            await asyncio.sleep(self.sweep_interval_sec)
+    async def _sweep_and_tell(self) -> None:
+        count = await self.sweep_once()
+        if count:
+            log.info("expired %d reservations", count)
 
 
 def _money(amount: int, currency: str) -> common_pb2.Money:
