@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticketgate.waitingroom.admission import AdmissionPolicy, Decision, min_wait_ms, refilled
+from ticketgate.waitingroom.admission import (
+    AdmissionPolicy,
+    Bucket,
+    Decision,
+    min_wait_ms,
+    refilled,
+)
 from ticketgate.waitingroom.model import EnterOutcome, EventOverrides, Frontier
 from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
 
@@ -81,6 +87,24 @@ def test_refill_is_fractional_capped_and_ignores_a_clock_going_backwards() -> No
     assert refilled(0.0, 0, 10**7, capacity=3, refill_per_ms=0.05) == 3
     assert refilled(1.0, 1_000, 500, capacity=3, refill_per_ms=0.05) == 1.0
     assert refilled(5.0, 0, 0, capacity=3, refill_per_ms=0.05) == 3, "a lowered capacity binds"
+
+
+def test_a_bucket_never_written_is_full_and_a_written_one_refills() -> None:
+    policy = AdmissionPolicy(window=10, min_wait=(), capacity=3, refill_per_sec=50.0)
+    assert policy.frontier(None, 5_000, held=2) == Frontier(3.0, 0, 2, 0)
+    written = Bucket(tokens=0.5, updated_ms=1_000, used=7, lapsed=1)
+    assert policy.frontier(written, 1_010, held=0) == Frontier(1.0, 7, 0, 1)
+
+
+def test_a_grant_draws_one_earmark_unless_the_waiter_brings_its_own() -> None:
+    frontier = Frontier(tokens=2.5, used=4, held=1, lapsed=1)
+    assert AdmissionPolicy.grant(frontier, 9, held=False) == Bucket(1.5, 9, 5, 1)
+    assert AdmissionPolicy.grant(frontier, 9, held=True) == Bucket(2.5, 9, 5, 1)
+
+
+def test_a_hold_takes_late_earmarks_out_and_lapses_the_swept_ones() -> None:
+    frontier = Frontier(tokens=2.25, used=4, held=1, lapsed=0)
+    assert AdmissionPolicy.hold(frontier, 9, late=2, lapsing=1) == Bucket(0.25, 9, 4, 1)
 
 
 @given(st.integers(1, 200), st.integers(0, 10**7), st.floats(0, 500))

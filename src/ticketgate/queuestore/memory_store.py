@@ -15,11 +15,7 @@ from typing import TypeVar
 
 from sortedcontainers import SortedList
 
-from ticketgate.waitingroom.admission import (
-    HELD_OFFSET,
-    AdmissionPolicy,
-    refilled,
-)
+from ticketgate.waitingroom.admission import HELD_OFFSET, AdmissionPolicy, Bucket
 from ticketgate.waitingroom.eta import WINDOWS_MS, entry_grace_ms
 from ticketgate.waitingroom.model import (
     MARK_EVERY,
@@ -71,19 +67,8 @@ def _expired_head(
 
 
 @dataclass
-class _Bucket:
-    """Unused released capacity as of `updated_ms`, the admissions granted so far and the
-    held earmarks that lapsed (model.Frontier)."""
-
-    tokens: float
-    updated_ms: int
-    used: int = 0
-    lapsed: int = 0
-
-
-@dataclass
 class _Event:
-    bucket: _Bucket | None = None  # made full on the first grant, as Redis does
+    bucket: Bucket | None = None  # written by the first grant or hold, as in Redis
     seq: int = 0
     epoch_ms: int = 0
     waiting: SortedList = field(default_factory=SortedList)  # seqs; held ones - HELD_OFFSET
@@ -132,13 +117,7 @@ class MemoryQueueStore:
 
     @staticmethod
     def _frontier(event: _Event, policy: AdmissionPolicy, now: int) -> Frontier:
-        bucket = event.bucket
-        if bucket is None:
-            return Frontier(float(policy.capacity), 0, len(event.held))
-        tokens = refilled(
-            bucket.tokens, bucket.updated_ms, now, policy.capacity, policy.refill_per_ms
-        )
-        return Frontier(tokens, bucket.used, len(event.held), bucket.lapsed)
+        return policy.frontier(event.bucket, now, len(event.held))
 
     def _remove_waiter(self, event: _Event, seq: int) -> None:
         event.waiting.discard(event.key(seq))
@@ -282,9 +261,7 @@ class MemoryQueueStore:
         decision = policy.decide(position, now - joined_ms, frontier.reach)
         if decision.outcome is not EnterOutcome.GRANTED:
             return EnterResult(decision.outcome, position, now, decision.wait_ms)
-        # A held waiter brings the earmark it holds; anyone else takes one from the bucket.
-        tokens = frontier.tokens if seq in event.held else frontier.tokens - 1.0
-        event.bucket = _Bucket(tokens, now, frontier.used + 1, frontier.lapsed)
+        event.bucket = policy.grant(frontier, now, held=seq in event.held)
         self._remove_waiter(event, seq)
         event.admitted[seq] = now
         event.admitted_order.add((now, seq))
@@ -338,9 +315,7 @@ class MemoryQueueStore:
             event.held.add(seq)
             event.waiting.add(seq - HELD_OFFSET)
         if late or lapsing:
-            event.bucket = _Bucket(
-                frontier.tokens - len(late), now, frontier.used, frontier.lapsed + lapsing
-            )
+            event.bucket = policy.hold(frontier, now, len(late), lapsing)
         for key in _expired_head(event.idempotency, now, batch, lambda v: v[2]):
             del event.idempotency[key]
         return len(stale)

@@ -184,6 +184,11 @@ class RedisQueueStore:
             settings.reservation_token_ttl_ms,
             *policy.script_args(),
         )
+        self._sweep_args = (
+            entry_grace_ms(settings.heartbeat_ttl_ms),
+            HELD_OFFSET,
+            *policy.script_args(),
+        )
         self._stats_args = (policy.capacity, repr(policy.refill_per_ms))
         self._status_args = (
             settings.admission_window,
@@ -352,10 +357,7 @@ class RedisQueueStore:
                 (k.wait, k.seen, k.users, k.owners, k.bucket, k.cfg),
                 self._settings.heartbeat_ttl_ms,
                 batch,
-                *self._stats_args,
-                self._settings.admission_window,
-                entry_grace_ms(self._settings.heartbeat_ttl_ms),
-                HELD_OFFSET,
+                *self._sweep_args,
             )
         )
         return int(removed)

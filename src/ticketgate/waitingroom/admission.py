@@ -21,9 +21,13 @@ Why this order is fair and the promise holds:
 - grants never exceed released capacity: no borrowing, no bypass (a held earmark is one the
   bucket released).
 
-This module is the one place the rule lives: the memory store and the status view call
-`AdmissionPolicy.decide`, and the Redis store hands `script_args()` to its Lua scripts, which
-apply the same arithmetic in the same atomic step (`tests/contract` holds both to it).
+This module is the one place the rule lives: who may enter (`AdmissionPolicy.decide`), what
+the bucket holds at an instant (`frontier`), what a grant draws from it (`grant`) and what the
+sweeper's hold takes out of it (`door`, `hold`). The memory store and the status view call
+them; the Redis store hands `script_args()` to its Lua scripts (frontier.lua, enter.lua,
+sweep.lua), which apply the same arithmetic in the same atomic step, each step named after the
+method it mirrors. tests/contract/test_store_state.py runs both stores on one clock through
+random sequences and requires the same answers and state, bucket included.
 """
 
 from __future__ import annotations
@@ -56,6 +60,18 @@ def refilled(
     if now_ms > updated_ms:
         tokens += (now_ms - updated_ms) * refill_per_ms
     return min(capacity, tokens)
+
+
+class Bucket(NamedTuple):
+    """What a store keeps of an event's bucket (Redis: the HASH tokens, ts, used, lapsed):
+    the unused released capacity as of `updated_ms`, the admissions granted so far and the
+    held earmarks that lapsed (model.Frontier). None until the first grant or hold: a bucket
+    never written is full."""
+
+    tokens: float
+    updated_ms: int
+    used: int = 0
+    lapsed: int = 0
 
 
 class Decision(NamedTuple):  # a tuple: one is made on every status call
@@ -113,10 +129,34 @@ class AdmissionPolicy:
             return Decision(EnterOutcome.THROTTLED, frontier_ms)
         return GRANT
 
+    def frontier(self, bucket: Bucket | None, now_ms: int, held: int) -> Frontier:
+        """The frontier at `now_ms` (lua/frontier.lua): the bucket refilled, full when never
+        written; `held` is how many waiters hold an earmark."""
+        if bucket is None:
+            return Frontier(float(self.capacity), 0, held)
+        tokens = refilled(
+            bucket.tokens, bucket.updated_ms, now_ms, self.capacity, self.refill_per_ms
+        )
+        return Frontier(tokens, bucket.used, held, bucket.lapsed)
+
+    @staticmethod
+    def grant(frontier: Frontier, now_ms: int, held: bool) -> Bucket:
+        """The bucket after one grant at `now_ms` (enter.lua): a held waiter brings the earmark
+        it holds; anyone else takes one from the bucket."""
+        tokens = frontier.tokens if held else frontier.tokens - 1.0
+        return Bucket(tokens, now_ms, frontier.used + 1, frontier.lapsed)
+
     def door(self, frontier: Frontier) -> int:
         """How many of the first waiters (after the held ones) stand within the frontier: the
         ones whose earmarks the sweeper holds when they do not come."""
         return max(0, min(int(frontier.tokens), self.window - frontier.held))
+
+    @staticmethod
+    def hold(frontier: Frontier, now_ms: int, late: int, lapsing: int) -> Bucket:
+        """The bucket after a sweep at `now_ms` (sweep.lua) held the earmarks of `late` waiters
+        within the door (taken out of the bucket, which refills for the next places) and
+        removed `lapsing` ghosts that held one (those earmarks lapse)."""
+        return Bucket(frontier.tokens - late, now_ms, frontier.used, frontier.lapsed + lapsing)
 
     def script_args(self) -> tuple[int | str, ...]:
         """The policy as the Lua scripts take it (ARGV): window, capacity, refill per ms,

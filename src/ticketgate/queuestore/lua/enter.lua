@@ -72,6 +72,7 @@ end
 if frontier_ms > 0 then
   return {3, position, now, frontier_ms}
 end
+-- AdmissionPolicy.grant
 if tonumber(redis.call('ZSCORE', KEYS[1], seq)) >= 0 then
   tokens = tokens - 1  -- a held waiter brings the earmark it holds
 end

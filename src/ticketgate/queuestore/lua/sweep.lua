@@ -4,8 +4,9 @@
 -- grace (admission.py): each moves to the front with its score lowered by HELD_OFFSET and
 -- takes its earmark out of the bucket, which refills for the next places. Bounded work.
 -- KEYS: 1 wait, 2 seen, 3 users, 4 owners (seq -> user), 5 bucket, 6 operator overrides
--- ARGV: 1 heartbeat TTL ms, 2 batch, 3 bucket capacity, 4 refill per ms, 5 admission window,
---       6 entry grace ms, 7 HELD_OFFSET
+-- ARGV: 1 heartbeat TTL ms, 2 batch, 3 entry grace ms, 4 HELD_OFFSET,
+--       5.. AdmissionPolicy.script_args(): 5 admission window, 6 bucket capacity,
+--       7 refill per ms (the min-wait pairs after them are not needed here)
 -- Returns how many ghosts were removed.
 local now = now_ms()
 local ghosts = redis.call(
@@ -21,22 +22,23 @@ end
 
 local cfg = redis.call('HMGET', KEYS[6], 'window', 'capacity', 'refill', 'paused', 'soldout')
 local _, _, tokens, used, held, lapsed = frontier(
-  KEYS[5], KEYS[1], now, cfg[2], cfg[3], ARGV[3], ARGV[4])
+  KEYS[5], KEYS[1], now, cfg[2], cfg[3], ARGV[6], ARGV[7])
 local moved = 0
 if cfg[4] ~= '1' and cfg[5] ~= '1' then  -- paused or sold out: nobody may enter, nobody is late
+  -- AdmissionPolicy.door
   local door = math.min(math.floor(tokens), (tonumber(cfg[1]) or tonumber(ARGV[5])) - held)
   if door > 0 then
-    local offset = tonumber(ARGV[7])
+    local offset = tonumber(ARGV[4])
     for _, seq in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], 0, '+inf', 'LIMIT', 0, door)) do
       local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
-      if now - seen > tonumber(ARGV[6]) then
+      if now - seen > tonumber(ARGV[3]) then
         redis.call('ZADD', KEYS[1], string.format('%.17g', tonumber(seq) - offset), seq)
         moved = moved + 1
       end
     end
   end
 end
-if moved > 0 or lapsing > 0 then
+if moved > 0 or lapsing > 0 then  -- AdmissionPolicy.hold
   redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - moved), 'ts', now,
     'used', used, 'lapsed', lapsed + lapsing)
 end
