@@ -104,16 +104,10 @@ def env_decimal(
     default: float,
     low: float | None = None,
     high: float | None = None,
-    *,
-    above_low: bool = False,
-    noun: str = "a number",
-    unit: str = "",
 ) -> float:
     """A decimal setting (see `parse_decimal`); `default` when unset or empty."""
     raw = env_text(env, name)
-    if raw == "":
-        return default
-    return parse_decimal(name, raw, low, high, above_low=above_low, noun=noun, unit=unit)
+    return default if raw == "" else parse_decimal(name, raw, low, high)
 
 
 def parse_duration_sec(

@@ -19,6 +19,7 @@ from ticketgate.envparse import (
     env_environment,
     env_int,
     env_text,
+    parse_decimal,
     parse_duration_sec,
     parse_list,
 )
@@ -128,7 +129,10 @@ def _algorithms(raw: str, has_secret: bool) -> tuple[str, ...]:
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    return env_decimal(env, name, default, low, high, noun="a number of seconds", unit=" seconds")
+    raw = env_text(env, name)
+    if raw == "":
+        return default
+    return parse_decimal(name, raw, low, high, noun="a number of seconds", unit=" seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +222,9 @@ def _window(rps: float, burst: int) -> int:
 
 
 def _rate(env: Mapping[str, str], name: str, default: float) -> float:
-    return env_decimal(env, name, default, 0, 1_000_000, above_low=True)
+    """Requests a second: above zero (a zero rate would never refill)."""
+    raw = env_text(env, name)
+    return default if raw == "" else parse_decimal(name, raw, 0, 1_000_000, above_low=True)
 
 
 @dataclass(frozen=True, slots=True)
