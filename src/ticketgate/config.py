@@ -30,7 +30,7 @@ from ticketgate.envparse import (
 )
 from ticketgate.http.settings import CorsSettings, FrontdoorSettings, ReadinessSettings
 from ticketgate.middleware.settings import IdempotencySettings, JwtSettings, RateLimitSettings
-from ticketgate.observability.settings import LogSettings, TracingSettings
+from ticketgate.observability.settings import LogSettings, TracingSettings, log_level_from_env
 from ticketgate.redisio.settings import RedisSettings
 from ticketgate.services.settings import ServiceSettings
 from ticketgate.waitingroom.settings import QueueSettings, token_secret_from_env
@@ -85,11 +85,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     environment = env_environment(source)
     is_dev = environment == "development"
 
-    log_level = env_text(source, "LOG_LEVEL").lower() or "info"
-    if log_level not in {"debug", "info", "warning", "error", "critical"}:
-        raise ConfigError(
-            f"LOG_LEVEL must be debug, info, warning, error or critical, got {log_level!r}"
-        )
+    log_level = log_level_from_env(source)
 
     dev_bypass = env_bool(source, "AUTH_DEV_BYPASS_ENABLED", is_dev)
     if dev_bypass and not is_dev:

@@ -180,3 +180,20 @@ def test_the_services_command_refuses_a_bad_configuration(tmp_path: Path) -> Non
     )
     assert result.returncode == 2
     assert "PAYMENT_WEBHOOK_SECRET is required" in result.stderr
+
+
+def test_the_services_command_refuses_an_unknown_log_level(tmp_path: Path) -> None:
+    """LOG_LEVEL is read by the same rule as the gateway's: refused in one line, before any
+    server starts (it used to reach the logging setup as written)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _CLI, "services", "--dev"],
+        env=_cli_env(tmp_path, [1, 2, 3], LOG_LEVEL="loud"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "ticketgate: configuration error: LOG_LEVEL must be debug, info, warning, error or "
+        "critical, got 'loud'\n"
+    )

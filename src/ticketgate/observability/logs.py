@@ -14,7 +14,7 @@ arrived. It names the request (trace id, request id, method, route template, sta
 latency, peer address) and never its query string (the waiting token travels there),
 headers, tokens or body.
 
-Settings (observability/settings.py; LOG_LEVEL is config.py's): LOG_FORMAT=json|console
+Settings (observability/settings.py): LOG_LEVEL, LOG_FORMAT=json|console
 (default console in development, json elsewhere), LOG_ACCESS=true|false (default true; access
 lines are INFO, so a LOG_LEVEL above info drops them too).
 """

@@ -1,8 +1,9 @@
-"""Settings of logging (LOG_FORMAT, LOG_ACCESS) and tracing (OBSERVABILITY_TRACING_*,
-OBSERVABILITY_SAMPLE_RATE, OTEL_*), read from the environment by their `from_env`.
+"""Settings of logging (LOG_LEVEL, LOG_FORMAT, LOG_ACCESS) and tracing
+(OBSERVABILITY_TRACING_*, OBSERVABILITY_SAMPLE_RATE, OTEL_*), read from the environment.
 
-LOG_LEVEL is the composition root's (config.py): the CLI needs it before any of this. The
-precedence of the tracing variables is told in tracing.py's docstring.
+LOG_LEVEL is read on its own (`log_level_from_env`): the gateway's aggregate settings carry
+it as `Settings.log_level`. The precedence of the tracing variables is told in tracing.py's
+docstring.
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from ticketgate.envparse import ConfigError, env_bool, env_decimal, env_int, env_text
 
 FORMATS = ("json", "console")
+LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_SAMPLE_RATE = 0.1
+
+
+def log_level_from_env(env: Mapping[str, str]) -> str:
+    """LOG_LEVEL, lower-cased; info when unset."""
+    level = env_text(env, "LOG_LEVEL").lower() or "info"
+    if level not in LEVELS:
+        raise ConfigError(
+            f"LOG_LEVEL must be debug, info, warning, error or critical, got {level!r}"
+        )
+    return level
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from ticketgate.database import Database
 from ticketgate.database.settings import DatabaseSettings
 from ticketgate.envparse import ConfigError, env_environment
 from ticketgate.observability.logs import configure_logging
-from ticketgate.observability.settings import LogSettings, TracingSettings
+from ticketgate.observability.settings import LogSettings, TracingSettings, log_level_from_env
 from ticketgate.observability.tracing import TracingServerInterceptor, start_tracing
 from ticketgate.services.inventory import DEMO_EVENT_ID
 from ticketgate.services.server import RunningServices, run_services
@@ -60,9 +60,9 @@ def services_command(
         tracing_settings = TracingSettings.from_env(os.environ)
         development = env_environment(os.environ) == "development"
         log_settings = LogSettings.from_env(os.environ, development=development)
+        level = log_level_from_env(os.environ)
     except ConfigError as exc:
         raise config_failure(exc) from None
-    level = os.environ.get("LOG_LEVEL", "info").strip() or "info"
     configure_logging(level, log_settings)
     try:
         asyncio.run(_serve(settings, database_settings, tracing_settings))
