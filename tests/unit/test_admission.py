@@ -14,6 +14,7 @@ from ticketgate.waitingroom.admission import (
     Decision,
     min_wait_ms,
     refilled,
+    stopped,
 )
 from ticketgate.waitingroom.model import EnterOutcome, EventOverrides, Frontier
 from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
@@ -150,3 +151,10 @@ def test_the_wait_is_a_promise_and_grants_never_exceed_the_release(
             )
             assert policy.decide(position, 0, early).outcome is not GRANTED
     assert granted <= capacity + math.floor(now * per_sec / 1000 + 1e-9)
+
+
+def test_sold_out_stops_admissions_before_a_pause_does() -> None:
+    assert stopped(EventOverrides()) is None
+    assert stopped(EventOverrides(closed=True)) is None, "closed stops newcomers, not admissions"
+    assert stopped(EventOverrides(paused=True)) is EnterOutcome.PAUSED
+    assert stopped(EventOverrides(paused=True, sold_out=True)) is EnterOutcome.SOLD_OUT

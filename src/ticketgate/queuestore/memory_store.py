@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from sortedcontainers import SortedList
 
-from ticketgate.waitingroom.admission import HELD_OFFSET, AdmissionPolicy, Bucket
+from ticketgate.waitingroom.admission import HELD_OFFSET, AdmissionPolicy, Bucket, stopped
 from ticketgate.waitingroom.eta import WINDOWS_MS, entry_grace_ms
 from ticketgate.waitingroom.model import (
     MARK_EVERY,
@@ -252,10 +252,9 @@ class MemoryQueueStore:
             return EnterResult(EnterOutcome.EXPIRED, 0, now)
         position = event.rank(seq)
         overrides = event.overrides()
-        if overrides.sold_out:
-            return EnterResult(EnterOutcome.SOLD_OUT, position, now)
-        if overrides.paused:
-            return EnterResult(EnterOutcome.PAUSED, position, now)
+        halt = stopped(overrides)
+        if halt is not None:
+            return EnterResult(halt, position, now)
         policy = AdmissionPolicy.of(settings, overrides)
         frontier = self._frontier(event, policy, now)
         decision = policy.decide(position, now - joined_ms, frontier.reach)
@@ -304,7 +303,7 @@ class MemoryQueueStore:
         policy = AdmissionPolicy.of(self._settings, overrides)
         frontier = self._frontier(event, policy, now)
         late: list[int] = []
-        if not (overrides.paused or overrides.sold_out):  # nobody may enter: nobody is late
+        if stopped(overrides) is None:  # while nobody may enter, nobody is late
             door = event.waiting.islice(
                 event.waiting.bisect_left(0), event.waiting.bisect_left(0) + policy.door(frontier)
             )

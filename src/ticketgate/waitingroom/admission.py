@@ -21,7 +21,8 @@ Why this order is fair and the promise holds:
 - grants never exceed released capacity: no borrowing, no bypass (a held earmark is one the
   bucket released).
 
-This module is the one place the rule lives: who may enter (`AdmissionPolicy.decide`), what
+This module is the one place the rule lives: whether anyone may enter (`stopped`), who may
+(`AdmissionPolicy.decide`), what
 the bucket holds at an instant (`frontier`), what a grant draws from it (`grant`) and what the
 sweeper's hold takes out of it (`door`, `hold`). The memory store and the status view call
 them; the Redis store hands `script_args()` to its Lua scripts (frontier.lua, enter.lua,
@@ -60,6 +61,17 @@ def refilled(
     if now_ms > updated_ms:
         tokens += (now_ms - updated_ms) * refill_per_ms
     return min(capacity, tokens)
+
+
+def stopped(overrides: EventOverrides) -> EnterOutcome | None:
+    """Why nobody is admitted to the event now, before any place is looked at: SOLD_OUT, then
+    PAUSED (EventState.of's order); None while admissions run. While stopped nobody is late
+    either: the sweeper holds no earmark."""
+    if overrides.sold_out:
+        return EnterOutcome.SOLD_OUT
+    if overrides.paused:
+        return EnterOutcome.PAUSED
+    return None
 
 
 class Bucket(NamedTuple):

@@ -39,6 +39,7 @@ end
 
 local position = rank + 1
 local cfg = redis.call('HMGET', KEYS[8], 'window', 'capacity', 'refill', 'paused', 'soldout')
+-- admission.stopped
 if cfg[5] == '1' then
   return {8, position, now, 0}
 end

@@ -24,7 +24,8 @@ local cfg = redis.call('HMGET', KEYS[6], 'window', 'capacity', 'refill', 'paused
 local _, _, tokens, used, held, lapsed = frontier(
   KEYS[5], KEYS[1], now, cfg[2], cfg[3], ARGV[6], ARGV[7])
 local moved = 0
-if cfg[4] ~= '1' and cfg[5] ~= '1' then  -- paused or sold out: nobody may enter, nobody is late
+-- admission.stopped: while nobody may enter (paused or sold out), nobody is late
+if cfg[4] ~= '1' and cfg[5] ~= '1' then
   -- AdmissionPolicy.door
   local door = math.min(math.floor(tokens), (tonumber(cfg[1]) or tonumber(ARGV[5])) - held)
   if door > 0 then
