@@ -63,12 +63,15 @@ class CoalescingTransport:
     Closing writes what is pending first; everything else is the wrapped transport's.
     """
 
-    __slots__ = ("_buffer", "_tick", "_transport")
+    __slots__ = ("_buffer", "_tick", "_transport", "is_closing")
 
     def __init__(self, transport: asyncio.Transport, tick: _TickWriter) -> None:
         self._transport = transport
         self._tick = tick
         self._buffer: list[bytes] = []
+        # Asked after every response: the wrapped transport's own method, found without
+        # going through __getattr__ (a failed class lookup first, ~1 µs).
+        self.is_closing = transport.is_closing
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
