@@ -168,13 +168,6 @@ class Gateway:
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
@@ -194,9 +187,14 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One coroutine per request, observers included: each layer of awaiting (a wrapper
-        coroutine around this one, as there was) costs about a microsecond per request."""
+        coroutine around this one, as there was) costs about a microsecond per request, so
+        the HTTP dispatch is the ASGI callable itself and lifespan the branch off it."""
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
         observers = self._observers
         started = time.perf_counter() if observers else 0.0
         raw_headers = scope["headers"]
