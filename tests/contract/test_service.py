@@ -10,8 +10,11 @@ import pytest
 import redis
 
 from tests.conftest import TEST_SECRET, make_redis_store
-from tests.contract.conftest import lose_event_data, open_door
+from tests.contract.conftest import Clock, lose_event_data, open_door
 from tests.redis_server import free_port
+from ticketgate.app import sweep_ghosts
+from ticketgate.background import cancel_and_wait
+from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import (
     AlreadyAdmitted,
     ClaimOutcome,
@@ -365,3 +368,41 @@ async def test_a_sweep_round_that_finds_redis_down_is_reported_then_raised(
         await store.close()
     assert observer.operations == [("sweep", "QUEUE_UNAVAILABLE")]
     assert room.active_events == {event_id}, "kept for the next round"
+
+
+async def test_the_app_sweeper_task_removes_ghosts_and_outlives_an_unreachable_store(
+    queue_settings: QueueSettings, event_id: str
+) -> None:
+    """app.sweep_ghosts: rounds every interval; a round that fails does not end the task."""
+    clock = Clock()
+    memory = MemoryQueueStore(queue_settings, clock=clock)
+    observer = RecordingObserver()
+    room = WaitingRoom(memory, queue_settings, observer)
+    await room.join(event_id, "")
+    clock.now_ms += queue_settings.heartbeat_ttl_ms + 1  # the waiter went silent
+    task = asyncio.get_running_loop().create_task(sweep_ghosts(room, 0.01))
+    try:
+        for _ in range(500):
+            if await memory.waiting_count(event_id) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert await memory.waiting_count(event_id) == 0, "the ghost was swept"
+    finally:
+        await cancel_and_wait(task)
+    assert ("sweep", "ok") in observer.operations
+
+    down = make_redis_store(f"127.0.0.1:{free_port()}", queue_settings)  # nobody listens
+    failing = RecordingObserver()
+    room = WaitingRoom(down, queue_settings, failing)
+    room.active_events.add(event_id)
+    task = asyncio.get_running_loop().create_task(sweep_ghosts(room, 0.01))
+    try:
+        for _ in range(500):
+            if len(failing.operations) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done(), "a failed round does not end the sweeper"
+    finally:
+        await cancel_and_wait(task)
+        await down.close()
+    assert failing.operations[:2] == [("sweep", "QUEUE_UNAVAILABLE")] * 2
