@@ -126,3 +126,27 @@ async def test_redis_counts_again_when_an_admission_leaves_its_window(
         assert counts.covered_ms > 60_000
     finally:
         await store.close()
+
+
+async def test_redis_counts_each_window_of_older_admissions(
+    redis_address: str, redis_sync: redis.Redis, queue_settings: QueueSettings, event_id: str
+) -> None:
+    """Admissions 10 and 30 s, 200 s and 600 s old (written as enter.lua keeps them): each
+    window counts its own, status and the operator's stats alike."""
+    store = make_redis_store(redis_address, queue_settings)
+    await store.start()
+    try:
+        (fan,) = await join_many(store, event_id, 1)
+        seconds, micros = redis_sync.time()
+        now_ms = seconds * 1000 + micros // 1000
+        ages = {"901": 600_000, "902": 200_000, "903": 30_000, "904": 10_000}
+        redis_sync.zadd(f"tg:{{{event_id}}}:adm", {seq: now_ms - age for seq, age in ages.items()})
+        for counts in (
+            (await store.status(event_id, fan.seq)).counts,
+            (await store.status(event_id, fan.seq)).counts,  # the kept copy
+            (await store.event_stats(event_id)).counts,
+        ):
+            assert (counts.last_1m, counts.last_5m, counts.last_15m) == (2, 3, 4)
+            assert 600_000 <= counts.covered_ms < 660_000
+    finally:
+        await store.close()

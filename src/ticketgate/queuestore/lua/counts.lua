@@ -11,14 +11,23 @@ local function admissions(admitted, now)
   if not oldest then
     return 0, 0, 0, 0, exact
   end
-  local counts = {0, 0, 0}
-  for i, window in ipairs({60000, 300000, 900000}) do
-    local first = redis.call(
-      'ZRANGEBYSCORE', admitted, now - window, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2]
-    if first then
-      counts[i] = redis.call('ZCOUNT', admitted, now - window, '+inf')
-      exact = math.min(exact, tonumber(first) + window)
+  local counts, windows = {0, 0, 0}, {60000, 300000, 900000}
+  local first, count = nil, 0
+  for i = 3, 1, -1 do
+    local window = windows[i]
+    -- Widest window first: when a narrower one still holds the wider one's first admission,
+    -- it holds all of them, and nothing is asked again (a sale's first minute).
+    if first == nil or first < now - window then
+      first = redis.call(
+        'ZRANGEBYSCORE', admitted, now - window, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2]
+      if not first then
+        break  -- nothing in this window: nothing in the narrower ones either
+      end
+      first = tonumber(first)
+      count = redis.call('ZCOUNT', admitted, now - window, '+inf')
     end
+    counts[i] = count
+    exact = math.min(exact, first + window)
   end
   return counts[1], counts[2], counts[3], tonumber(oldest), exact
 end
