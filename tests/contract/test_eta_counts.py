@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -83,70 +84,71 @@ def _counting_calls(client: redis.Redis) -> int:
     return sum(stats.get(name, {}).get("calls", 0) for name in names)
 
 
-@pytest.mark.queue_settings(admission_window=10, min_wait=open_door(10))
-async def test_redis_counts_an_events_admissions_once_until_they_change(
-    redis_address: str, redis_sync: redis.Redis, queue_settings: QueueSettings, event_id: str
-) -> None:
+@pytest.fixture
+async def redis_store(
+    redis_address: str, queue_settings: QueueSettings
+) -> AsyncIterator[QueueStore]:
+    """The Redis store alone, for what only it does: keep an event's counts between calls."""
     store = make_redis_store(redis_address, queue_settings)
     await store.start()
-    try:
-        first, second, *fans = await join_many(store, event_id, 6)
-        await store.enter(event_id, first.seq, first.joined_ms, "")
-        before = _counting_calls(redis_sync)
-        assert (await store.status(event_id, fans[0].seq)).counts.last_1m == 1
-        assert _counting_calls(redis_sync) > before, "the first status counts"
-        before = _counting_calls(redis_sync)
-        for fan in fans:
-            assert (await store.status(event_id, fan.seq)).counts.last_1m == 1
-        assert _counting_calls(redis_sync) == before, "the same counts: not counted again"
-        await store.enter(event_id, second.seq, second.joined_ms, "")
-        assert (await store.status(event_id, fans[0].seq)).counts.last_1m == 2
-        assert _counting_calls(redis_sync) > before, "a new admission: counted again"
-    finally:
-        await store.close()
+    yield store
+    await store.close()
+
+
+def admit_before(client: redis.Redis, event_id: str, ages_ms: dict[str, int]) -> None:
+    """Admissions `ages_ms` old by Redis' clock, written as enter.lua keeps them (seq: age)."""
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    client.zadd(f"tg:{{{event_id}}}:adm", {seq: now_ms - age for seq, age in ages_ms.items()})
+
+
+@pytest.mark.queue_settings(admission_window=10, min_wait=open_door(10))
+async def test_redis_counts_an_events_admissions_once_until_they_change(
+    redis_store: QueueStore, redis_sync: redis.Redis, event_id: str
+) -> None:
+    store = redis_store
+    first, second, *fans = await join_many(store, event_id, 6)
+    await store.enter(event_id, first.seq, first.joined_ms, "")
+    before = _counting_calls(redis_sync)
+    assert (await store.status(event_id, fans[0].seq)).counts.last_1m == 1
+    assert _counting_calls(redis_sync) > before, "the first status counts"
+    before = _counting_calls(redis_sync)
+    for fan in fans:
+        assert (await store.status(event_id, fan.seq)).counts.last_1m == 1
+    assert _counting_calls(redis_sync) == before, "the same counts: not counted again"
+    await store.enter(event_id, second.seq, second.joined_ms, "")
+    assert (await store.status(event_id, fans[0].seq)).counts.last_1m == 2
+    assert _counting_calls(redis_sync) > before, "a new admission: counted again"
 
 
 async def test_redis_counts_again_when_an_admission_leaves_its_window(
-    redis_address: str, redis_sync: redis.Redis, queue_settings: QueueSettings, event_id: str
+    redis_store: QueueStore, redis_sync: redis.Redis, event_id: str
 ) -> None:
     """Without a new admission the kept counts go stale only when the oldest admission in a
-    window leaves it: here one granted 59 s ago, which leaves the last minute in 1.5 s."""
-    store = make_redis_store(redis_address, queue_settings)
-    await store.start()
-    try:
-        (fan,) = await join_many(store, event_id, 1)
-        seconds, micros = redis_sync.time()
-        now_ms = seconds * 1000 + micros // 1000
-        redis_sync.zadd(f"tg:{{{event_id}}}:adm", {"999": now_ms - 60_000 + 1_500})
-        counts = (await store.status(event_id, fan.seq)).counts
-        assert (counts.last_1m, counts.last_5m, counts.last_15m) == (1, 1, 1)
-        await asyncio.sleep(1.6)
-        counts = (await store.status(event_id, fan.seq)).counts
-        assert (counts.last_1m, counts.last_5m, counts.last_15m) == (0, 1, 1)
-        assert counts.covered_ms > 60_000
-    finally:
-        await store.close()
+    window leaves it: here one granted 58.5 s ago, which leaves the last minute in 1.5 s."""
+    (fan,) = await join_many(redis_store, event_id, 1)
+    admit_before(redis_sync, event_id, {"999": 60_000 - 1_500})
+    counts = (await redis_store.status(event_id, fan.seq)).counts
+    assert (counts.last_1m, counts.last_5m, counts.last_15m) == (1, 1, 1)
+    await asyncio.sleep(1.6)
+    counts = (await redis_store.status(event_id, fan.seq)).counts
+    assert (counts.last_1m, counts.last_5m, counts.last_15m) == (0, 1, 1)
+    assert counts.covered_ms > 60_000
 
 
 async def test_redis_counts_each_window_of_older_admissions(
-    redis_address: str, redis_sync: redis.Redis, queue_settings: QueueSettings, event_id: str
+    redis_store: QueueStore, redis_sync: redis.Redis, event_id: str
 ) -> None:
-    """Admissions 10 and 30 s, 200 s and 600 s old (written as enter.lua keeps them): each
-    window counts its own, status and the operator's stats alike."""
-    store = make_redis_store(redis_address, queue_settings)
-    await store.start()
-    try:
-        (fan,) = await join_many(store, event_id, 1)
-        seconds, micros = redis_sync.time()
-        now_ms = seconds * 1000 + micros // 1000
-        ages = {"901": 600_000, "902": 200_000, "903": 30_000, "904": 10_000}
-        redis_sync.zadd(f"tg:{{{event_id}}}:adm", {seq: now_ms - age for seq, age in ages.items()})
-        for counts in (
-            (await store.status(event_id, fan.seq)).counts,
-            (await store.status(event_id, fan.seq)).counts,  # the kept copy
-            (await store.event_stats(event_id)).counts,
-        ):
-            assert (counts.last_1m, counts.last_5m, counts.last_15m) == (2, 3, 4)
-            assert 600_000 <= counts.covered_ms < 660_000
-    finally:
-        await store.close()
+    """Admissions 10 and 30 s, 200 s and 600 s old: each window counts its own, status, its
+    kept copy and the operator's stats alike."""
+    (fan,) = await join_many(redis_store, event_id, 1)
+    admit_before(
+        redis_sync, event_id, {"901": 600_000, "902": 200_000, "903": 30_000, "904": 10_000}
+    )
+    for counts in (
+        (await redis_store.status(event_id, fan.seq)).counts,
+        (await redis_store.status(event_id, fan.seq)).counts,
+        (await redis_store.event_stats(event_id)).counts,
+    ):
+        assert (counts.last_1m, counts.last_5m, counts.last_15m) == (2, 3, 4)
+        assert 600_000 <= counts.covered_ms < 660_000
