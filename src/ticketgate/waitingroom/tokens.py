@@ -7,7 +7,6 @@ key. A reservation token is signed the same way; its single use is enforced by t
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -41,6 +40,7 @@ class InvalidToken(ValueError):
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def _b64(data: bytes) -> str:
@@ -54,7 +54,8 @@ def _unb64(text: str) -> bytes:
     unused low bits of the last character, so many strings would verify as one token."""
     if _B64_TEXT.fullmatch(text) is None:
         raise InvalidToken("token is not valid base64")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    padded = text.encode().translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4)
+    data = binascii.a2b_base64(padded)  # binascii.Error (a ValueError) on a bad length
     if _b64(data) != text:
         raise InvalidToken("token is not canonical base64")
     return data
