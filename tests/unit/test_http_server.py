@@ -18,7 +18,12 @@ from typing import Any
 
 import pytest
 
-from ticketgate.http.server import HTTP_PROTOCOL
+from ticketgate.http.server import (
+    FLUSH_AT_BYTES,
+    HTTP_PROTOCOL,
+    CoalescingTransport,
+    _TickWriter,
+)
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/io").exists(), reason="counts system calls in /proc/<pid>/io (Linux)"
@@ -42,6 +47,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b""})
         return
     body = b'{"path":"%s"}' % path.encode()
+    if path == "/big":  # beyond what a connection holds until the end of the tick
+        body = b"x" * (3 * FLUSH_AT_BYTES)
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     if path == "/close":  # the server closes right after writing: the bytes must go first
         headers.append((b"connection", b"close"))
@@ -148,6 +155,7 @@ def test_pipelined_keep_alive_head_streaming_and_close_answer_as_before() -> Non
         b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
         b"HEAD /b HTTP/1.1\r\nHost: t\r\n\r\n"
         b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n"
         b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n"
     )
     answers: dict[str, bytes] = {}
@@ -160,9 +168,37 @@ def test_pipelined_keep_alive_head_streaming_and_close_answer_as_before() -> Non
             answers[http] = received
     assert answers[HTTP_PROTOCOL] == answers[STOCK]
     text = answers[HTTP_PROTOCOL]
-    assert text.count(b"HTTP/1.1 ") == 4
+    assert text.count(b"HTTP/1.1 ") == 5
+    assert b"x" * (3 * FLUSH_AT_BYTES) in text
     assert b'{"path":"/a"}' in text
     assert b'{"path":"/b"}' not in text
     assert b"one,\r\n" in text
     assert text.index(b"one,") < text.index(b"three")
     assert text.endswith(b'{"path":"/close"}')
+
+
+async def test_small_writes_wait_for_the_tick_and_a_large_one_goes_at_once() -> None:
+    """Over a real socket pair: the peer sees nothing of a small response until the loop's
+    tick ends, then all of it in one piece; a body past FLUSH_AT_BYTES is handed to the
+    socket at once (the transport's flow control then sees it)."""
+    loop = asyncio.get_running_loop()
+    ours, peer = socket.socketpair()
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+    peer.settimeout(0.2)
+    coalescing = CoalescingTransport(transport, _TickWriter(loop))
+    try:
+        coalescing.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        coalescing.write(b"{}")
+        with pytest.raises(TimeoutError):
+            peer.recv(1024)  # the loop has not run: still held
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert peer.recv(1024) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+
+        coalescing.write(b"y" * FLUSH_AT_BYTES)
+        received = peer.recv(FLUSH_AT_BYTES)  # without the loop running
+        assert received
+        assert set(received) == {ord("y")}
+    finally:
+        coalescing.close()
+        peer.close()

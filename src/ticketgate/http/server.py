@@ -15,11 +15,15 @@ Selected with `uvicorn.run(http=HTTP_PROTOCOL)` (cli.py `serve`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 HTTP_PROTOCOL = "ticketgate.http.server:CoalescingHttpToolsProtocol"
+# Bytes a connection may hold until the end of the tick; more are written at once.
+FLUSH_AT_BYTES = 64 * 1024
+log = logging.getLogger("ticketgate.http")
 
 
 class _TickWriter:
@@ -42,7 +46,10 @@ class _TickWriter:
         self._scheduled = False
         pending, self._pending = self._pending, []
         for transport in pending:
-            transport.flush()
+            try:
+                transport.flush()
+            except Exception:  # one broken connection must not keep the others' bytes
+                log.exception("writing a response to its socket failed")
 
 
 _writers: dict[asyncio.AbstractEventLoop, _TickWriter] = {}
@@ -63,12 +70,13 @@ class CoalescingTransport:
     Closing writes what is pending first; everything else is the wrapped transport's.
     """
 
-    __slots__ = ("_buffer", "_tick", "_transport", "is_closing")
+    __slots__ = ("_buffer", "_size", "_tick", "_transport", "is_closing")
 
     def __init__(self, transport: asyncio.Transport, tick: _TickWriter) -> None:
         self._transport = transport
         self._tick = tick
         self._buffer: list[bytes] = []
+        self._size = 0
         # Asked after every response: the wrapped transport's own method, found without
         # going through __getattr__ (a failed class lookup first, ~1 µs).
         self.is_closing = transport.is_closing
@@ -80,6 +88,9 @@ class CoalescingTransport:
         if not buffer:
             self._tick.add(self)
         buffer.append(bytes(data))
+        self._size += len(data)
+        if self._size >= FLUSH_AT_BYTES:  # a large body: no gain in holding it, and the
+            self.flush()  # wrapped transport's flow control must see it now
 
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
@@ -91,7 +102,9 @@ class CoalescingTransport:
             return
         data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
         buffer.clear()
-        self._transport.write(data)
+        self._size = 0
+        if not self._transport.is_closing():  # the client went away within the tick
+            self._transport.write(data)
 
     def close(self) -> None:
         self.flush()
@@ -106,7 +119,7 @@ class CoalescingTransport:
         self._transport.abort()
 
     def get_write_buffer_size(self) -> int:
-        return sum(map(len, self._buffer)) + self._transport.get_write_buffer_size()
+        return self._size + self._transport.get_write_buffer_size()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
