@@ -63,7 +63,7 @@ def gateway_requests() -> dict[str, float]:
     from ticketgate.edge.request import Request, Response
     from ticketgate.edge.routes import AuthPolicy, Route
     from ticketgate.http.core import Gateway
-    from ticketgate.middleware.auth import DevBypassAuthenticator
+    from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
     from ticketgate.observability.prometheus import HttpMetrics
 
     body = Response.json(200, {"status": "waiting", "position": 1})

@@ -30,7 +30,7 @@ from ticketgate.http.frontdoor import Frontdoor
 from ticketgate.http.metrics import MetricsRoutes
 from ticketgate.http.queue import QueueRoutes
 from ticketgate.http.system import SystemRoutes
-from ticketgate.middleware.auth import DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
 from ticketgate.middleware.idempotency import build_idempotency
 from ticketgate.middleware.jwks import JwksSource
 from ticketgate.middleware.jwt_auth import JwtAuthenticator

@@ -24,7 +24,7 @@ from ticketgate.booking.service import BookingService
 from ticketgate.http.booking import BookingRoutes
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
-from ticketgate.middleware.auth import DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
 from ticketgate.middleware.idempotency import build_idempotency
 from ticketgate.middleware.settings import IdempotencySettings
 from ticketgate.queuestore.memory_store import MemoryQueueStore

@@ -24,7 +24,7 @@ from ticketgate.accounts.keys import LocalJwksSource, TokenSigner
 from ticketgate.accounts.service import AccountService
 from ticketgate.http.accounts import AccountRoutes
 from ticketgate.http.core import Gateway
-from ticketgate.middleware.auth import DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
 
 PASSWORD = "correct-horse-battery"
 

@@ -20,7 +20,7 @@ from ticketgate.config import load_settings
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import AuthPolicy, Route
 from ticketgate.http.core import Gateway
-from ticketgate.middleware.auth import DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
 
 SECRET = "app-test-secret-app-test-secret-0123456789"
 JOIN, STATUS, ENTER = "/api/v1/queue/join", "/api/v1/queue/status", "/api/v1/queue/enter"

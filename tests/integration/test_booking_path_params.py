@@ -12,7 +12,7 @@ from tests.integration.conftest import assert_envelope
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import AuthPolicy, Handler, Idempotency, Route
 from ticketgate.http.core import Gateway, compile_template
-from ticketgate.middleware.auth import DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
 from ticketgate.middleware.idempotency import build_idempotency
 from ticketgate.middleware.settings import IdempotencySettings
 

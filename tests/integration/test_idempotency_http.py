@@ -25,7 +25,7 @@ from ticketgate.edge.errors import ApiError
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import AuthPolicy, Idempotency, Route
 from ticketgate.http.core import Gateway
-from ticketgate.middleware.auth import DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
 from ticketgate.middleware.idempotency import (
     IdempotencyInterceptor,
     IdempotencyStore,

@@ -28,7 +28,7 @@ from ticketgate.edge.auth import AuthError, Principal
 from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Gateway
 from ticketgate.http.queue import QueueRoutes
-from ticketgate.middleware.auth import DEV_SUPER_TOKEN, DEV_SUPER_USER, DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DEV_SUPER_TOKEN, DEV_SUPER_USER, DevBypassAuthenticator
 from ticketgate.middleware.jwks import HttpJwksSource, JwksCache
 from ticketgate.middleware.jwt_auth import JwtAuthenticator
 from ticketgate.middleware.settings import JwtSettings

@@ -29,7 +29,7 @@ from ticketgate.app import create_app
 from ticketgate.config import load_settings
 from ticketgate.http.core import Gateway
 from ticketgate.http.metrics import MetricsRoutes
-from ticketgate.middleware.auth import DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
 from ticketgate.observability import prometheus
 
 LIMITED = {

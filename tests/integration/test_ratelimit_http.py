@@ -26,7 +26,7 @@ from tests.redis_server import free_port
 from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import Route
 from ticketgate.http.core import Gateway
-from ticketgate.middleware.auth import DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
 from ticketgate.middleware.ratelimit import RateLimit
 from ticketgate.middleware.settings import RateLimitSettings
 from ticketgate.redisio.executor import build_executor

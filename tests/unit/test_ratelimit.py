@@ -20,7 +20,7 @@ from ticketgate.edge.request import Request, Response
 from ticketgate.edge.routes import Check, Route
 from ticketgate.envparse import ConfigError
 from ticketgate.http.core import Gateway
-from ticketgate.middleware.auth import DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import DevBypassAuthenticator
 from ticketgate.middleware.ratelimit import ClientKeys, RateLimit
 from ticketgate.middleware.ratelimit_gcra import LocalLimiter, Push
 from ticketgate.middleware.settings import DEFAULT_EXEMPT_PATHS, RateLimitSettings

@@ -58,7 +58,11 @@ from jwt import PyJWK
 from jwt.algorithms import Algorithm, get_default_algorithms
 
 from ticketgate.edge.auth import AuthError, Principal, bearer_token
-from ticketgate.middleware.auth import DEV_SUPER_TOKEN, LOAD_TEST_TOKEN, DevBypassAuthenticator
+from ticketgate.middleware.dev_bypass import (
+    DEV_SUPER_TOKEN,
+    LOAD_TEST_TOKEN,
+    DevBypassAuthenticator,
+)
 from ticketgate.middleware.jwks import JwksCache
 from ticketgate.middleware.settings import HMAC_ALGORITHMS, JwtSettings
 
