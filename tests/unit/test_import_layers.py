@@ -190,6 +190,7 @@ DOMAIN_MAY_IMPORT = frozenset(
         "abc",
         "asyncio",
         "base64",
+        "binascii",
         "collections",
         "contextlib",
         "dataclasses",
