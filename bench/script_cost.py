@@ -8,58 +8,78 @@ round. Redis CPU time, not `usec_per_call`: on a shared two-core box the wall ti
 takes inside Redis grows with every preemption, its CPU time does not. Rounds alternate, the
 minimum and median per side are printed.
 
-B's status.lua takes the caller's admission counts (lua/counts.lua); "B" sends the counts its
-first call returned (the steady state of a worker whose counts are current), "B recount" sends
-none, so every call counts again (what a call pays after an admission or a window edge).
+Each side's KEYS and ARGV come from its own checkout (`status_call`), so the two may lay out
+their keys differently. status.lua takes the caller's admission counts (lua/counts.lua): "A"
+and "B" send the counts their first call returned (the steady state of a worker whose counts
+are current), "A recount" and "B recount" send none, so every call counts again (what a call
+pays after an admission or a window edge).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from tests.redis_server import free_port
 
 CALLS = 10_000
 WAITERS = 10_000
-KEYS = [f"tg:{{ev}}:{name}" for name in ("wait", "seen", "adm", "epoch", "cfg", "bucket")] + [
-    "tg:{ev}:users",
-    "tg:{ev}:owners",
-]
-# seq, heartbeat TTL ms, joined_ms (none), window, refill/s, capacity, refill/ms
-ARGS: list[Any] = [0, 300_000_000, "", 100, "5.0", 10, "0.005"]
+EVENT = "ev"
+PREFIX = f"tg:{{{EVENT}}}:"
+WAIT, SEEN, ADMITTED, BUCKET = (PREFIX + name for name in ("wait", "seen", "adm", "bucket"))
 
 
-def status_source(tree: Path) -> str:
-    """status.lua with its prelude, exactly as `tree`'s RedisQueueStore loads it."""
+class StatusCall(NamedTuple):
+    """status.lua as one checkout builds and calls it: its source (with the prelude), its
+    KEYS and its ARGV after the seq (the process settings, as RedisQueueStore.status sends
+    them; the caller's admission counts follow them)."""
+
+    source: str
+    keys: list[str]
+    args: list[Any]
+
+
+def status_call(tree: Path) -> StatusCall:
+    """Asked of `tree`'s own code, so checkouts whose status.lua takes other KEYS or ARGV
+    compare: window 100, capacity 10, refill 5 per second, heartbeat TTL 300 s."""
     code = (
-        f"import sys; sys.path.insert(0, {str(tree / 'src')!r})\n"
-        "from ticketgate.queuestore.redis_store import queue_script\n"
-        "print(queue_script('status').source)\n"
+        f"import json, sys; sys.path.insert(0, {str(tree / 'src')!r})\n"
+        "from ticketgate.queuestore.redis_store import RedisQueueStore, _EventKeys, queue_script\n"
+        "from ticketgate.waitingroom.settings import QueueSettings\n"
+        "settings = QueueSettings(token_secret=b'x' * 32, admission_window=100,\n"
+        "    bucket_capacity=10, bucket_refill_per_sec=5.0, heartbeat_ttl_ms=300_000)\n"
+        "store = RedisQueueStore(None, settings)\n"
+        "print(json.dumps({'source': queue_script('status').source,\n"
+        f"    'keys': list(_EventKeys({EVENT!r}).status_keys),\n"
+        "    'args': [settings.heartbeat_ttl_ms, '', *store._status_args]}))\n"
     )
     python = tree / ".venv" / "bin" / "python"
-    return subprocess.run(
+    out = subprocess.run(
         [str(python), "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
+    return StatusCall(**json.loads(out))
 
 
-def fill(client: redis.Redis, admitted: int, gap_ms: int) -> None:
+def fill(client: redis.Redis, admitted: int, gap_ms: int) -> int:
+    """The event both sides read; returns the fill's ms (the waiters' join time)."""
     now = int(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
     for seq in range(1, WAITERS + 1):
-        pipe.zadd(KEYS[0], {str(seq): seq})
-        pipe.zadd(KEYS[1], {str(seq): now + 3_000_000})
+        pipe.zadd(WAIT, {str(seq): seq})
+        pipe.zadd(SEEN, {str(seq): now + 3_000_000})
     for n in range(1, admitted + 1):
-        pipe.zadd(KEYS[2], {str(WAITERS + n): now - n * gap_ms})
-    pipe.hset(KEYS[5], mapping={"tokens": 3, "ts": now, "used": admitted})
+        pipe.zadd(ADMITTED, {str(WAITERS + n): now - n * gap_ms})
+    pipe.hset(BUCKET, mapping={"tokens": 3, "ts": now, "used": admitted})
     pipe.execute()
+    return now
 
 
 def cpu_seconds(client: redis.Redis) -> float:
@@ -67,13 +87,13 @@ def cpu_seconds(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def one_round(client: redis.Redis, sha: str, extra: list[Any] | None) -> float:
+def one_round(client: redis.Redis, sha: str, call: StatusCall, counts: list[Any]) -> float:
     """Redis CPU µs per call over CALLS pipelined calls."""
     before = cpu_seconds(client)
     pipe = client.pipeline(transaction=False)
     for i in range(CALLS):
-        args = [1 + (i * 7) % WAITERS, *ARGS[1:]]
-        pipe.evalsha(sha, len(KEYS), *KEYS, *args, *(extra or []))
+        seq = 1 + (i * 7) % WAITERS
+        pipe.evalsha(sha, len(call.keys), *call.keys, seq, *call.args, *counts)
     pipe.execute()
     return (cpu_seconds(client) - before) / CALLS * 1e6
 
@@ -85,7 +105,7 @@ def main() -> int:
     parser.add_argument("--admitted", type=int, default=40, help="admissions kept (40)")
     parser.add_argument("--gap-ms", type=int, default=20_000, help="ms between them (20000)")
     options = parser.parse_args()
-    sources = {"A": status_source(options.a_tree), "B": status_source(Path.cwd())}
+    calls = {"A": status_call(options.a_tree), "B": status_call(Path.cwd())}
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
         server = subprocess.Popen(
@@ -100,23 +120,32 @@ def main() -> int:
                     break
                 except redis.ConnectionError:
                     time.sleep(0.05)
-            fill(client, options.admitted, options.gap_ms)
-            shas = {side: client.script_load(source) for side, source in sources.items()}
-            results: dict[str, list[float]] = {"A": [], "B": [], "B recount": []}
+            joined = fill(client, options.admitted, options.gap_ms)
+            for call in calls.values():
+                call.args[1] = joined  # the token's join time: the epoch check runs
+            shas = {side: client.script_load(call.source) for side, call in calls.items()}
+            results: dict[str, list[float]] = {}
             for _ in range(options.rounds):
-                results["A"].append(one_round(client, shas["A"], None))
-                first = client.evalsha(shas["B"], len(KEYS), *KEYS, *ARGS, -1, 0, 0)
-                counts = [first[7], first[2], first[15]]  # used, read at, exact until
-                results["B"].append(one_round(client, shas["B"], counts))
-                results["B recount"].append(one_round(client, shas["B"], [-1, 0, 0]))
+                for side, call in calls.items():
+                    first = client.evalsha(
+                        shas[side], len(call.keys), *call.keys, 1, *call.args, -1, 0, 0
+                    )
+                    counts = [first[7], first[2], first[15]]  # used, read at, exact until
+                    results.setdefault(side, []).append(one_round(client, shas[side], call, counts))
+                    results.setdefault(f"{side} recount", []).append(
+                        one_round(client, shas[side], call, [-1, 0, 0])
+                    )
             for side, values in results.items():
                 print(
                     f"{side}: Redis CPU µs per status call min {min(values):.2f}, "
                     f"median {statistics.median(values):.2f} "
                     f"({', '.join(f'{v:.1f}' for v in values)})"
                 )
-            ratio = statistics.median(results["B"]) / statistics.median(results["A"])
-            print(f"B/A (median): {ratio:.3f}")
+            for kind in ("", " recount"):
+                ratio = statistics.median(results[f"B{kind}"]) / statistics.median(
+                    results[f"A{kind}"]
+                )
+                print(f"B/A{kind} (median): {ratio:.3f}")
         finally:
             server.terminate()
             server.wait(timeout=10)

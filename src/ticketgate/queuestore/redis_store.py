@@ -189,12 +189,11 @@ class RedisQueueStore:
             HELD_OFFSET,
             *policy.script_args(),
         )
-        self._stats_args = (policy.capacity, repr(policy.refill_per_ms))
-        self._status_args = (
-            settings.admission_window,
-            repr(float(settings.bucket_refill_per_sec)),
-            *self._stats_args,
-        )
+        # status.lua takes the policy's window, capacity and refill per ms, stats.lua the last
+        # two (neither needs the min-wait pairs): the same values enter.lua gets.
+        self._status_args = policy.script_args()[:3]
+        self._stats_args = self._status_args[1:]
+        self._refill_per_sec = policy.refill_per_sec  # status.lua returns only an override
 
     @property
     def scripts(self) -> tuple[Script, ...]:
@@ -302,7 +301,7 @@ class RedisQueueStore:
                 known.last_1m, known.last_5m, known.last_15m, now - oldest_ms if oldest_ms else 0
             ),
             admission_window=window,
-            refill_per_sec=float(refill),
+            refill_per_sec=float(refill) if refill else self._refill_per_sec,
             frontier=Frontier(float(tokens), used, held, lapsed),
             capacity=capacity,
             paused=flags & 1 == 1,

@@ -21,6 +21,7 @@ from ticketgate.waitingroom.model import (
     AlreadyAdmitted,
     ClaimOutcome,
     EnterOutcome,
+    EventOverrides,
     EventState,
     Forbidden,
     LeaveOutcome,
@@ -153,8 +154,8 @@ class WaitingRoom:
         if policy is None:
             if len(self._policies) >= _POLICY_CACHE:
                 self._policies.clear()
-            policy = self._policies[key] = AdmissionPolicy(
-                key[0], settings.min_wait, key[1], key[2]
+            policy = self._policies[key] = AdmissionPolicy.of(
+                settings, EventOverrides(key[0], key[1], key[2])
             )
         frontier = result.frontier
         decision = policy.decide(result.position, waited_ms, frontier.reach)

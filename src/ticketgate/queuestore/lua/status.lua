@@ -5,12 +5,12 @@
 -- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH), 6 bucket,
 --       7 users, 8 owners (seq -> user)
 -- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check),
---       4 the process's admission window, 5 its refill per second (a decimal string),
---       6 its bucket capacity, 7 its refill per ms; the caller's admission counts: 8 the
---       admissions granted so far when they were read (-1: it has none), 9 the ms they were
---       read at, 10 the last ms they stay exact at (a clock set back also counts again)
--- Returns {state, position, now_ms, window, refill per second (string: Lua numbers would be
--- truncated), capacity, unused released capacity (string), admissions granted so far, held
+--       4.. AdmissionPolicy.script_args() without the min-wait pairs: 4 admission window,
+--       5 bucket capacity, 6 refill per ms; the caller's admission counts: 7 the
+--       admissions granted so far when they were read (-1: it has none), 8 the ms they were
+--       read at, 9 the last ms they stay exact at (a clock set back also counts again)
+-- Returns {state, position, now_ms, window, the operator's refill per second ('' when not
+-- overridden: the caller's policy has it; a string: Lua numbers would be truncated), capacity, unused released capacity (string), admissions granted so far, held
 -- and lapsed earmarks, event flags (1 paused + 2 closed + 4 sold out)}, followed, when the
 -- caller's counts are not exact now, by admissions() of counts.lua (admitted 1m, 5m, 15m,
 -- oldest admission ms or 0, the last ms they stay exact at);
@@ -38,17 +38,17 @@ end
 local cfg = redis.call(
   'HMGET', KEYS[5], 'window', 'refill', 'paused', 'capacity', 'closed', 'soldout')
 local capacity, _, tokens, used, held, lapsed = frontier(
-  KEYS[6], KEYS[1], now, cfg[4], cfg[2], ARGV[6], ARGV[7])
+  KEYS[6], KEYS[1], now, cfg[4], cfg[2], ARGV[5], ARGV[6])
 local reply = {
   state, position, now,
   tonumber(cfg[1]) or tonumber(ARGV[4]),
-  cfg[2] or ARGV[5],
+  cfg[2] or '',
   capacity,
   string.format('%.17g', tokens),
   used, held, lapsed,
   (cfg[3] == '1' and 1 or 0) + (cfg[5] == '1' and 2 or 0) + (cfg[6] == '1' and 4 or 0),
 }
-if used ~= tonumber(ARGV[8]) or now < tonumber(ARGV[9]) or now > tonumber(ARGV[10]) then
+if used ~= tonumber(ARGV[7]) or now < tonumber(ARGV[8]) or now > tonumber(ARGV[9]) then
   reply[12], reply[13], reply[14], reply[15], reply[16] = admissions(KEYS[3], now)
 end
 return reply
