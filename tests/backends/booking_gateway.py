@@ -1,6 +1,6 @@
 """A gateway with the queue and booking routes on a real socket, for the booking HTTP tests.
 
-Built the way app.py builds it (BookingClients under a BookingService under BookingRoutes,
+Built the way app/ builds it (BookingClients under a BookingService under BookingRoutes,
 QueueRoutes, the idempotency interceptor, the development bypass authenticator), on either
 queue store, aimed at whatever gRPC address the test hands in (fake servers, the reference
 services, or nothing listening).

@@ -12,7 +12,7 @@ import redis
 from tests.conftest import TEST_SECRET, make_redis_store
 from tests.contract.conftest import Clock, lose_event_data, open_door
 from tests.redis_server import free_port
-from ticketgate.app import sweep_ghosts
+from ticketgate.app.queue import sweep_ghosts
 from ticketgate.background import cancel_and_wait
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.model import (
@@ -373,7 +373,7 @@ async def test_a_sweep_round_that_finds_redis_down_is_reported_then_raised(
 async def test_the_app_sweeper_task_removes_ghosts_and_outlives_an_unreachable_store(
     queue_settings: QueueSettings, event_id: str
 ) -> None:
-    """app.sweep_ghosts: rounds every interval; a round that fails does not end the task."""
+    """app.queue.sweep_ghosts: rounds every interval; a round that fails does not end the task."""
     clock = Clock()
     memory = MemoryQueueStore(queue_settings, clock=clock)
     observer = RecordingObserver()

@@ -32,7 +32,7 @@ PASSWORD = "correct-horse-battery"
 def build_gateway(
     factory: DatabaseFactory, *, generate_key: bool = True
 ) -> tuple[Gateway, AccountService]:
-    """Wired the way app.py should wire it: start-up creates tables and loads the key.
+    """Wired the way app/ wires it: start-up creates tables and loads the key.
 
     `generate_key=False` configures a ready key instead, sparing tests that do not look at
     the key the 2048-bit generation.

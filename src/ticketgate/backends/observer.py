@@ -1,7 +1,7 @@
 """The seam backend-call instrumentation hangs on, declared here because the gRPC clients
 are what call it.
 
-Metrics and tracing each implement an observer; app.py hands the enabled ones to the
+Metrics and tracing each implement an observer; app/ hands the enabled ones to the
 clients it builds, so a client with no observer records nothing and costs nothing extra.
 """
 

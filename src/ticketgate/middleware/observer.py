@@ -2,7 +2,7 @@
 answers, declared here beside the guards that call them (authentication refusals have theirs
 in edge/observer.py, beside the auth seam).
 
-app.py hands each guard the observer of the enabled instruments (prometheus.GuardMetrics)
+app/ hands each guard the observer of the enabled instruments (prometheus.GuardMetrics)
 at construction, or none: then a refusal records nothing and costs one `is None` test.
 """
 

@@ -1,7 +1,7 @@
 """Prometheus metrics of the gateway. Names are fixed by the issues and the Grafana dashboard.
 
 Every metric is defined here, once, so each is registered once per process, and recorded
-only by the observers of ticketgate.observability.prometheus, which app.py hands to the
+only by the observers of ticketgate.observability.prometheus, which app/ hands to the
 components it builds when metrics are on: nothing else imports this module. Label values
 come from small fixed sets (route templates, HTTP verbs, status and error codes, script and
 RPC names); never a user id, token or raw path.

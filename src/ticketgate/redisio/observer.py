@@ -1,6 +1,6 @@
 """The seam Redis instrumentation hangs on, declared here because redisio is what calls it.
 
-Metrics and tracing each implement an observer; app.py hands the enabled ones to the executor
+Metrics and tracing each implement an observer; app/ hands the enabled ones to the executor
 it builds, and every script run on that executor calls them. Nothing is process-global: two
 apps built in one process (the tests do) each see only their own observers, and an app with
 every instrument off passes none, so a script call costs nothing extra.

@@ -257,7 +257,7 @@ class WaitingRoom:
         event registry (one batched write per round, off the hot path, so join stays one
         round trip). A round with events to sweep is reported to the observer as the "sweep"
         operation, a QueueUnavailable one with its code before it is raised. The app runs
-        rounds periodically (app.sweep_ghosts)."""
+        rounds periodically (app.queue.sweep_ghosts)."""
         events = list(self.active_events)
         try:
             removed = await self._sweep(events)

@@ -1,0 +1,74 @@
+"""What an app starts and stops, as one ordered list: started in order, stopped in reverse.
+
+A part listed after another may use it: it starts once that one is up, and stops while that
+one is still up (the rate limit pushes its last counts before the Redis executor closes;
+tracing, listed first, sees everything else start and stop and sends those spans last). The
+order is data, read and tested in one place, instead of a start-up and a shutdown function
+that must be kept in mirror order by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ticketgate.background import cancel_and_wait
+
+Hook = Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One thing with a start and/or a stop (either may be None: a connection pool is only
+    closed, a buffer only flushed)."""
+
+    name: str
+    start: Hook | None = None
+    stop: Hook | None = None
+
+
+class BackgroundTask:
+    """A loop that runs while the app does: created on the running loop at start, cancelled
+    (and awaited until it has unwound) at stop."""
+
+    def __init__(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._run = run
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+
+
+class Lifecycle:
+    """`parts` started in the order given and stopped in the reverse order; a None entry
+    (a part this configuration does not have) is left out.
+
+    Only the parts that started are stopped. A start or stop that raises ends the sequence
+    there (the error reaches the server, which reports it and exits)."""
+
+    def __init__(self, parts: Iterable[Part | None]) -> None:
+        self.parts = tuple(part for part in parts if part is not None)
+        self._started: list[Part] = []
+
+    @property
+    def names(self) -> list[str]:
+        """The parts' names in start order (stop order is its reverse)."""
+        return [part.name for part in self.parts]
+
+    async def start(self) -> None:
+        for part in self.parts:
+            if part.start is not None:
+                await part.start()
+            self._started.append(part)
+
+    async def stop(self) -> None:
+        while self._started:
+            part = self._started.pop()
+            if part.stop is not None:
+                await part.stop()
