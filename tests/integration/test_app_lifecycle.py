@@ -69,6 +69,28 @@ async def test_an_app_with_every_part_starts_them_in_this_order_and_serves(
     assert names == {"GET /readyz", "grpc.health.v1.Health/Check"}
 
 
+async def test_an_app_with_only_what_it_cannot_do_without_leaves_the_other_parts_out() -> None:
+    """The memory store, no instruments, no accounts, backends elsewhere: no executor,
+    database, services or telemetry parts; the ones kept keep their relative order."""
+    env = dev_env(
+        BACKEND_EMBEDDED="false",
+        BACKEND_RESERVATION_API_GRPC_ADDRESS="127.0.0.1:1",  # never dialled here
+        BACKEND_PAYMENT_API_GRPC_ADDRESS="127.0.0.1:1",
+        PAYMENT_WEBHOOK_SECRET="lifecycle-webhook-secret-lifecycle",
+        AUTH_ACCOUNTS_ENABLED="false",
+        OBSERVABILITY_METRICS_ENABLED="false",
+        LOG_ACCESS="false",
+    )
+    app = compose(load_settings(env))
+    kept = ["queue store", "idempotency store", "booking clients", "authenticator"]
+    assert app.lifecycle.names == [*kept, "rate limit", "ghost sweeper"]
+    assert [name for name in FULL_START_ORDER if name in app.lifecycle.names] == (
+        app.lifecycle.names
+    )
+    async with serve(app.gateway) as http:
+        assert (await http.get("/healthz")).status_code == 200
+
+
 async def test_the_rate_limit_pushes_its_last_counts_before_the_executor_closes(
     redis_address: str, redis_sync: redis.Redis
 ) -> None:
