@@ -177,8 +177,13 @@ class Fan:
     async def join(self) -> bool:
         rec, ctx = self.rec, self.ctx
         rec.state = "joining"
+        # The first attempt's send time: a retry after a lost answer (a 5xx from a gateway
+        # that died mid-request, a 503 while Redis failed over) returns the place the first
+        # attempt took, so the fan's place in the line dates from then. Fairness compares
+        # "B sent its join after A's join was answered" and must not see a retry as a late
+        # joiner.
+        first_sent = ctx.clock()
         for _ in range(MAX_JOIN_TRIES):
-            sent = ctx.clock()
             reply = await self.call(
                 "join", "POST", "/api/v1/queue/join", {"event_id": ctx.scenario.event_id}
             )
@@ -190,7 +195,7 @@ class Fan:
                 body = _decode(reply.body)
                 self.waiting_token = str(body["waiting_token"])
                 rec.waiting_token = self.waiting_token
-                rec.join_sent, rec.join_recv = sent, ctx.clock()
+                rec.join_sent, rec.join_recv = first_sent, ctx.clock()
                 rec.position_hint = int(body.get("position_hint") or 0)
                 rec.state = "waiting"
                 return True
