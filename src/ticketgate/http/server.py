@@ -10,6 +10,11 @@ the Redis executor batches its commands. The callback runs before the loop next 
 I/O, so nothing is delayed past the tick that produced it.
 
 Selected with `uvicorn.run(http=HTTP_PROTOCOL)` (cli.py `serve`).
+
+This leans on uvicorn internals (uvicorn documents `http=` as taking a protocol class, not
+`HttpToolsProtocol` itself, nor that it writes through `transport.write` and keeps `loop`):
+pinned for uvicorn==0.54.0 by tests/unit/test_http_server.py, whose write count and byte-for-
+byte comparison with stock httptools fail on an upgrade that changes either.
 """
 
 from __future__ import annotations
