@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sortedcontainers import SortedList
+from sortedcontainers import SortedKeyList, SortedList
 
 from ticketgate.waitingroom.admission import HELD_OFFSET, AdmissionPolicy, Bucket, stopped
 from ticketgate.waitingroom.eta import WINDOWS_MS, entry_grace_ms
@@ -66,6 +66,13 @@ def _expired_head(
     return found
 
 
+def _seen_rank(item: tuple[int, int]) -> tuple[int, str]:
+    """A (last seen ms, seq) entry's place in `seen_order`: Redis orders a ZSET's equal scores
+    by the member's bytes, so seq 10 comes before seq 2 when both were seen in one ms, and the
+    sweeper takes the same ghosts from both stores."""
+    return item[0], str(item[1])
+
+
 @dataclass
 class _Event:
     bucket: Bucket | None = None  # written by the first grant or hold, as in Redis
@@ -74,7 +81,7 @@ class _Event:
     waiting: SortedList = field(default_factory=SortedList)  # seqs; held ones - HELD_OFFSET
     held: set[int] = field(default_factory=set)  # seqs whose earmarks are held (admission.py)
     last_seen: dict[int, int] = field(default_factory=dict)
-    seen_order: SortedList = field(default_factory=SortedList)
+    seen_order: SortedKeyList = field(default_factory=lambda: SortedKeyList(key=_seen_rank))
     users: dict[str, tuple[int, int]] = field(default_factory=dict)
     seq_user: dict[int, str] = field(default_factory=dict)
     idempotency: dict[str, tuple[int, int, int]] = field(default_factory=dict)
