@@ -92,7 +92,7 @@ def preload(
                         keys.seen,
                         keys.users,
                         slot,
-                        keys.epoch,
+                        keys.bucket,
                         keys.cfg,
                         keys.marks,
                         keys.owners,
@@ -165,9 +165,7 @@ def remove_event(client: redis.Redis, event_id: str, count: int, idempotency: bo
     """Drop a side-measurement event's keys with DEL: UNLINK frees in a background thread,
     which would leak into the next used_memory baseline."""
     keys = _EventKeys(event_id)
-    client.delete(
-        keys.seq, keys.wait, keys.seen, keys.users, keys.admitted, keys.bucket, keys.epoch
-    )
+    client.delete(keys.seq, keys.wait, keys.seen, keys.users, keys.admitted, keys.bucket)
     if idempotency:
         for first in range(0, count, 10_000):
             last = min(count, first + 10_000)

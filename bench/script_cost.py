@@ -77,7 +77,8 @@ def fill(client: redis.Redis, admitted: int, gap_ms: int) -> int:
         pipe.zadd(SEEN, {str(seq): now + 3_000_000})
     for n in range(1, admitted + 1):
         pipe.zadd(ADMITTED, {str(WAITERS + n): now - n * gap_ms})
-    pipe.hset(BUCKET, mapping={"tokens": 3, "ts": now, "used": admitted})
+    # as join.lua starts it (held count 0); a checkout without the count ignores the field
+    pipe.hset(BUCKET, mapping={"tokens": 3, "ts": now, "used": admitted, "held": 0})
     pipe.execute()
     return now
 

@@ -9,17 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
 import redis
 
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, make_redis_store
 from ticketgate.queuestore.memory_store import MemoryQueueStore, _Event
 from ticketgate.waitingroom.admission import HELD_OFFSET
 from ticketgate.waitingroom.model import JoinResult, StatusResult, WaiterState
 from ticketgate.waitingroom.settings import MinWaitRule, QueueSettings
 from ticketgate.waitingroom.store import QueueStore
+
+
+@pytest.fixture
+async def redis_store(
+    redis_address: str, queue_settings: QueueSettings
+) -> AsyncIterator[QueueStore]:
+    """The Redis store alone, for what only it does (keep an event's counts between calls,
+    count held earmarks in the bucket HASH)."""
+    store = make_redis_store(redis_address, queue_settings)
+    await store.start()
+    yield store
+    await store.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -125,6 +138,7 @@ def _memory_state(store: MemoryQueueStore, event_id: str, times: bool) -> dict[s
         "registered": "registered" in event.config,
         "marks": [seq for seq, _ in event.marks],
         "bucket": {} if bucket is None else {"used": bucket.used, "lapsed": bucket.lapsed},
+        "held_count": len(event.held) if event.seq else None,  # Redis: from the first join
     }
     if times:
         state["times"] = {
@@ -182,18 +196,22 @@ def _redis_state(client: redis.Redis, event_id: str, times: bool) -> dict[str, o
         "config": {k: v for k, v in config.items() if k != "registered"},
         "registered": "registered" in config,
         "marks": [int(seq) for seq, _ in marks],
+        # the HASH holds the epoch and the held count from the first join: the bucket's own
+        # fields only from the first grant or hold (the memory store's Bucket)
         "bucket": {}
-        if not bucket
+        if "used" not in bucket
         else {"used": int(bucket["used"]), "lapsed": int(bucket.get("lapsed", 0))},
+        # the count frontier.lua reads instead of counting the held waiters
+        "held_count": int(bucket["held"]) if "held" in bucket else None,
     }
     if times:
         state["times"] = {
-            "epoch": int(client.get(f"{prefix}epoch") or 0),
+            "epoch": int(bucket.get("epoch", 0)),
             "seen": sorted(scored("seen")),
             "joined": sorted((int(seq), int(joined)) for seq, joined in users.values()),
             "admitted": sorted(scored("adm")),
             "marks": [(int(seq), int(joined)) for seq, joined in marks],
             # the unused capacity refills with time: a clock value too
-            "bucket": (float(bucket["tokens"]), int(bucket["ts"])) if bucket else None,
+            "bucket": (float(bucket["tokens"]), int(bucket["ts"])) if "ts" in bucket else None,
         }
     return state

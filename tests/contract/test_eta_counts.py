@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
 
-from tests.conftest import make_redis_store
 from tests.contract.conftest import Stopwatch, join_many, open_door
 from ticketgate.waitingroom.model import EnterOutcome, WaiterState
-from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
 
 
@@ -82,17 +79,6 @@ def _counting_calls(client: redis.Redis) -> int:
     stats: dict[str, dict[str, int]] = client.info("commandstats")
     names = ("cmdstat_zrangebyscore", "cmdstat_zrange")
     return sum(stats.get(name, {}).get("calls", 0) for name in names)
-
-
-@pytest.fixture
-async def redis_store(
-    redis_address: str, queue_settings: QueueSettings
-) -> AsyncIterator[QueueStore]:
-    """The Redis store alone, for what only it does: keep an event's counts between calls."""
-    store = make_redis_store(redis_address, queue_settings)
-    await store.start()
-    yield store
-    await store.close()
 
 
 def admit_before(client: redis.Redis, event_id: str, ages_ms: dict[str, int]) -> None:

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ from tests.conftest import TEST_SECRET
 from tests.contract.conftest import Clock, join_many, open_door
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.waitingroom.eta import entry_grace_ms
-from ticketgate.waitingroom.model import EnterOutcome, QueueError, WaiterState
+from ticketgate.waitingroom.model import EnterOutcome, LeaveOutcome, QueueError, WaiterState
 from ticketgate.waitingroom.service import WaitingRoom
 from ticketgate.waitingroom.settings import QueueSettings
 from ticketgate.waitingroom.store import QueueStore
@@ -57,6 +58,41 @@ async def test_a_fan_who_does_not_come_has_its_earmark_held_and_the_line_flows(
     assert after.held == 0
     assert after.used == 2
     assert after.released == after.used + after.earmarked + after.lapsed
+
+
+@pytest.mark.queue_settings(
+    admission_window=10,
+    min_wait=open_door(10),
+    bucket_capacity=2,
+    bucket_refill_per_sec=FAST,
+    heartbeat_ttl_ms=TTL_MS,
+)
+async def test_redis_counts_held_waiters_of_an_event_without_the_held_field(
+    redis_store: QueueStore, redis_sync: redis.Redis, event_id: str
+) -> None:
+    """An event written before the bucket HASH counted held earmarks (no 'held' field) has
+    its held waiters counted in the order, a removal does not count one down from nothing,
+    and the next grant writes the count; the property test in test_store_state.py holds the
+    count to the memory store's held set for events that have it from their first join."""
+    store = redis_store
+    bucket = f"tg:{{{event_id}}}:bucket"
+    silent, second, third = await join_many(store, event_id, 3)
+    assert redis_sync.hget(bucket, "held") == b"0", "join starts the count"
+    await asyncio.sleep(GRACE_MS / 1000 + 0.2)
+    for waiter in (second, third):
+        await store.status(event_id, waiter.seq)
+    await store.sweep(event_id, 100)  # holds the silent head's earmark
+    assert redis_sync.hget(bucket, "held") == b"1"
+
+    redis_sync.hdel(bucket, "held")  # as an event from before the count
+    assert (await store.status(event_id, second.seq)).frontier.held == 1, "counted in the order"
+    assert await store.leave(event_id, silent.seq, "") is LeaveOutcome.LEFT
+    assert redis_sync.hget(bucket, "held") is None, "no count to take one from"
+    assert (await store.status(event_id, second.seq)).frontier.held == 0
+    await asyncio.sleep(0.1)
+    granted = await store.enter(event_id, second.seq, second.joined_ms, "")
+    assert granted.outcome is EnterOutcome.GRANTED
+    assert redis_sync.hget(bucket, "held") == b"0", "the grant writes the count"
 
 
 @pytest.mark.queue_settings(

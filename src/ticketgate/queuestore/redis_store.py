@@ -97,7 +97,6 @@ class _EventKeys:
         "admitted_users",
         "bucket",
         "cfg",
-        "epoch",
         "marks",
         "owners",
         "prefix",
@@ -117,15 +116,14 @@ class _EventKeys:
         self.owners = self.prefix + "owners"  # seq -> user, to clean `users` on any removal
         self.admitted_users = self.prefix + "admu"  # user -> seq: one admission per person
         self.admitted = self.prefix + "adm"
+        # the bucket, the count of held earmarks and the epoch (join.lua): one HASH, one read
         self.bucket = self.prefix + "bucket"
-        self.epoch = self.prefix + "epoch"
         self.cfg = self.prefix + "cfg"  # operator overrides (model.OVERRIDE_FIELDS)
         self.marks = self.prefix + "marks"
         self.status_keys = (
             self.wait,
             self.seen,
             self.admitted,
-            self.epoch,
             self.cfg,
             self.bucket,
             self.users,
@@ -253,7 +251,7 @@ class RedisQueueStore:
                     k.seen,
                     k.users,
                     slot,
-                    k.epoch,
+                    k.bucket,
                     k.cfg,
                     k.marks,
                     k.owners,
@@ -321,7 +319,6 @@ class RedisQueueStore:
                     k.admitted,
                     k.bucket,
                     k.reservation(seq),
-                    k.epoch,
                     k.cfg,
                     k.owners,
                     k.admitted_users,
@@ -341,7 +338,7 @@ class RedisQueueStore:
         outcome = await self._call(
             self._leave.run(
                 self._redis,
-                (k.wait, k.seen, k.users, k.epoch, k.owners),
+                (k.wait, k.seen, k.users, k.bucket, k.owners),
                 seq,
                 "" if joined_ms is None else joined_ms,
             )

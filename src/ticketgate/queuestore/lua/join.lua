@@ -1,5 +1,6 @@
 -- Join: append a waiter at the tail, or return the place it already holds.
--- KEYS: 1 seq, 2 wait, 3 seen, 4 users, 5 idempotency slot, 6 epoch, 7 operator overrides
+-- KEYS: 1 seq, 2 wait, 3 seen, 4 users, 5 idempotency slot, 6 bucket (HASH: the epoch and
+--       the held count live beside the bucket's fields), 7 operator overrides
 --       (HASH; 'closed' or 'soldout' = '1' refuses newcomers, 'registered' set by an
 --       operator), 8 marks (join times of every 32nd seq), 9 owners (seq -> user),
 --       10 admitted users (user -> seq)
@@ -28,7 +29,7 @@ local function held_place(value, kind)
     end
     local seen = tonumber(redis.call('ZSCORE', KEYS[3], seq) or '0')
     if now - seen > tonumber(ARGV[4]) then
-      forget(KEYS[2], KEYS[3], KEYS[4], KEYS[9], seq)
+      forget(KEYS[2], KEYS[3], KEYS[4], KEYS[9], KEYS[6], seq)
       return nil
     end
   end
@@ -63,8 +64,10 @@ end
 local seq = redis.call('INCR', KEYS[1])
 if seq == 1 then
   -- A new life of this event's sequence (first join, or Redis lost the data): tokens
-  -- issued before now name places of an earlier life and must not alias newcomers.
-  redis.call('SET', KEYS[6], now)
+  -- issued before now name places of an earlier life and must not alias newcomers. The
+  -- count of held earmarks starts here (waiter.lua), unless the bucket outlived the order.
+  redis.call('HSET', KEYS[6], 'epoch', now)
+  redis.call('HSETNX', KEYS[6], 'held', 0)
 end
 redis.call('ZADD', KEYS[2], seq, seq)
 redis.call('ZADD', KEYS[3], now, seq)

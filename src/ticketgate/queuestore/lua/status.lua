@@ -2,31 +2,40 @@
 -- written: refilling is path-independent, see enter.lua), and the admission counts for the
 -- ETA unless the caller's copy of them is still exact (counts.lua): every fan polling one
 -- event would otherwise count the same admissions again.
--- KEYS: 1 wait, 2 seen, 3 admitted, 4 epoch, 5 operator overrides (HASH), 6 bucket,
---       7 users, 8 owners (seq -> user)
+-- KEYS: 1 wait, 2 seen, 3 admitted, 4 operator overrides (HASH), 5 bucket (HASH, with the
+--       held count and the epoch: frontier.lua), 6 users, 7 owners (seq -> user)
 -- ARGV: 1 seq, 2 heartbeat TTL in ms, 3 the token's joined_ms ('' to skip the epoch check),
 --       4.. AdmissionPolicy.script_args() without the min-wait pairs: 4 admission window,
 --       5 bucket capacity, 6 refill per ms; the caller's admission counts: 7 the
 --       admissions granted so far when they were read (-1: it has none), 8 the ms they were
 --       read at, 9 the last ms they stay exact at (a clock set back also counts again)
 -- Returns {state, position, now_ms, window, the operator's refill per second ('' when not
--- overridden: the caller's policy has it; a string: Lua numbers would be truncated), capacity, unused released capacity (string), admissions granted so far, held
--- and lapsed earmarks, event flags (1 paused + 2 closed + 4 sold out)}, followed, when the
--- caller's counts are not exact now, by admissions() of counts.lua (admitted 1m, 5m, 15m,
--- oldest admission ms or 0, the last ms they stay exact at);
+-- overridden: the caller's policy has it; a string: Lua numbers would be truncated),
+-- capacity, unused released capacity (string), admissions granted so far, held and lapsed
+-- earmarks, event flags (1 paused + 2 closed + 4 sold out)}, followed, when the caller's
+-- counts are not exact now, by admissions() of counts.lua (admitted 1m, 5m, 15m, oldest
+-- admission ms or 0, the last ms they stay exact at);
 -- state 1 waiting, 2 admitted, 3 expired.
 local now = now_ms()
 local seq = ARGV[1]
 local state, position = 3, 0
 
+local cfg = redis.call(
+  'HMGET', KEYS[4], 'window', 'refill', 'paused', 'capacity', 'closed', 'soldout')
+local capacity, _, tokens, used, held, lapsed, epoch = frontier(
+  KEYS[5], KEYS[1], now, cfg[4], cfg[2], ARGV[5], ARGV[6])
+
 -- A token older than the event's epoch names a place of an earlier life: expired.
-local current = ARGV[3] == '' or
-  tonumber(ARGV[3]) >= tonumber(redis.call('GET', KEYS[4]) or '0')
+local current = ARGV[3] == '' or tonumber(ARGV[3]) >= epoch
 local rank = current and redis.call('ZRANK', KEYS[1], seq)
 if rank then
   local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
   if now - seen > tonumber(ARGV[2]) then
-    forget(KEYS[1], KEYS[2], KEYS[7], KEYS[8], seq)
+    -- held waiters rank first: this one holds an earmark when it ranks among them
+    forget(KEYS[1], KEYS[2], KEYS[6], KEYS[7], KEYS[5], seq, rank < held)
+    if rank < held then
+      held = held - 1
+    end
   else
     redis.call('ZADD', KEYS[2], now, seq)
     state, position = 1, rank + 1
@@ -35,10 +44,6 @@ elseif current and redis.call('ZSCORE', KEYS[3], seq) then
   state = 2
 end
 
-local cfg = redis.call(
-  'HMGET', KEYS[5], 'window', 'refill', 'paused', 'capacity', 'closed', 'soldout')
-local capacity, _, tokens, used, held, lapsed = frontier(
-  KEYS[6], KEYS[1], now, cfg[4], cfg[2], ARGV[5], ARGV[6])
 local reply = {
   state, position, now,
   tonumber(cfg[1]) or tonumber(ARGV[4]),

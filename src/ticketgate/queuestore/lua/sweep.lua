@@ -14,10 +14,11 @@ local ghosts = redis.call(
 local lapsing = 0
 for i = 1, #ghosts do
   local score = redis.call('ZSCORE', KEYS[1], ghosts[i])
-  if score and tonumber(score) < 0 then
+  local holding = score and tonumber(score) < 0
+  if holding then
     lapsing = lapsing + 1
   end
-  forget(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ghosts[i])
+  forget(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ghosts[i], holding)
 end
 
 local cfg = redis.call('HMGET', KEYS[6], 'window', 'capacity', 'refill', 'paused', 'soldout')
@@ -41,6 +42,6 @@ if cfg[4] ~= '1' and cfg[5] ~= '1' then
 end
 if moved > 0 or lapsing > 0 then  -- AdmissionPolicy.hold
   redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - moved), 'ts', now,
-    'used', used, 'lapsed', lapsed + lapsing)
+    'used', used, 'lapsed', lapsed + lapsing, 'held', held + moved)
 end
 return #ghosts
