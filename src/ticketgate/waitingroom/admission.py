@@ -34,7 +34,7 @@ random sequences and requires the same answers and state, bucket included.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ticketgate.waitingroom.model import EnterOutcome, EventOverrides, Frontier
@@ -107,6 +107,11 @@ class AdmissionPolicy:
     min_wait: tuple[MinWaitRule, ...]
     capacity: int
     refill_per_sec: float
+    # What the Lua scripts get (script_args) and every decision divides by: computed once.
+    refill_per_ms: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "refill_per_ms", self.refill_per_sec / 1000.0)
 
     @classmethod
     def of(
@@ -120,10 +125,6 @@ class AdmissionPolicy:
             refill_per_sec=o.bucket_refill_per_sec or settings.bucket_refill_per_sec,
         )
 
-    @property
-    def refill_per_ms(self) -> float:
-        return self.refill_per_sec / 1000.0
-
     def distance(self, position: int, reach: float) -> float:
         """Places between the waiter and the frontier (0 = within it)."""
         return max(0.0, position - min(reach, float(self.window)))
@@ -131,7 +132,9 @@ class AdmissionPolicy:
     def decide(self, position: int, waited_ms: int, reach: float) -> Decision:
         """The rule itself; `reach` is Frontier.reach at the same instant (held earmarks plus
         the bucket's refilled unused capacity)."""
-        frontier_ms = math.ceil(self.distance(position, reach) / self.refill_per_ms)
+        # self.distance inline (status decides on every call): 0 within the frontier
+        distance = position - min(reach, float(self.window))
+        frontier_ms = math.ceil(distance / self.refill_per_ms) if distance > 0.0 else 0
         needed = min_wait_ms(position, self.min_wait)
         if needed is None:  # past the last min-wait rule: not before the place moves up
             return Decision(EnterOutcome.NOT_READY, max(frontier_ms, 1))
