@@ -143,7 +143,7 @@ def _run_uvicorn(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers if settings.workers > 1 else None,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http=HTTP_PROTOCOL,  # httptools, each response in one socket write (http/server.py)
+        http=HTTP_PROTOCOL,  # ticketgate's httptools protocol, one write per response
         log_level=settings.log_level,
         log_config=None,  # uvicorn's loggers propagate to our root handler (observability/logs)
         access_log=False,  # ours is one JSON line per request with the route template

@@ -18,12 +18,9 @@ from typing import Any
 
 import pytest
 
-from ticketgate.http.server import (
-    FLUSH_AT_BYTES,
-    HTTP_PROTOCOL,
-    CoalescingTransport,
-    _TickWriter,
-)
+from ticketgate.http.server import HTTP_PROTOCOL
+
+BIG = 3 * 64 * 1024  # a body larger than one socket write usually takes
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/io").exists(), reason="counts system calls in /proc/<pid>/io (Linux)"
@@ -37,8 +34,24 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     path = scope["path"]
     more = True
+    received = b""
     while more:
-        more = (await receive()).get("more_body", False)
+        message = await receive()
+        received += message.get("body", b"")
+        more = message.get("more_body", False)
+    if path == "/boom":
+        raise ValueError("the app failed")
+    if path == "/inject":  # a value with a line break: must never reach the wire as a header
+        headers = [(b"content-length", b"2"), (b"x-note", b"a\r\nset-cookie: stolen=1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+        return
+    if path == "/echo":
+        body = b"%d" % len(received)
+        headers = [(b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
     if path == "/stream":  # a body in chunks across awaits: every chunk, in order
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for part in (b"one,", b"two,", b"three"):
@@ -48,7 +61,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     body = b'{"path":"%s"}' % path.encode()
     if path == "/big":  # beyond what a connection holds until the end of the tick
-        body = b"x" * (3 * FLUSH_AT_BYTES)
+        body = b"x" * (BIG)
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     if path == "/close":  # the server closes right after writing: the bytes must go first
         headers.append((b"connection", b"close"))
@@ -63,7 +76,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(http: str) -> Iterator[tuple[int, int]]:
+def served(http: str, *extra: str) -> Iterator[tuple[int, int]]:
     """(pid, port) of uvicorn serving `app` with the given HTTP protocol."""
     port = _free_port()
     child = subprocess.Popen(
@@ -85,6 +98,7 @@ def served(http: str) -> Iterator[tuple[int, int]]:
             "--no-date-header",
             "--lifespan",
             "off",
+            *extra,
         ],
         cwd=Path(__file__).resolve().parents[2],
     )
@@ -169,7 +183,7 @@ def test_pipelined_keep_alive_head_streaming_and_close_answer_as_before() -> Non
     assert answers[HTTP_PROTOCOL] == answers[STOCK]
     text = answers[HTTP_PROTOCOL]
     assert text.count(b"HTTP/1.1 ") == 5
-    assert b"x" * (3 * FLUSH_AT_BYTES) in text
+    assert b"x" * (BIG) in text
     assert b'{"path":"/a"}' in text
     assert b'{"path":"/b"}' not in text
     assert b"one,\r\n" in text
@@ -177,28 +191,58 @@ def test_pipelined_keep_alive_head_streaming_and_close_answer_as_before() -> Non
     assert text.endswith(b'{"path":"/close"}')
 
 
-async def test_small_writes_wait_for_the_tick_and_a_large_one_goes_at_once() -> None:
-    """Over a real socket pair: the peer sees nothing of a small response until the loop's
-    tick ends, then all of it in one piece; a body past FLUSH_AT_BYTES is handed to the
-    socket at once (the transport's flow control then sees it)."""
-    loop = asyncio.get_running_loop()
-    ours, peer = socket.socketpair()
-    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
-    peer.settimeout(0.2)
-    coalescing = CoalescingTransport(transport, _TickWriter(loop))
-    try:
-        coalescing.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
-        coalescing.write(b"{}")
-        with pytest.raises(TimeoutError):
-            peer.recv(1024)  # the loop has not run: still held
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert peer.recv(1024) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+def _exchange(sock: socket.socket, request: bytes) -> bytes:
+    sock.sendall(request)
+    data = b""
+    while chunk := sock.recv(65536):  # until the server closes
+        data += chunk
+    return data
 
-        coalescing.write(b"y" * FLUSH_AT_BYTES)
-        received = peer.recv(FLUSH_AT_BYTES)  # without the loop running
-        assert received
-        assert set(received) == {ord("y")}
-    finally:
-        coalescing.close()
-        peer.close()
+
+def test_an_app_error_or_a_header_injection_is_a_500_and_the_connection_closes() -> None:
+    """uvicorn's protocol closes without a word when the app's headers are invalid (it has
+    written nothing yet, but already counts the response as started); here the held head
+    lets the client get a plain 500. A line break in a value never reaches the wire."""
+    with served(HTTP_PROTOCOL) as (_, port):
+        for path in (b"/boom", b"/inject"):
+            with socket.create_connection(("127.0.0.1", port), 10) as sock:
+                text = _exchange(sock, b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert text.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), text
+            assert text.endswith(b"Internal Server Error")
+            assert b"stolen" not in text
+
+
+def test_expect_100_continue_and_a_body_in_pieces() -> None:
+    """The client waits for `100 Continue` before sending the body, which then arrives in
+    three writes; the app sees all of it."""
+    with served(HTTP_PROTOCOL) as (_, port), socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 9000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        for _ in range(3):
+            sock.sendall(b"x" * 3000)
+            time.sleep(0.05)
+        response, _ = _read_response(sock)
+        assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert response.endswith(b"\r\n\r\n9000")
+
+
+def test_an_idle_connection_closes_after_the_keep_alive_timeout_and_a_busy_one_stays() -> None:
+    """One timer per idle stretch, moved on lazily: a connection used every 0.4 s outlives
+    several 1 s timeouts; left alone it is closed about a second later."""
+    request = b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
+    with served(HTTP_PROTOCOL, "--timeout-keep-alive", "1") as (_, port):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(10)
+            for _ in range(8):  # 3.2 s of requests 0.4 s apart
+                sock.sendall(request)
+                response, _ = _read_response(sock)
+                assert response.startswith(b"HTTP/1.1 202 ")
+                time.sleep(0.4)
+            idle_from = time.monotonic()
+            assert sock.recv(1024) == b""  # closed by the server
+            waited = time.monotonic() - idle_from
+        assert 0.4 <= waited <= 2.5, waited

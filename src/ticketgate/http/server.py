@@ -1,138 +1,531 @@
-"""uvicorn's httptools protocol with each response written to its socket in one system call.
+"""The gateway's HTTP/1.1 protocol: httptools parsing, ASGI to the app, one write per response.
 
-uvicorn writes a response's status line and headers when the app sends `http.response.start`
-and its body on `http.response.body`: two `write` calls on the socket for every response.
-On loopback a socket write is the most expensive thing a request does in this process (the
-kernel delivers the segment and wakes the reader inside the call), and the client then
-wakes up twice per answer. Here each connection's transport holds what it is given and one
-callback per event-loop tick writes every connection's bytes of that tick at once, the way
-the Redis executor batches its commands. The callback runs before the loop next waits for
-I/O, so nothing is delayed past the tick that produced it.
+uvicorn runs the processes, sockets, signals, lifespan and graceful shutdown; this class is
+what it hands each connection (`uvicorn.run(http=HTTP_PROTOCOL)`, cli.py `serve`). uvicorn's
+own httptools protocol is general and pays for it on every request, which on this 2-core box
+was a fifth of a served status call (py-spy, docs/benchmarks.md "The served request path"):
+an `asyncio.Event` and a response object per request, a wrapper coroutine around the app,
+two regular expressions per response header, a keep-alive timer armed and cancelled per
+response, and the status line and headers written separately from the body (two `write`
+system calls, the costliest thing a request does on loopback). Here:
 
-Selected with `uvicorn.run(http=HTTP_PROTOCOL)` (cli.py `serve`).
+- a response's head is held until its first body bytes and written with them: one `write`;
+- a request waits for its body on a future made only when it must wait;
+- the app runs as the task itself and one done-callback does what the wrapper did (an
+  unhandled error becomes a plain 500, a response left half-sent closes the connection);
+- the head is checked whole: one scan for control characters and a count of line breaks
+  (a CR or LF inside a name or value is a header injection), names against a small cache;
+- the keep-alive deadline is one timer per idle period, re-armed lazily when it fires.
 
-This leans on uvicorn internals (uvicorn documents `http=` as taking a protocol class, not
-`HttpToolsProtocol` itself, nor that it writes through `transport.write` and keeps `loop`):
-pinned for uvicorn==0.54.0 by tests/unit/test_http_server.py, whose write count and byte-for-
-byte comparison with stock httptools fail on an upgrade that changes either.
+The bytes on the wire are the stock protocol's for the same app, pipelining and HEAD
+included (tests/unit/test_http_server.py compares them). WebSocket upgrades are not served
+(the gateway has none): the request is answered as plain HTTP, as uvicorn does without a
+WebSocket library. uvicorn's access log is not written (the gateway writes its own line per
+request, observability/access.py).
+
+The contract with uvicorn, which documents `http=` as taking a protocol class but not what
+the class is given, is pinned for uvicorn==0.54.0 by tests/unit/test_http_server.py: the
+constructor's (config, server_state, app_state, _loop), `server_state.connections`, `tasks`,
+`total_requests` and `default_headers`, and `shutdown()` on each connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
+import re
+import urllib.parse
+from collections import deque
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
 
-HTTP_PROTOCOL = "ticketgate.http.server:CoalescingHttpToolsProtocol"
-# Bytes a connection may hold until the end of the tick; more are written at once.
-FLUSH_AT_BYTES = 64 * 1024
-log = logging.getLogger("ticketgate.http")
+HTTP_PROTOCOL = "ticketgate.http.server:HttpProtocol"
+# Request body bytes a connection buffers before it stops reading from the socket.
+HIGH_WATER = 64 * 1024
+log = logging.getLogger("uvicorn.error")
 
-
-class _TickWriter:
-    """The per-loop flush: the transports with bytes pending, written out once per tick."""
-
-    __slots__ = ("_loop", "_pending", "_scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._pending: list[CoalescingTransport] = []
-        self._scheduled = False
-
-    def add(self, transport: CoalescingTransport) -> None:
-        self._pending.append(transport)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, []
-        for transport in pending:
-            try:
-                transport.flush()
-            except Exception:  # one broken connection must not keep the others' bytes
-                log.exception("writing a response to its socket failed")
+# Control characters other than tab, CR and LF: never in a head line.
+_CONTROL = re.compile(b"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# RFC 9110 token characters: what a header name may hold.
+_TOKEN = re.compile(b"[!#$%&'*+\\-.^_`|~0-9A-Za-z]+")
+_NAMES_CACHED = 256
+_HEAD_METHOD = "HEAD"
 
 
-_writers: dict[asyncio.AbstractEventLoop, _TickWriter] = {}
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
 
 
-def _tick_writer(loop: asyncio.AbstractEventLoop) -> _TickWriter:
-    writer = _writers.get(loop)
-    if writer is None:
-        if len(_writers) > 16:  # loops of finished tests; a server has one
-            _writers.clear()
-        writer = _writers[loop] = _TickWriter(loop)
-    return writer
+STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class CoalescingTransport:
-    """A socket transport whose writes of one loop tick go out as one write.
+def _bad_request(message: str) -> bytes:
+    body = message.encode("ascii")
+    return (
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+    )
 
-    Closing writes what is pending first; everything else is the wrapped transport's.
-    """
 
-    __slots__ = ("_buffer", "_size", "_tick", "_transport", "is_closing")
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 19\r\nconnection: close\r\n\r\nService Unavailable"
+)
+_SERVER_ERROR = (
+    b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
+)
 
-    def __init__(self, transport: asyncio.Transport, tick: _TickWriter) -> None:
-        self._transport = transport
-        self._tick = tick
-        self._buffer: list[bytes] = []
-        self._size = 0
-        # Asked after every response: the wrapped transport's own method, found without
-        # going through __getattr__ (a failed class lookup first, ~1 µs).
-        self.is_closing = transport.is_closing
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not data:
+class _HeadCheck:
+    """Whether a response head may go on the wire; the names already seen valid are kept."""
+
+    def __init__(self) -> None:
+        self._names: set[bytes] = set()
+
+    def name(self, name: bytes) -> None:
+        if name in self._names:
             return
-        buffer = self._buffer
-        if not buffer:
-            self._tick.add(self)
-        buffer.append(bytes(data))
-        self._size += len(data)
-        if self._size >= FLUSH_AT_BYTES:  # a large body: no gain in holding it, and the
-            self.flush()  # wrapped transport's flow control must see it now
+        if _TOKEN.fullmatch(name) is None:
+            raise RuntimeError("Invalid HTTP header name.")
+        if len(self._names) >= _NAMES_CACHED:
+            self._names.clear()
+        self._names.add(name)
 
-    def writelines(self, chunks: Any) -> None:
-        for chunk in chunks:
-            self.write(chunk)
+    @staticmethod
+    def block(head: bytes, lines: int) -> None:
+        """`lines` CRLF-ended lines and nothing else: a CR or LF inside a value shows as an
+        extra line break, any other control character as itself."""
+        if (
+            _CONTROL.search(head) is not None
+            or head.count(b"\n") != lines
+            or head.count(b"\r") != lines
+        ):
+            raise RuntimeError("Invalid HTTP header value.")
 
-    def flush(self) -> None:
-        buffer = self._buffer
-        if not buffer:
+
+_check = _HeadCheck()
+
+
+class _Exchange:
+    """One request and its response on a connection (uvicorn's RequestResponseCycle)."""
+
+    __slots__ = (
+        "body",
+        "body_taken",
+        "body_waiter",
+        "chunked",
+        "disconnected",
+        "expect_continue",
+        "head",
+        "keep_alive",
+        "left_to_send",
+        "method",
+        "more_body",
+        "protocol",
+        "response_complete",
+        "response_started",
+        "scope",
+    )
+
+    def __init__(
+        self,
+        protocol: HttpProtocol,
+        scope: dict[str, Any],
+        keep_alive: bool,
+        expect_continue: bool,
+    ) -> None:
+        self.protocol = protocol
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.body = b""
+        self.more_body = True
+        self.body_taken = False
+        self.body_waiter: asyncio.Future[None] | None = None
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+        self.chunked: bool | None = None  # None: neither content-length nor chunked seen yet
+        self.left_to_send = 0
+        self.head = b""  # the response head, held until the first body message
+
+    def wake(self) -> None:
+        waiter = self.body_waiter
+        if waiter is not None:
+            self.body_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def receive(self) -> dict[str, Any]:
+        protocol = self.protocol
+        if self.expect_continue:
+            self.expect_continue = False
+            if not protocol.transport.is_closing():
+                protocol.transport.write(_CONTINUE)
+        while not self.disconnected and not self.response_complete:
+            if not self.body_taken and (self.body or not self.more_body):
+                body, self.body = self.body, b""
+                more = self.more_body
+                self.body_taken = not more
+                protocol.resume_reading()
+                return {"type": "http.request", "body": body, "more_body": more}
+            # More is coming, or the body is all taken and only the end of the response or
+            # of the connection is left to report: wait (a future only when waiting).
+            protocol.resume_reading()
+            waiter = self.body_waiter = protocol.loop.create_future()
+            await waiter
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        protocol = self.protocol
+        if protocol.write_paused is not None and not self.disconnected:
+            await protocol.write_paused
+        if self.disconnected:
             return
-        data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
-        buffer.clear()
-        self._size = 0
-        if not self._transport.is_closing():  # the client went away within the tick
-            self._transport.write(data)
+        kind = message["type"]
+        if not self.response_started:
+            if kind != "http.response.start":
+                raise RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got '{kind}'."
+                )
+            self.head = self._head(message["status"], message.get("headers", ()))
+            self.response_started = True  # after the check: an invalid head leaves a 500 to send
+            self.expect_continue = False
+            return
+        if self.response_complete:
+            raise RuntimeError(
+                f"Unexpected ASGI message '{kind}' sent, after response already completed."
+            )
+        if kind != "http.response.body":
+            raise RuntimeError(f"expected ASGI 'http.response.body', got {kind!r}")
+        body: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        if self.method == _HEAD_METHOD:
+            out = b""
+            self.left_to_send = 0
+        elif self.chunked:
+            out = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+            if not more:
+                out += b"0\r\n\r\n"
+        else:
+            if len(body) > self.left_to_send:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.left_to_send -= len(body)
+            out = body
+        head, self.head = self.head, b""
+        data = head + out if head else out
+        if data:
+            protocol.transport.write(data)
+        if not more:
+            if self.left_to_send != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.wake()
+            if not self.keep_alive:
+                protocol.transport.close()
+            protocol.response_complete(self)
 
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
+    def _head(self, status: int, headers: Any) -> bytes:
+        protocol = self.protocol
+        defaults = protocol.server_state.default_headers
+        if defaults:
+            headers = [*defaults, *headers]
+        parts = [STATUS_LINES[status]]
+        closing = False
+        lines = 2  # the status line and the blank line
+        for name, value in headers:
+            name = name.lower()
+            _check.name(name)
+            if name == b"content-length":
+                if self.chunked is None:
+                    self.left_to_send = int(value.decode())
+                    self.chunked = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.left_to_send = 0
+                self.chunked = True
+            elif name == b"connection" and b"close" in [
+                token.lower().strip() for token in value.split(b",")
+            ]:
+                self.keep_alive = False
+                closing = True
+            parts += (name, b": ", value, b"\r\n")
+            lines += 1
+        if not self.keep_alive and not closing:
+            parts.append(b"connection: close\r\n")
+            lines += 1
+        if self.chunked is None and self.method != _HEAD_METHOD and status not in (204, 304):
+            self.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        _check.block(head, lines)
+        return head
 
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
+    def write_head_alone(self) -> None:
+        """A streamed response that waits between messages: its head must not wait too."""
+        if self.head:
+            head, self.head = self.head, b""
+            self.protocol.transport.write(head)
 
-    def abort(self) -> None:
-        self._buffer.clear()
-        self._transport.abort()
+    def finished(self, task: asyncio.Task[None]) -> None:
+        """The app's task is done: what uvicorn's wrapper coroutine did after the app."""
+        protocol = self.protocol
+        protocol.tasks.discard(task)
+        if task.cancelled():
+            error: BaseException | None = asyncio.CancelledError()
+        else:
+            error = task.exception()
+        if error is not None:
+            log.error("Exception in ASGI application\n", exc_info=error)
+            self._abandon(protocol)
+        elif not self.response_started and not self.disconnected:
+            log.error("ASGI callable returned without starting response.")
+            self._abandon(protocol)
+        elif not self.response_complete and not self.disconnected:
+            log.error("ASGI callable returned without completing response.")
+            self.write_head_alone()
+            protocol.transport.close()
 
-    def get_write_buffer_size(self) -> int:
-        return self._size + self._transport.get_write_buffer_size()
+    def _abandon(self, protocol: HttpProtocol) -> None:
+        if self.disconnected or self.response_complete:
+            return
+        if not self.response_started or self.head:
+            # Nothing of it is on the wire yet (a head held for its body counts as nothing).
+            self.response_started = self.response_complete = True
+            if not protocol.transport.is_closing():
+                protocol.transport.write(_SERVER_ERROR)
+        protocol.transport.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
+class HttpProtocol(asyncio.Protocol):
+    """One client connection: parse with httptools, run each request as an ASGI task."""
 
-class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol writing through a CoalescingTransport (see the module docstring)."""
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.connections: set[Any] = server_state.connections
+        self.tasks: set[asyncio.Task[None]] = server_state.tasks
+        self.app_state = app_state
+        self.root_path: str = config.root_path
+        self.limit_concurrency: int | None = config.limit_concurrency
+        self.keep_alive_sec: float = config.timeout_keep_alive
+        self.parser = httptools.HttpRequestParser(self)
+        # Answer a pipelined request that arrives after `connection: close`, as uvicorn does.
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.exchange: _Exchange | None = None
+        self.pipeline: deque[_Exchange] = deque()
+        self.read_paused = False
+        self.write_paused: asyncio.Future[None] | None = None
+        self.idle_since: float | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        # The request being parsed.
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.expect_continue = False
+
+    # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        coalescing = CoalescingTransport(transport, _tick_writer(self.loop))
-        super().connection_made(coalescing)  # type: ignore[arg-type]
+        self.connections.add(self)
+        self.transport = transport
+        self.server = _address(transport.get_extra_info("sockname"))
+        self.client = _address(transport.get_extra_info("peername"))
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        exchange = self.exchange
+        if exchange is not None:
+            if not exchange.response_complete:
+                exchange.disconnected = True
+            exchange.wake()
+        self.resume_writing()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if exc is None:
+            self.transport.close()
+        self.parser = None  # type: ignore[assignment]
+
+    def eof_received(self) -> None:
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_since = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            log.warning("Unsupported upgrade request.")
+        except httptools.HttpParserError:
+            log.warning("Invalid HTTP request received.")
+            self.transport.write(_bad_request("Invalid HTTP request received."))
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.write_paused is None:
+            self.write_paused = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        paused, self.write_paused = self.write_paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.expect_continue = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        version = parser.get_http_version()
+        url = httptools.parse_url(self.url)
+        raw_path: bytes = url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        root = self.root_path
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": parser.get_method().decode("ascii"),
+            "root_path": root,
+            "path": root + path if root else path,
+            "raw_path": root.encode("ascii") + raw_path if root else raw_path,
+            "query_string": url.query or b"",
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+        exchange = _Exchange(
+            self,
+            scope,
+            version != "1.0" and parser.should_keep_alive(),
+            self.expect_continue,
+        )
+        current = self.exchange
+        self.exchange = exchange
+        if current is None or current.response_complete:
+            self._start(exchange)
+        else:  # pipelined behind a response still running: started when it completes
+            self.pause_reading()
+            self.pipeline.appendleft(exchange)
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None or exchange.response_complete:
+            return
+        exchange.body += body
+        if len(exchange.body) > HIGH_WATER:
+            self.pause_reading()
+        exchange.wake()
+
+    def on_message_complete(self) -> None:
+        exchange = self.exchange
+        if exchange is None or exchange.response_complete:
+            return
+        exchange.more_body = False
+        exchange.wake()
+
+    # the exchanges
+
+    def _start(self, exchange: _Exchange) -> None:
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            log.warning("Exceeded concurrency limit.")
+            exchange.response_started = exchange.response_complete = True
+            self.transport.write(_BUSY)
+            self.transport.close()
+            return
+        task: asyncio.Task[None] = self.loop.create_task(
+            self.app(exchange.scope, exchange.receive, exchange.send)
+        )
+        task.add_done_callback(exchange.finished)
+        self.tasks.add(task)
+
+    def response_complete(self, exchange: _Exchange) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.resume_reading()
+        if self.pipeline:
+            self._start(self.pipeline.pop())
+            return
+        # Idle from now: close after keep_alive_sec without a new request. One timer per
+        # idle stretch at most, moved forward only when it fires early.
+        self.idle_since = self.loop.time()
+        if self.idle_timer is None:
+            self.idle_timer = self.loop.call_at(
+                self.idle_since + self.keep_alive_sec, self._idle_check
+            )
+
+    def _idle_check(self) -> None:
+        self.idle_timer = None
+        since = self.idle_since
+        if since is None or self.transport.is_closing():
+            return  # busy (re-armed when idle again) or gone
+        due = since + self.keep_alive_sec
+        if self.loop.time() >= due:
+            self.transport.close()
+        else:
+            self.idle_timer = self.loop.call_at(due, self._idle_check)
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: close when idle, else after the current response."""
+        exchange = self.exchange
+        if exchange is None or exchange.response_complete:
+            self.transport.close()
+        else:
+            exchange.keep_alive = False
+
+
+def _address(info: Any) -> tuple[str, int] | None:
+    if isinstance(info, tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return None
