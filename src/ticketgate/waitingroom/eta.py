@@ -73,14 +73,22 @@ def release_rate(counts: AdmissionCounts, frontier: Frontier, capacity: int) -> 
     return w1 * r1 + w5 * r5 + w15 * r15
 
 
-def estimate(
-    policy: AdmissionPolicy,
-    frontier: Frontier,
-    counts: AdmissionCounts,
-    position: int,
-    waited_ms: int | None = None,
-) -> Estimate:
-    """ETA of the waiter at `position`; `waited_ms` (None: ignore) adds its minimum wait."""
+class Rate(NamedTuple):
+    """The part of an estimate that is the same for every waiter of one event at one instant
+    (`rate_of`): status keeps it per event state (WaitingRoom) instead of measuring it again
+    for each fan. `per_sec` is what distances are divided by (the measured rate, or the
+    configured one while the measurement is not trusted), `measured` and `confidence` as in
+    Estimate."""
+
+    per_sec: float
+    measured: float
+    confidence: float
+
+
+def rate_of(policy: AdmissionPolicy, frontier: Frontier, counts: AdmissionCounts) -> Rate:
+    """The release rate an estimate divides by; it reads only `counts`, the frontier's
+    tokens, held and lapsed earmarks and the policy's capacity and refill (the key status
+    caches it by)."""
     measured = confidence = 0.0
     rate = policy.refill_per_sec
     samples = counts.last_15m
@@ -93,14 +101,31 @@ def estimate(
             high = r1 if r1 > r15 else r15
             agreement = (r15 if r1 > r15 else r1) / high if high > 0.0 else 0.0
             confidence = round(min(1.0, samples / FULL_CONFIDENCE_SAMPLES) * agreement, 2)
-    eta_ms = math.ceil(policy.distance(position, frontier.reach) * 1000.0 / rate)
+    return Rate(rate, measured, confidence)
+
+
+def estimate(
+    policy: AdmissionPolicy,
+    frontier: Frontier,
+    counts: AdmissionCounts,
+    position: int,
+    waited_ms: int | None = None,
+    rate: Rate | None = None,
+) -> Estimate:
+    """ETA of the waiter at `position`; `waited_ms` (None: ignore) adds its minimum wait.
+    `rate` is `rate_of(policy, frontier, counts)` when the caller kept it."""
+    if rate is None:
+        rate = rate_of(policy, frontier, counts)
+    # policy.distance inline (every status estimates)
+    distance = position - min(frontier.tokens + frontier.held, float(policy.window))
+    eta_ms = math.ceil(distance * 1000.0 / rate.per_sec) if distance > 0.0 else 0
     if waited_ms is not None:
         needed = min_wait_ms(position, policy.min_wait)
         if needed is not None and needed - waited_ms > eta_ms:
             eta_ms = needed - waited_ms
     if eta_ms <= 0:
-        return Estimate(0, 0, confidence, measured)
-    return Estimate(max(1, round(eta_ms / 1000)), eta_ms, confidence, measured)
+        return Estimate(0, 0, rate.confidence, rate.measured)
+    return Estimate(max(1, round(eta_ms / 1000)), eta_ms, rate.confidence, rate.measured)
 
 
 GRACE_MARGIN_MS = 1_000

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ticketgate.waitingroom.admission import AdmissionPolicy
-from ticketgate.waitingroom.eta import estimate, poll_after_ms
+from ticketgate.waitingroom.eta import Rate, estimate, poll_after_ms, rate_of
 from ticketgate.waitingroom.model import (
     Admission,
+    AdmissionCounts,
     AdmissionsPaused,
     AdmissionThrottled,
     AlreadyAdmitted,
@@ -24,6 +25,7 @@ from ticketgate.waitingroom.model import (
     EventOverrides,
     EventState,
     Forbidden,
+    Frontier,
     LeaveOutcome,
     NotReady,
     QueueError,
@@ -62,6 +64,9 @@ class ReservationClaim:
 
 
 _POLICY_CACHE = 1_024
+# Release rates kept (one per event and millisecond at most: the counts' covered span and a
+# refilling bucket move with the clock); emptied when full, so old instants do not pile up.
+_RATE_CACHE = 1_024
 # Event states in which nobody is admitted: status promises neither readiness nor an ETA.
 _STALLED = frozenset({EventState.PAUSED, EventState.SOLD_OUT})
 
@@ -102,6 +107,9 @@ class WaitingRoom:
         self.active_events: set[str] = set()
         # The effective policies met so far (operators' overrides are few): none is built per call.
         self._policies: dict[tuple[int, int, float], AdmissionPolicy] = {}
+        # Every fan polling one event at one instant gets the same release rate (eta.rate_of):
+        # measured once per (policy, counts, frontier), not once per fan.
+        self._rates: dict[tuple[tuple[int, int, float], AdmissionCounts, Frontier], Rate] = {}
 
     @staticmethod
     def check_event_id(event_id: str) -> None:
@@ -160,7 +168,14 @@ class WaitingRoom:
         frontier = result.frontier
         decision = policy.decide(result.position, waited_ms, frontier.reach)
         ready = not stalled and decision.outcome is EnterOutcome.GRANTED
-        guess = estimate(policy, frontier, result.counts, result.position, waited_ms)
+        counts = result.counts
+        rate_key = (key, counts, frontier)
+        rate = self._rates.get(rate_key)
+        if rate is None:
+            if len(self._rates) >= _RATE_CACHE:
+                self._rates.clear()
+            rate = self._rates[rate_key] = rate_of(policy, frontier, counts)
+        guess = estimate(policy, frontier, counts, result.position, waited_ms, rate)
         return StatusView(
             status="ready" if ready else "waiting",
             position=result.position,
