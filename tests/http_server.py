@@ -36,6 +36,7 @@ def gateway_config(app: Any, *, loop: str) -> uvicorn.Config:
         app,
         loop=loop,
         http=HTTP_PROTOCOL,
+        proxy_headers=False,  # as `ticketgate serve`: the gateway unwrapped, called directly
         log_level="warning",
         access_log=False,
         lifespan="on",

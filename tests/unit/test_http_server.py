@@ -18,6 +18,11 @@ from typing import Any
 
 import pytest
 
+from tests.http_server import serve
+from ticketgate.edge.auth import AuthError, Principal
+from ticketgate.edge.request import Request, Response
+from ticketgate.edge.routes import AuthPolicy, Route
+from ticketgate.http.core import Gateway
 from ticketgate.http.server import HTTP_PROTOCOL
 
 BIG = 3 * 64 * 1024  # a body larger than one socket write usually takes
@@ -246,3 +251,95 @@ def test_an_idle_connection_closes_after_the_keep_alive_timeout_and_a_busy_one_s
             assert sock.recv(1024) == b""  # closed by the server
             waited = time.monotonic() - idle_from
         assert 0.4 <= waited <= 2.5, waited
+
+
+class _NoAuth:
+    async def authenticate(self, authorization: str, load_test_user: str) -> Principal:
+        raise AuthError("INVALID_TOKEN", "no callers in this test")
+
+
+def _gateway() -> Gateway:
+    async def ok(request: Request) -> Response:
+        return Response.json(200, {"path": request.path}, ((b"cache-control", b"no-store"),))
+
+    async def echo(request: Request) -> Response:
+        return Response.json(201, {"got": len(request.body)})
+
+    async def closing(request: Request) -> Response:
+        return Response(200, b"{}", ((b"Connection", b"close"), (b"retry-after", b"1")))
+
+    async def broken(request: Request) -> Response:
+        raise ValueError("a bug")
+
+    async def injected(request: Request) -> Response:
+        return Response(200, b"{}", ((b"x-note", b"a\r\nset-cookie: stolen=1"),))
+
+    routes = [
+        Route("GET", "/ok", ok, AuthPolicy.NONE),
+        Route("POST", "/echo", echo, AuthPolicy.NONE),
+        Route("GET", "/closing", closing, AuthPolicy.NONE),
+        Route("GET", "/broken", broken, AuthPolicy.NONE),
+        Route("GET", "/injected", injected, AuthPolicy.NONE),
+        Route("GET", "/items/{item}", ok, AuthPolicy.NONE),
+    ]
+    return Gateway(routes, _NoAuth(), max_body_bytes=1024)
+
+
+async def _raw(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    received = await asyncio.wait_for(reader.read(), 10)  # until the server closes
+    writer.close()
+    return received
+
+
+async def test_the_gateway_called_directly_answers_the_bytes_of_its_asgi_path() -> None:
+    """`ticketgate serve` hands the protocol the Gateway itself, which it calls through
+    `respond` and writes from the reply's parts; any other app (here the same gateway behind
+    a pass-through ASGI function) goes through ASGI messages. Same requests, pipelined on one
+    connection, with fixed trace and request ids: the same bytes, errors and HEAD included."""
+    ids = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+    requests = b"".join(
+        [
+            b"GET /ok?x=1 HTTP/1.1\r\nHost: t\r\nX-Request-ID: r-1\r\n" + ids + b"\r\n",
+            b"HEAD /ok HTTP/1.1\r\nHost: t\r\nX-Request-ID: r-2\r\n" + ids + b"\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n" + ids + b"\r\nhello",
+            b"GET /items/7 HTTP/1.1\r\nHost: t\r\n" + ids + b"\r\n",
+            b"GET /missing HTTP/1.1\r\nHost: t\r\n" + ids + b"\r\n",
+            b"DELETE /ok HTTP/1.1\r\nHost: t\r\n" + ids + b"\r\n",
+            b"GET /broken HTTP/1.1\r\nHost: t\r\n" + ids + b"\r\n",
+            b"GET /closing HTTP/1.1\r\nHost: t\r\n" + ids + b"\r\n",
+        ]
+    )
+    gateway = _gateway()
+
+    async def through_asgi(scope: Any, receive: Any, send: Any) -> None:
+        await gateway(scope, receive, send)
+
+    answers = []
+    for app in (gateway, through_asgi):
+        async with serve(app) as client:
+            port = client.base_url.port
+            assert port is not None
+            answers.append(await _raw(port, requests))
+            # HTTP/1.0 without keep-alive: the server adds `connection: close` and closes
+            answers.append(await _raw(port, b"GET /ok HTTP/1.0\r\nX-Request-ID: r-3\r\n\r\n"))
+    direct, direct_10, asgi, asgi_10 = answers
+    assert direct == asgi
+    assert direct_10 == asgi_10
+    assert direct.count(b"HTTP/1.1 ") == 8
+    for status in (b"200 OK", b"201 Created", b"404 Not Found", b"405 Method Not Allowed"):
+        assert b"HTTP/1.1 " + status + b"\r\n" in direct
+    assert b"HTTP/1.1 500 Internal Server Error\r\n" in direct  # the envelope's INTERNAL_ERROR
+    assert direct.endswith(b"connection: close\r\nretry-after: 1\r\n\r\n{}")
+    assert direct_10.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"connection: close\r\n" in direct_10
+
+
+async def test_a_reply_with_a_line_break_in_a_header_value_is_a_500_not_an_injection() -> None:
+    async with serve(_gateway()) as client:
+        port = client.base_url.port
+        assert port is not None
+        text = await _raw(port, b"GET /injected HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert text.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert b"stolen" not in text

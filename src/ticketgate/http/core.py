@@ -102,6 +102,36 @@ def combine_repeated(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     return combined
 
 
+class Reply:
+    """What the gateway answers: the handler's Response, the request id it echoes and the
+    guards' headers (rate limit, CORS), rendered by whoever writes it: as ASGI header pairs
+    (`pairs`), or by http/server.py straight into HTTP/1.1 bytes."""
+
+    __slots__ = ("extra", "head_only", "request_id", "response", "status")
+
+    def __init__(
+        self, response: Response, request_id: bytes, extra: Headers, head_only: bool
+    ) -> None:
+        self.response = response
+        self.status = response.status
+        self.request_id = request_id
+        self.extra = extra
+        self.head_only = head_only  # HEAD: the GET's headers, Content-Length too, no body
+
+    def pairs(self) -> list[tuple[bytes, bytes]]:
+        response = self.response
+        return [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+            (b"x-request-id", self.request_id),
+            *response.headers,
+            *self.extra,
+        ]
+
+    def body(self) -> bytes:
+        return b"" if self.head_only else self.response.body
+
+
 class Gateway:
     """The ASGI application: one dispatch per request, no per-layer send wrappers."""
 
@@ -188,31 +218,51 @@ class Gateway:
                 return
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """One coroutine per request, observers included: each layer of awaiting (a wrapper
-        coroutine around this one, as there was) costs about a microsecond per request, so
-        the HTTP dispatch is the ASGI callable itself and lifespan the branch off it."""
+        """ASGI: lifespan, and HTTP for any server (tests, other servers). `ticketgate
+        serve`'s own protocol (http/server.py) calls `respond` instead and writes the reply
+        itself, without the scope dict, the two send messages and their header list."""
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             return
+        replies: list[Reply] = []
+        peer = scope.get("client")
+        await self.respond(
+            scope["method"],
+            scope["path"],
+            scope["query_string"],
+            scope["headers"],
+            peer[0] if peer else "",
+            receive,
+            replies.append,
+        )
+        reply = replies[0]
+        await send(
+            {"type": "http.response.start", "status": reply.status, "headers": reply.pairs()}
+        )
+        await send({"type": "http.response.body", "body": reply.body()})
+
+    async def respond(
+        self,
+        method: str,
+        path: str,
+        query_string: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        peer: str,
+        receive: Receive,
+        write: Callable[[Reply], None],
+    ) -> None:
+        """One request: its reply goes to `write` once. One coroutine per request, observers
+        included: each layer of awaiting (a wrapper coroutine around this one, as there was)
+        costs about a microsecond per request."""
         observers = self._observers
         started = time.perf_counter() if observers else 0.0
-        raw_headers = scope["headers"]
         headers = dict(raw_headers)
         if len(headers) != len(raw_headers):  # a field sent on several lines (rare)
             headers = combine_repeated(raw_headers)
         trace_id = trace_id_from(headers.get(b"traceparent", b"").decode("latin-1"))
         request_id = request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"), trace_id)
-        method: str = scope["method"]
-        peer = scope.get("client")
-        request = Request(
-            method,
-            scope["path"],
-            scope["query_string"],
-            headers,
-            trace_id,
-            peer[0] if peer else "",
-        )
+        request = Request(method, path, query_string, headers, trace_id, peer)
         states: list[object] | None = None
         if observers:
             states = []  # a plain loop: a comprehension is a function call of its own
@@ -226,7 +276,7 @@ class Gateway:
             try:
                 if self._cors is not None:
                     guarded = self._cors.headers(headers.get(b"origin"))
-                entry = self._table.get((method, request.path))
+                entry = self._table.get((method, path))
                 if entry is None:
                     if self._preflight is not None and _is_preflight(method, headers):
                         entry = self._preflight
@@ -261,27 +311,12 @@ class Gateway:
                 # ends right after it, which is all the cancellation asked for.
                 response = self._error(_SHUTTING_DOWN, trace_id)
             except Exception:
-                log.exception("unhandled error on %s %s", method, request.path)
+                log.exception("unhandled error on %s %s", method, path)
                 response = self._error(
                     ApiError("INTERNAL_ERROR", "internal error; quote the trace_id"), trace_id
                 )
             status = response.status
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", response.content_type),
-                        (b"content-length", str(len(response.body)).encode()),
-                        (b"x-request-id", request_id.encode()),
-                        *response.headers,
-                        *guarded,
-                    ],
-                }
-            )
-            await send(
-                {"type": "http.response.body", "body": response.body if method != "HEAD" else b""}
-            )
+            write(Reply(response, request_id.encode(), guarded, method == "HEAD"))
         finally:
             if states is not None:
                 duration = time.perf_counter() - started
