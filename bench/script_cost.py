@@ -39,12 +39,14 @@ WAIT, SEEN, ADMITTED, BUCKET = (PREFIX + name for name in ("wait", "seen", "adm"
 
 class StatusCall(NamedTuple):
     """status.lua as one checkout builds and calls it: its source (with the prelude), its
-    KEYS and its ARGV after the seq (the process settings, as RedisQueueStore.status sends
-    them; the caller's admission counts follow them)."""
+    KEYS and its ARGV after the seq (the process settings, when the checkout still sends them,
+    and the token's join time, at `joined_at`, as RedisQueueStore.status sends them; the
+    caller's admission counts follow them)."""
 
     source: str
     keys: list[str]
     args: list[Any]
+    joined_at: int
 
 
 def status_call(tree: Path) -> StatusCall:
@@ -52,14 +54,17 @@ def status_call(tree: Path) -> StatusCall:
     compare: window 100, capacity 10, refill 5 per second, heartbeat TTL 300 s."""
     code = (
         f"import json, sys; sys.path.insert(0, {str(tree / 'src')!r})\n"
-        "from ticketgate.queuestore.redis_store import RedisQueueStore, _EventKeys, queue_script\n"
+        "from ticketgate.queuestore.redis_store import RedisQueueStore, _EventKeys\n"
         "from ticketgate.waitingroom.settings import QueueSettings\n"
         "settings = QueueSettings(token_secret=b'x' * 32, admission_window=100,\n"
         "    bucket_capacity=10, bucket_refill_per_sec=5.0, heartbeat_ttl_ms=300_000)\n"
         "store = RedisQueueStore(None, settings)\n"
-        "print(json.dumps({'source': queue_script('status').source,\n"
+        # checkouts before status_constants sent the settings as ARGV 2 and 4-6
+        "old = hasattr(store, '_status_args')\n"
+        "args = [settings.heartbeat_ttl_ms, '', *store._status_args] if old else ['']\n"
+        "print(json.dumps({'source': store._status.source,\n"
         f"    'keys': list(_EventKeys({EVENT!r}).status_keys),\n"
-        "    'args': [settings.heartbeat_ttl_ms, '', *store._status_args]}))\n"
+        "    'args': args, 'joined_at': 1 if old else 0}))\n"
     )
     python = tree / ".venv" / "bin" / "python"
     out = subprocess.run(
@@ -123,7 +128,7 @@ def main() -> int:
                     time.sleep(0.05)
             joined = fill(client, options.admitted, options.gap_ms)
             for call in calls.values():
-                call.args[1] = joined  # the token's join time: the epoch check runs
+                call.args[call.joined_at] = joined  # the token's join time: the epoch check runs
             shas = {side: client.script_load(call.source) for side, call in calls.items()}
             results: dict[str, list[float]] = {}
             for _ in range(options.rounds):

@@ -144,14 +144,31 @@ class _EventKeys:
         return f"{self.prefix}rt:{seq}:lease"
 
 
-def queue_script(name: str, clock_lua: str | None = None) -> Script:
+def queue_script(name: str, clock_lua: str | None = None, constants: str = "") -> Script:
     """lua/`name`.lua with its prelude; `clock_lua` (Lua source defining now_ms()) replaces
-    lua/clock.lua's Redis TIME (see RedisQueueStore)."""
+    lua/clock.lua's Redis TIME (see RedisQueueStore); `constants` (Lua source, e.g.
+    status_constants) goes first."""
     prelude = _PRELUDES[name]
+    head = f"{constants}\n" if constants else ""
     if clock_lua is None or "clock" not in prelude:
-        return Script.load(_LUA, name, prelude)
+        if not head:
+            return Script.load(_LUA, name, prelude)
+        return Script(name, head + Script.load(_LUA, name, prelude).source)
     rest = tuple(part for part in prelude if part != "clock")
-    return Script(name, f"{clock_lua}\n{Script.load(_LUA, name, rest).source}")
+    return Script(name, f"{head}{clock_lua}\n{Script.load(_LUA, name, rest).source}")
+
+
+def status_constants(settings: QueueSettings) -> str:
+    """The process settings status.lua reads, as Lua locals put before its source: status is
+    the call every waiting fan repeats, and four arguments that never change cost a little
+    to pack in the gateway and to parse and convert in Redis on every call. The values are
+    AdmissionPolicy.script_args() (the one source of the policy's Lua form) and the
+    heartbeat TTL; Lua reads a numeric literal as tonumber reads the same text."""
+    window, capacity, refill_per_ms = AdmissionPolicy.of(settings).script_args()[:3]
+    return (
+        "local HEARTBEAT_TTL_MS, WINDOW, CAPACITY, REFILL_PER_MS = "
+        f"{settings.heartbeat_ttl_ms}, {window}, {capacity}, {refill_per_ms}"
+    )
 
 
 class RedisQueueStore:
@@ -168,7 +185,7 @@ class RedisQueueStore:
         self._keys: dict[str, _EventKeys] = {}
 
         self._join = queue_script("join", clock_lua)
-        self._status = queue_script("status", clock_lua)
+        self._status = queue_script("status", clock_lua, status_constants(settings))
         self._enter = queue_script("enter", clock_lua)
         self._leave = queue_script("leave", clock_lua)
         self._sweep = queue_script("sweep", clock_lua)
@@ -187,10 +204,9 @@ class RedisQueueStore:
             HELD_OFFSET,
             *policy.script_args(),
         )
-        # status.lua takes the policy's window, capacity and refill per ms, stats.lua the last
-        # two (neither needs the min-wait pairs): the same values enter.lua gets.
-        self._status_args = policy.script_args()[:3]
-        self._stats_args = self._status_args[1:]
+        # stats.lua takes the policy's capacity and refill per ms (not the min-wait pairs): the
+        # same values enter.lua gets and status.lua has in its source (status_constants).
+        self._stats_args = policy.script_args()[1:3]
         self._refill_per_sec = policy.refill_per_sec  # status.lua returns only an override
 
     @property
@@ -276,9 +292,7 @@ class RedisQueueStore:
                 self._redis,
                 k.status_keys,
                 seq,
-                self._settings.heartbeat_ttl_ms,
                 "" if joined_ms is None else joined_ms,
-                *self._status_args,
                 known.used,
                 known.read_ms,
                 known.exact_until_ms,
