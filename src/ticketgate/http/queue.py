@@ -56,18 +56,21 @@ class QueueRoutes:
 
     async def status(self, request: Request) -> Response:
         view = await self.room.status(_required_token(request.query_param("token")))
+        # Positional: the call every waiting fan repeats, and a Struct made from keywords
+        # costs ~0.3 µs more (the fields are StatusView's, in the same order).
+        status, position, eta_sec, confidence, waited, ready, poll_ms, frontier, state = view
         return Response.json(
             200,
             StatusResponse(
-                status=view.status,  # type: ignore[arg-type]
-                position=view.position,
-                eta_sec=view.eta_sec,
-                eta_confidence=view.eta_confidence,
-                waiting_time=view.waiting_time,
-                ready_for_entry=view.ready_for_entry,
-                poll_after_ms=view.poll_after_ms,
-                frontier=frontier_body(view.frontier),
-                event_state=view.event_state.value,
+                status,  # type: ignore[arg-type]
+                position,
+                eta_sec,
+                confidence,
+                waited,
+                ready,
+                poll_ms,
+                frontier_body(frontier),
+                state.value,
             ),
             _NO_STORE,
         )

@@ -58,7 +58,11 @@ class FrontierBody(msgspec.Struct):
 
 
 def frontier_body(frontier: Frontier) -> FrontierBody:
-    return FrontierBody(frontier.released, frontier.used, frontier.earmarked)
+    """Frontier.released and .earmarked, with `earmarked` worked out once, not once per
+    property (on every status response)."""
+    tokens, used, held, lapsed = frontier
+    earmarked = max(0, int(tokens)) + held
+    return FrontierBody(used + earmarked + lapsed, used, earmarked)
 
 
 EventStateName = Literal["open", "paused", "closed", "sold_out"]
