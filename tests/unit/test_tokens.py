@@ -103,6 +103,16 @@ def test_the_prepared_hmac_matches_at_the_block_size_edges(length: int) -> None:
         assert KeyedSha256(key).digest(message) == hmac.new(key, message, hashlib.sha256).digest()
 
 
+@given(st.binary(max_size=100), st.binary(max_size=300), st.binary(max_size=20))
+def test_a_prefixed_hmac_is_the_hmac_of_prefix_and_message(
+    key: bytes, message: bytes, prefix: bytes
+) -> None:
+    keyed = KeyedSha256(key or b"k")
+    expected = hmac.new(key or b"k", prefix + message, hashlib.sha256).digest()
+    assert keyed.prefixed(prefix).digest(message) == expected
+    assert keyed.digest(prefix + message) == expected, "the unprefixed state is left as it was"
+
+
 def test_tokens_issued_before_the_prepared_hmac_still_verify() -> None:
     """A waiting token as the first release signed it (`hmac.new`), byte for byte: fans
     holding one keep their place across an upgrade."""

@@ -94,6 +94,16 @@ class KeyedSha256:
         self._inner = hashlib.sha256(key.translate(_INNER_PAD))
         self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
 
+    def prefixed(self, prefix: bytes) -> KeyedSha256:
+        """The same key with `prefix` already hashed into the inner state: its digest(m) is
+        digest(prefix + m). A token's kind prefix starts every message it signs, so hashing
+        it once saves joining the bytes and hashing them on every status."""
+        keyed = object.__new__(KeyedSha256)
+        keyed._inner = self._inner.copy()
+        keyed._inner.update(prefix)
+        keyed._outer = self._outer
+        return keyed
+
     def digest(self, message: bytes) -> bytes:
         inner = self._inner.copy()
         inner.update(message)
@@ -105,23 +115,26 @@ class KeyedSha256:
 class TokenSigner:
     """Signs and verifies tokens with one secret; the prefix separates the two token kinds."""
 
-    __slots__ = ("_hmac", "_reservation_decoder", "_waiting_decoder")
+    __slots__ = ("_reservation_decoder", "_reservation_mac", "_waiting_decoder", "_waiting_mac")
 
     def __init__(self, secret: bytes) -> None:
         if not secret:
             raise ValueError("token secret must not be empty")
-        self._hmac = KeyedSha256(secret)
+        keyed = KeyedSha256(secret)
+        # A kind's MAC covers its prefix and the payload; the prefix is hashed in once here.
+        self._waiting_mac = keyed.prefixed(_WAITING_PREFIX.encode())
+        self._reservation_mac = keyed.prefixed(_RESERVATION_PREFIX.encode())
         self._waiting_decoder = msgspec.msgpack.Decoder(WaitingClaims)
         self._reservation_decoder = msgspec.msgpack.Decoder(ReservationClaims)
 
-    def _mac(self, prefix: str, payload: bytes) -> bytes:
-        return self._hmac.digest(prefix.encode() + payload)[:_MAC_BYTES]
-
     def _sign(self, prefix: str, claims: msgspec.Struct) -> str:
+        keyed = self._waiting_mac if prefix == _WAITING_PREFIX else self._reservation_mac
         payload = msgspec.msgpack.encode(claims)
-        return f"{prefix}{_b64(payload)}.{_b64(self._mac(prefix, payload))}"
+        return f"{prefix}{_b64(payload)}.{_b64(keyed.digest(payload)[:_MAC_BYTES])}"
 
-    def _open(self, prefix: str, token: str) -> bytes:
+    @staticmethod
+    def _open(prefix: str, keyed: KeyedSha256, token: str) -> bytes:
+        """The payload of a `prefix` token whose MAC `keyed` (that kind's, prefixed) made."""
         if len(token) > MAX_TOKEN_LENGTH or not token.startswith(prefix):
             raise InvalidToken("unknown token format")
         body, sep, mac_text = token[len(prefix) :].partition(".")
@@ -132,7 +145,7 @@ class TokenSigner:
             mac = _unb64(mac_text)
         except (ValueError, UnicodeEncodeError):
             raise InvalidToken("token is not valid base64") from None
-        if not hmac.compare_digest(mac, self._mac(prefix, payload)):
+        if not hmac.compare_digest(mac, keyed.digest(payload)[:_MAC_BYTES]):
             raise InvalidToken("token signature does not match")
         return payload
 
@@ -140,7 +153,7 @@ class TokenSigner:
         return self._sign(_WAITING_PREFIX, claims)
 
     def verify_waiting(self, token: str) -> WaitingClaims:
-        payload = self._open(_WAITING_PREFIX, token)
+        payload = self._open(_WAITING_PREFIX, self._waiting_mac, token)
         try:
             return self._waiting_decoder.decode(payload)
         except msgspec.DecodeError:
@@ -150,7 +163,7 @@ class TokenSigner:
         return self._sign(_RESERVATION_PREFIX, claims)
 
     def verify_reservation(self, token: str) -> ReservationClaims:
-        payload = self._open(_RESERVATION_PREFIX, token)
+        payload = self._open(_RESERVATION_PREFIX, self._reservation_mac, token)
         try:
             return self._reservation_decoder.decode(payload)
         except msgspec.DecodeError:
