@@ -90,6 +90,22 @@ _NO_ADMISSIONS = _Admissions(-1, 0, 0, 0, 0, 0, 0)  # -1 never matches: status.l
 _WAITER_STATES = {state.value: state for state in WaiterState}  # cheaper than WaiterState(n)
 
 
+# The event flags status.lua returns (1 paused + 2 closed + 4 sold out) as StatusResult's
+# (paused, closed, sold_out).
+_FLAGS = tuple((flags & 1 == 1, flags & 2 == 2, flags & 4 == 4) for flags in range(8))
+
+
+def _unavailable(exc: Exception) -> QueueUnavailable | None:
+    """A transient Redis failure (redisio/errors.py) as the 503 it becomes (QueueUnavailable,
+    with a message that names the state, never the server); None for anything else, which
+    is raised as it is."""
+    reason = unavailable_reason(exc)
+    if reason is None:
+        return None
+    note_unavailable(reason, exc)
+    return QueueUnavailable(client_message(reason), retry_after_sec=1)
+
+
 class _EventKeys:
     __slots__ = (
         "admissions",
@@ -248,11 +264,10 @@ class RedisQueueStore:
         try:
             return await awaitable
         except Exception as exc:
-            reason = unavailable_reason(exc)
-            if reason is None:
+            failure = _unavailable(exc)
+            if failure is None:
                 raise
-            note_unavailable(reason, exc)
-            raise QueueUnavailable(client_message(reason), retry_after_sec=1) from exc
+            raise failure from exc
 
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
         k = self._event(event_id)
@@ -287,8 +302,8 @@ class RedisQueueStore:
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         k = self._event(event_id)
         known = k.admissions
-        reply = await self._call(
-            self._status.run(
+        try:  # _call inline: one coroutine less on the call every waiting fan repeats
+            reply = await self._status.run(
                 self._redis,
                 k.status_keys,
                 seq,
@@ -297,7 +312,11 @@ class RedisQueueStore:
                 known.read_ms,
                 known.exact_until_ms,
             )
-        )
+        except Exception as exc:
+            failure = _unavailable(exc)
+            if failure is None:
+                raise
+            raise failure from exc
         state, position, now, window, refill, capacity, tokens, used, held, lapsed, flags = reply[
             :11
         ]
@@ -305,6 +324,8 @@ class RedisQueueStore:
             c1, c5, c15, oldest, exact = reply[11:]
             known = k.admissions = _Admissions(used, now, exact, c1, c5, c15, oldest)
         oldest_ms = known.oldest_ms
+        paused, closed, sold_out = _FLAGS[flags]
+        # positional (StatusResult's field order): made on every call
         return StatusResult(
             _WAITER_STATES[state],
             position,
@@ -312,13 +333,13 @@ class RedisQueueStore:
             AdmissionCounts(
                 known.last_1m, known.last_5m, known.last_15m, now - oldest_ms if oldest_ms else 0
             ),
-            admission_window=window,
-            refill_per_sec=float(refill) if refill else self._refill_per_sec,
-            frontier=Frontier(float(tokens), used, held, lapsed),
-            capacity=capacity,
-            paused=flags & 1 == 1,
-            closed=flags & 2 == 2,
-            sold_out=flags & 4 == 4,
+            window,
+            float(refill) if refill else self._refill_per_sec,
+            Frontier(float(tokens), used, held, lapsed),
+            capacity,
+            paused,
+            closed,
+            sold_out,
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:

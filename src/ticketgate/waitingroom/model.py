@@ -230,7 +230,16 @@ class StatusResult(NamedTuple):  # a tuple: one is made on every status call
 
     @property
     def event_state(self) -> EventState:
-        return EventState.of(paused=self.paused, closed=self.closed, sold_out=self.sold_out)
+        # EventState.of by table: read on every status call
+        return _STATE_BY_FLAGS[self.paused + 2 * self.closed + 4 * self.sold_out]
+
+
+# EventState.of for each combination of (paused, closed, sold_out) as paused + 2 * closed +
+# 4 * sold_out.
+_STATE_BY_FLAGS = tuple(
+    EventState.of(paused=bool(flags & 1), closed=bool(flags & 2), sold_out=bool(flags & 4))
+    for flags in range(8)
+)
 
 
 @dataclass(frozen=True, slots=True)

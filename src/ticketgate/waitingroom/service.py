@@ -67,8 +67,6 @@ _POLICY_CACHE = 1_024
 # Release rates kept (one per event and millisecond at most: the counts' covered span and a
 # refilling bucket move with the clock); emptied when full, so old instants do not pile up.
 _RATE_CACHE = 1_024
-# Event states in which nobody is admitted: status promises neither readiness nor an ETA.
-_STALLED = frozenset({EventState.PAUSED, EventState.SOLD_OUT})
 
 
 class InvalidEventId(QueueError):
@@ -138,35 +136,36 @@ class WaitingRoom:
         result = await self.store.status(claims.event_id, claims.seq, claims.joined_ms)
         self.active_events.add(claims.event_id)
         waited_ms = max(0, result.now_ms - claims.joined_ms)
-        settings = self.settings
         event_state = result.event_state
+        frontier = result.frontier
         if result.state is not WaiterState.WAITING:
             return StatusView(
-                status="admitted" if result.state is WaiterState.ADMITTED else "expired",
-                position=0,
-                eta_sec=0,
-                eta_confidence=1.0,
-                waiting_time=waited_ms // 1000,
-                ready_for_entry=False,
-                poll_after_ms=0,
-                frontier=result.frontier,
-                event_state=event_state,
+                "admitted" if result.state is WaiterState.ADMITTED else "expired",
+                0,
+                0,
+                1.0,
+                waited_ms // 1000,
+                False,
+                0,
+                frontier,
+                event_state,
             )
         # The event's effective settings (an operator may have overridden them) and its
         # frontier, read in the same store step: ready means an enter now would be granted.
         # While admissions are paused or the event is sold out nobody is ready and no ETA is
         # promised (eta_sec null): nobody knows when, or whether, the door opens again.
-        stalled = event_state in _STALLED
+        # (Identity, not `in` a set: an Enum member hashes in Python, on every call.)
+        stalled = event_state is EventState.PAUSED or event_state is EventState.SOLD_OUT
         key = (result.admission_window, result.capacity, result.refill_per_sec)
         policy = self._policies.get(key)
         if policy is None:
             if len(self._policies) >= _POLICY_CACHE:
                 self._policies.clear()
             policy = self._policies[key] = AdmissionPolicy.of(
-                settings, EventOverrides(key[0], key[1], key[2])
+                self.settings, EventOverrides(key[0], key[1], key[2])
             )
-        frontier = result.frontier
-        decision = policy.decide(result.position, waited_ms, frontier.reach)
+        position = result.position
+        decision = policy.decide(position, waited_ms, frontier.tokens + frontier.held)
         ready = not stalled and decision.outcome is EnterOutcome.GRANTED
         counts = result.counts
         rate_key = (key, counts, frontier)
@@ -175,22 +174,19 @@ class WaitingRoom:
             if len(self._rates) >= _RATE_CACHE:
                 self._rates.clear()
             rate = self._rates[rate_key] = rate_of(policy, frontier, counts)
-        guess = estimate(policy, frontier, counts, result.position, waited_ms, rate)
+        guess = estimate(policy, frontier, counts, position, waited_ms, rate)
+        turn_in_ms = decision.wait_ms if decision.wait_ms < guess.eta_ms else guess.eta_ms
+        # positional (StatusView's field order): made on every call
         return StatusView(
-            status="ready" if ready else "waiting",
-            position=result.position,
-            eta_sec=None if stalled else 0 if ready else max(1, guess.eta_sec),
-            eta_confidence=0.0 if stalled else guess.confidence,
-            waiting_time=waited_ms // 1000,
-            ready_for_entry=ready,
-            poll_after_ms=poll_after_ms(
-                ready,
-                min(decision.wait_ms, guess.eta_ms),
-                settings.heartbeat_ttl_ms,
-                result.position,
-            ),
-            frontier=frontier,
-            event_state=event_state,
+            "ready" if ready else "waiting",
+            position,
+            None if stalled else 0 if ready else max(1, guess.eta_sec),
+            0.0 if stalled else guess.confidence,
+            waited_ms // 1000,
+            ready,
+            poll_after_ms(ready, turn_in_ms, self.settings.heartbeat_ttl_ms, position),
+            frontier,
+            event_state,
         )
 
     async def enter(self, token: str, user_id: str) -> Admission:
