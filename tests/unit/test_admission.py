@@ -158,3 +158,16 @@ def test_sold_out_stops_admissions_before_a_pause_does() -> None:
     assert stopped(EventOverrides(closed=True)) is None, "closed stops newcomers, not admissions"
     assert stopped(EventOverrides(paused=True)) is EnterOutcome.PAUSED
     assert stopped(EventOverrides(paused=True, sold_out=True)) is EnterOutcome.SOLD_OUT
+
+
+@given(
+    st.lists(st.builds(MinWaitRule, st.integers(0, 500), st.integers(0, 60_000)), max_size=5).map(
+        tuple
+    ),
+    st.integers(-5, 600),
+)
+def test_past_min_wait_end_no_rule_applies(rules: tuple[MinWaitRule, ...], position: int) -> None:
+    """decide and the ETA skip the rules past min_wait_end: only where none would apply."""
+    policy = AdmissionPolicy(window=100, min_wait=rules, capacity=10, refill_per_sec=5.0)
+    if position > policy.min_wait_end:
+        assert min_wait_ms(position, rules) is None

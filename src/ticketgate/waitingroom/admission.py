@@ -109,9 +109,14 @@ class AdmissionPolicy:
     refill_per_sec: float
     # What the Lua scripts get (script_args) and every decision divides by: computed once.
     refill_per_ms: float = field(init=False, repr=False, compare=False)
+    # The last position any min-wait rule covers (-1: none): min_wait_ms is None past it, so
+    # status (most fans stand far past it) skips the rules (decide and the ETA ask both).
+    min_wait_end: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "refill_per_ms", self.refill_per_sec / 1000.0)
+        end = max((rule.max_position for rule in self.min_wait), default=-1)
+        object.__setattr__(self, "min_wait_end", end)
 
     @classmethod
     def of(
@@ -135,7 +140,7 @@ class AdmissionPolicy:
         # self.distance inline (status decides on every call): 0 within the frontier
         distance = position - min(reach, float(self.window))
         frontier_ms = math.ceil(distance / self.refill_per_ms) if distance > 0.0 else 0
-        needed = min_wait_ms(position, self.min_wait)
+        needed = min_wait_ms(position, self.min_wait) if position <= self.min_wait_end else None
         if needed is None:  # past the last min-wait rule: not before the place moves up
             return Decision(EnterOutcome.NOT_READY, max(frontier_ms, 1))
         if position > self.window or waited_ms < needed:

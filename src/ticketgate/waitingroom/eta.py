@@ -120,7 +120,7 @@ def estimate(
     distance = position - min(frontier.tokens + frontier.held, float(policy.window))
     eta_ms = math.ceil(distance * 1000.0 / rate.per_sec) if distance > 0.0 else 0
     if waited_ms is not None:
-        needed = min_wait_ms(position, policy.min_wait)
+        needed = min_wait_ms(position, policy.min_wait) if position <= policy.min_wait_end else None
         if needed is not None and needed - waited_ms > eta_ms:
             eta_ms = needed - waited_ms
     if eta_ms <= 0:
