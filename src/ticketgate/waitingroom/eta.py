@@ -14,6 +14,7 @@ admissions over MIN_SPAN_MS exist, the configured rate is used, with confidence 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -131,6 +132,7 @@ def estimate(
 GRACE_MARGIN_MS = 1_000
 
 
+@functools.lru_cache(maxsize=64)  # every status asks it, with the one process setting
 def poll_ceiling_ms(heartbeat_ttl_ms: int) -> int:
     """The longest a client is ever told to wait between polls."""
     return max(1, min(MAX_POLL_MS, heartbeat_ttl_ms // 4))
