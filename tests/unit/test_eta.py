@@ -16,6 +16,7 @@ from ticketgate.waitingroom.eta import (
     TURN_POLL_MS,
     estimate,
     poll_after_ms,
+    poll_ceiling_ms,
     release_rate,
 )
 from ticketgate.waitingroom.model import AdmissionCounts, Frontier
@@ -151,3 +152,12 @@ def test_an_attentive_client_is_never_told_to_wait_past_its_ttl(
     assert wait <= MAX_POLL_MS
     if not ready and turn_in_ms < ttl_ms // 4:
         assert wait <= max(turn_in_ms, TURN_POLL_MS), "never past the turn"
+
+
+def test_the_kept_poll_ceiling_answers_as_the_rule_for_any_number_of_ttls() -> None:
+    """poll_after_ms keeps poll_ceiling_ms per TTL (bounded): more TTLs than it keeps, asked
+    twice, answer as the rule does."""
+    for _ in range(2):
+        for ttl_ms in range(1, 200_000, 1_000):
+            assert poll_after_ms(True, 0, ttl_ms) == min(MIN_POLL_MS, poll_ceiling_ms(ttl_ms))
+            assert poll_after_ms(False, 10**9, ttl_ms) == poll_ceiling_ms(ttl_ms)

@@ -14,7 +14,6 @@ admissions over MIN_SPAN_MS exist, the configured rate is used, with confidence 
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -132,7 +131,6 @@ def estimate(
 GRACE_MARGIN_MS = 1_000
 
 
-@functools.lru_cache(maxsize=64)  # every status asks it, with the one process setting
 def poll_ceiling_ms(heartbeat_ttl_ms: int) -> int:
     """The longest a client is ever told to wait between polls."""
     return max(1, min(MAX_POLL_MS, heartbeat_ttl_ms // 4))
@@ -146,6 +144,9 @@ def entry_grace_ms(heartbeat_ttl_ms: int) -> int:
     return poll_ceiling_ms(heartbeat_ttl_ms) + GRACE_MARGIN_MS
 
 
+_CEILINGS: dict[int, int] = {}
+
+
 def poll_after_ms(ready: bool, turn_in_ms: int, heartbeat_ttl_ms: int, position: int = 0) -> int:
     """When the client should poll next: at the moment its turn comes.
 
@@ -156,7 +157,12 @@ def poll_after_ms(ready: bool, turn_in_ms: int, heartbeat_ttl_ms: int, position:
     Waiters who joined in the same burst would all poll at that cap in the same instant, so
     it is spread over its last quarter by position (SPREAD_STEPS steps).
     """
-    ceiling = poll_ceiling_ms(heartbeat_ttl_ms)
+    # every status asks, with the one process setting: poll_ceiling_ms by TTL, kept
+    ceiling = _CEILINGS.get(heartbeat_ttl_ms)
+    if ceiling is None:
+        if len(_CEILINGS) >= 64:
+            _CEILINGS.clear()
+        ceiling = _CEILINGS[heartbeat_ttl_ms] = poll_ceiling_ms(heartbeat_ttl_ms)
     if ready:
         return min(MIN_POLL_MS, ceiling)
     if turn_in_ms >= ceiling:
