@@ -305,6 +305,11 @@ async def test_the_gateway_called_directly_answers_the_bytes_of_its_asgi_path() 
             b"GET /ok?x=1 HTTP/1.1\r\nHost: t\r\nX-Request-ID: r-1\r\n" + ids + b"\r\n",
             b"HEAD /ok HTTP/1.1\r\nHost: t\r\nX-Request-ID: r-2\r\n" + ids + b"\r\n",
             b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n" + ids + b"\r\nhello",
+            # past max_body_bytes (1024), all of it already received: 413 on both paths
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n"
+            + ids
+            + b"\r\n"
+            + b"x" * 2000,
             b"GET /items/7 HTTP/1.1\r\nHost: t\r\n" + ids + b"\r\n",
             b"GET /missing HTTP/1.1\r\nHost: t\r\n" + ids + b"\r\n",
             b"DELETE /ok HTTP/1.1\r\nHost: t\r\n" + ids + b"\r\n",
@@ -330,8 +335,14 @@ async def test_the_gateway_called_directly_answers_the_bytes_of_its_asgi_path() 
     assert b"server: uvicorn\r\n" in direct
     assert direct == asgi
     assert direct_10 == asgi_10
-    assert direct.count(b"HTTP/1.1 ") == 8
-    for status in (b"200 OK", b"201 Created", b"404 Not Found", b"405 Method Not Allowed"):
+    assert direct.count(b"HTTP/1.1 ") == 9
+    for status in (
+        b"200 OK",
+        b"201 Created",
+        b"404 Not Found",
+        b"405 Method Not Allowed",
+        b"413 Request Entity Too Large",
+    ):
         assert b"HTTP/1.1 " + status + b"\r\n" in direct
     assert b"HTTP/1.1 500 Internal Server Error\r\n" in direct  # the envelope's INTERNAL_ERROR
     assert direct.endswith(b"connection: close\r\nretry-after: 1\r\n\r\n{}")

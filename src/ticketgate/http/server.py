@@ -561,8 +561,21 @@ class HttpProtocol(asyncio.Protocol):
         if exchange.scope is None and self.respond is not None:
             path, query, headers = exchange.request
             peer = self.client[0] if self.client else ""
+            body = None
+            if not exchange.more_body and not exchange.expect_continue:
+                # The whole request is here (a join's body comes with its headers): hand it
+                # over, no receive and no body deadline.
+                body, exchange.body = exchange.body, b""
+                exchange.body_taken = True
             call = self.respond(
-                exchange.method, path, query, headers, peer, exchange.receive, exchange.write_reply
+                exchange.method,
+                path,
+                query,
+                headers,
+                peer,
+                exchange.receive,
+                exchange.write_reply,
+                body,
             )
         else:
             call = self.app(exchange.scope, exchange.receive, exchange.send)

@@ -123,7 +123,8 @@ class WaitingRoom:
             raise TokenNotFound("waiting token not found") from None
 
     async def join(self, event_id: str, user_id: str, idempotency_key: str = "") -> JoinOutcome:
-        self.check_event_id(event_id)
+        if event_id not in self.active_events:  # those passed this check already
+            self.check_event_id(event_id)
         result = await self.store.join(event_id, user_id, idempotency_key)
         self.active_events.add(event_id)
         token = self.signer.sign_waiting(
