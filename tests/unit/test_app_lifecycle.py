@@ -45,15 +45,41 @@ async def test_absent_parts_are_left_out_and_a_half_part_keeps_its_place() -> No
     assert calls == ["start a", "start c", "stop c", "stop b", "stop a"]
 
 
-async def test_after_a_failed_start_only_the_parts_that_started_are_stopped() -> None:
+async def test_a_failed_start_stops_the_parts_that_started_before_raising() -> None:
+    """uvicorn sends no lifespan shutdown after a failed start-up: the lifecycle itself closes
+    what it opened (a later stop has nothing left to do)."""
     calls: list[str] = []
     a, c = parts(calls, "a", "c")
     broken = Part("b", recorded(calls, "start b", fails=True), recorded(calls, "stop b"))
     lifecycle = Lifecycle([a, broken, c])
     with pytest.raises(RuntimeError, match="b failed"):
         await lifecycle.start()
+    assert calls == ["start a", "start b", "stop a"]
     await lifecycle.stop()
     assert calls == ["start a", "start b", "stop a"]
+
+
+async def test_a_failed_start_is_the_error_raised_even_when_a_stop_fails_too() -> None:
+    calls: list[str] = []
+    a = Part("a", recorded(calls, "start a"), recorded(calls, "stop a", fails=True))
+    broken = Part("b", recorded(calls, "start b", fails=True))
+    with pytest.raises(RuntimeError, match="b failed"):
+        await Lifecycle([a, broken]).start()
+    assert calls == ["start a", "start b", "stop a"]
+
+
+async def test_a_failing_stop_is_logged_the_rest_still_stop_and_its_error_is_raised_last(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+    a, c = parts(calls, "a", "c")
+    broken = Part("b", recorded(calls, "start b"), recorded(calls, "stop b", fails=True))
+    lifecycle = Lifecycle([a, broken, c])
+    await lifecycle.start()
+    with pytest.raises(RuntimeError, match="b failed"):
+        await lifecycle.stop()
+    assert calls == ["start a", "start b", "start c", "stop c", "stop b", "stop a"]
+    assert "stopping b failed" in caplog.text
 
 
 async def test_a_second_stop_stops_nothing() -> None:

@@ -10,6 +10,8 @@ that must be kept in mirror order by hand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from ticketgate.background import cancel_and_wait
 
 Hook = Callable[[], Awaitable[object]]
+log = logging.getLogger("ticketgate.app")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +52,11 @@ class Lifecycle:
     """`parts` started in the order given and stopped in the reverse order; a None entry
     (a part this configuration does not have) is left out.
 
-    Only the parts that started are stopped. A start or stop that raises ends the sequence
-    there (the error reaches the server, which reports it and exits)."""
+    Only the parts that started are stopped. A start that raises stops the parts started
+    before it, then the error reaches the server (which reports it and exits): uvicorn sends
+    no shutdown after a failed start-up, so nothing else would close them. A stop that raises
+    is logged and the others still stop (a failed flush must not leave Redis connections or
+    loops behind); the first such error is raised once all have stopped."""
 
     def __init__(self, parts: Iterable[Part | None]) -> None:
         self.parts = tuple(part for part in parts if part is not None)
@@ -62,13 +68,26 @@ class Lifecycle:
         return [part.name for part in self.parts]
 
     async def start(self) -> None:
-        for part in self.parts:
-            if part.start is not None:
-                await part.start()
-            self._started.append(part)
+        try:
+            for part in self.parts:
+                if part.start is not None:
+                    await part.start()
+                self._started.append(part)
+        except BaseException:
+            with contextlib.suppress(Exception):  # logged by stop; the start error is the news
+                await self.stop()
+            raise
 
     async def stop(self) -> None:
+        first: Exception | None = None
         while self._started:
             part = self._started.pop()
-            if part.stop is not None:
+            if part.stop is None:
+                continue
+            try:
                 await part.stop()
+            except Exception as exc:
+                log.exception("stopping %s failed", part.name)
+                first = first or exc
+        if first is not None:
+            raise first
