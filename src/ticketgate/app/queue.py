@@ -3,11 +3,11 @@ operators' event admin, and the ghost sweeper that runs as an app task."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
 from ticketgate.app.lifecycle import BackgroundTask
+from ticketgate.background import every
 from ticketgate.queuestore.memory_store import MemoryQueueStore
 from ticketgate.queuestore.redis_store import RedisQueueStore
 from ticketgate.redisio.executor import RedisExecutor
@@ -52,12 +52,12 @@ def build_queue(
 async def sweep_ghosts(room: WaitingRoom, interval_sec: float) -> None:
     """The ghost sweeper, an app task (started with the app, cancelled at its shutdown):
     one WaitingRoom.sweep_once round every `interval_sec`. A round that finds the store
-    unavailable was reported by the room; the next round tries again."""
-    while True:
-        await asyncio.sleep(interval_sec)
-        try:
-            removed = await room.sweep_once()
-        except QueueUnavailable:
-            continue
+    unavailable was reported by the room; any other failure is logged; either way the next
+    round runs (a sweeper that stopped would leave ghosts holding places for good)."""
+
+    async def round_() -> None:
+        removed = await room.sweep_once()
         if removed:
             log.info("swept %d ghost waiters", removed)
+
+    await every(interval_sec, round_, log, "ghost sweep", reported=(QueueUnavailable,))

@@ -165,22 +165,6 @@ class Replays(Generic[T]):
         return self.answer(row)
 
 
-async def every(
-    interval_sec: float, work: Callable[[], Awaitable[object]], logger: logging.Logger, what: str
-) -> None:
-    """Run `work` every `interval_sec` until cancelled: the services' recovery and sweeper
-    loops. A failed round is logged as "<what> failed" and the next one runs anyway, so a
-    database blip delays recovery by one interval instead of ending it."""
-    while True:
-        try:
-            await work()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.warning("%s failed: %s", what, exc)
-        await asyncio.sleep(interval_sec)
-
-
 def _retryable(exc: DBAPIError) -> bool:
     original = exc.orig
     if getattr(original, "sqlstate", None) in _RETRYABLE_SQLSTATES:

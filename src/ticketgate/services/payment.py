@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ticketgate import webhooks
-from ticketgate.background import cancel_and_wait
+from ticketgate.background import cancel_and_wait, every
 from ticketgate.database import Database
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2, payment_pb2_grpc
@@ -43,7 +43,6 @@ from ticketgate.services.common import (
     Context,
     Replays,
     ServiceError,
-    every,
     invalid,
     not_found,
     now_ms,

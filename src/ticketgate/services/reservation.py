@@ -28,6 +28,7 @@ import grpc
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ticketgate.background import every
 from ticketgate.database import Database
 from ticketgate.proto.common.v1 import common_pb2
 from ticketgate.proto.payment.v1 import payment_pb2
@@ -38,7 +39,6 @@ from ticketgate.services.common import (
     Context,
     Replays,
     ServiceError,
-    every,
     invalid,
     not_found,
     now_ms,
