@@ -16,7 +16,7 @@ from ticketgate.services.settings import split_address
 
 @pytest.mark.parametrize("port", ["²", "٣٠٠٠", "+80", "8_000"])
 def test_a_server_port_that_is_not_ascii_digits_is_a_configuration_error(port: str) -> None:
-    with pytest.raises(ConfigError, match="SERVER_PORT must be between 1 and 65535"):
+    with pytest.raises(ConfigError, match="SERVER_PORT must be an integer"):
         load_settings({"SERVER_ENVIRONMENT": "development", "SERVER_PORT": port})
 
 

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ticketgate.digits import ascii_int
 from ticketgate.envparse import (
     ConfigError,
     check_secret,
@@ -85,10 +84,8 @@ class BackendSettings:
             generated = True
         else:
             check_secret("PAYMENT_WEBHOOK_SECRET", secret)
-        port_text = env_text(env, "SERVER_PORT") or "8000"
-        port = ascii_int(port_text)
-        if port is None or not 1 <= port <= 65_535:
-            raise ConfigError(f"SERVER_PORT must be between 1 and 65535, got {port_text!r}")
+        # The gateway's own port (config.py parses it the same way) for the default URL.
+        port = env_int(env, "SERVER_PORT", 8000, 1, 65_535)
         webhook_url = (
             env_text(env, "PAYMENT_WEBHOOK_URL") or f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         )
