@@ -357,3 +357,39 @@ async def test_a_reply_with_a_line_break_in_a_header_value_is_a_500_not_an_injec
         text = await _raw(port, b"GET /injected HTTP/1.1\r\nHost: t\r\n\r\n")
     assert text.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
     assert b"stolen" not in text
+
+
+async def test_a_body_that_came_with_its_headers_is_handed_to_the_gateway_whole() -> None:
+    """The protocol starts a request once the parser has handed over what came with its
+    headers: a join's few bytes reach `respond` as the body itself (no receive, no body
+    deadline); a body still on its way is read through receive as before and arrives whole
+    all the same."""
+    handed: list[tuple[str, bytes | None]] = []
+
+    class Recording(Gateway):
+        async def respond(self, *args: Any) -> None:
+            handed.append((args[0], args[-1]))
+            await super().respond(*args)
+
+    gateway = _gateway()
+    recording = Recording(gateway.routes, _NoAuth(), max_body_bytes=1024)
+    async with serve(recording) as client:
+        port = client.base_url.port
+        assert port is not None
+        whole = await _raw(
+            port, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello" + _CLOSE
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhel")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"lo again" + _CLOSE)
+        split = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    posts = [body for method, body in handed if method == "POST"]
+    assert posts == [b"hello", None]
+    assert whole.count(b'{"got":5}') == 1
+    assert split.count(b'{"got":11}') == 1
+
+
+_CLOSE = b"GET /closing HTTP/1.1\r\nHost: t\r\n\r\n"  # pipelined last: the server then closes

@@ -410,6 +410,7 @@ class HttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
         self.exchange: _Exchange | None = None
+        self.starting: _Exchange | None = None  # headers complete, started after the parse
         self.pipeline: deque[_Exchange] = deque()
         self.read_paused = False
         self.write_paused: asyncio.Future[None] | None = None
@@ -455,8 +456,17 @@ class HttpProtocol(asyncio.Protocol):
             log.warning("Unsupported upgrade request.")
         except httptools.HttpParserError:
             log.warning("Invalid HTTP request received.")
+            self.starting = None
             self.transport.write(_bad_request("Invalid HTTP request received."))
             self.transport.close()
+            return
+        # A request whose headers these bytes completed starts now, once the parser has
+        # also handed over whatever of its body came with them: a join's whole body then
+        # goes to the gateway without a receive.
+        starting = self.starting
+        if starting is not None:
+            self.starting = None
+            self._start(starting)
 
     def pause_writing(self) -> None:
         if self.write_paused is None:
@@ -527,7 +537,7 @@ class HttpProtocol(asyncio.Protocol):
         current = self.exchange
         self.exchange = exchange
         if current is None or current.response_complete:
-            self._start(exchange)
+            self.starting = exchange  # at the end of data_received
         else:  # pipelined behind a response still running: started when it completes
             self.pause_reading()
             self.pipeline.appendleft(exchange)
