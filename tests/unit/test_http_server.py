@@ -269,6 +269,9 @@ def _gateway() -> Gateway:
     async def closing(request: Request) -> Response:
         return Response(200, b"{}", ((b"Connection", b"close"), (b"retry-after", b"1")))
 
+    async def closing_in_a_list(request: Request) -> Response:
+        return Response(200, b"{}", ((b"connection", b"keep-alive, close"),))
+
     async def broken(request: Request) -> Response:
         raise ValueError("a bug")
 
@@ -280,6 +283,7 @@ def _gateway() -> Gateway:
         Route("POST", "/echo", echo, AuthPolicy.NONE),
         Route("GET", "/closing", closing, AuthPolicy.NONE),
         Route("GET", "/broken", broken, AuthPolicy.NONE),
+        Route("GET", "/closing-in-a-list", closing_in_a_list, AuthPolicy.NONE),
         Route("GET", "/injected", injected, AuthPolicy.NONE),
         Route("GET", "/items/{item}", ok, AuthPolicy.NONE),
     ]
@@ -393,3 +397,24 @@ async def test_a_body_that_came_with_its_headers_is_handed_to_the_gateway_whole(
 
 
 _CLOSE = b"GET /closing HTTP/1.1\r\nHost: t\r\n\r\n"  # pipelined last: the server then closes
+
+
+async def test_a_connection_field_that_lists_close_closes_once_on_both_paths() -> None:
+    """`connection: keep-alive, close` closes the connection and is not followed by a second
+    `connection: close` line, through respond as through ASGI."""
+    gateway = _gateway()
+
+    async def through_asgi(scope: Any, receive: Any, send: Any) -> None:
+        await gateway(scope, receive, send)
+
+    answers = []
+    for app in (gateway, through_asgi):
+        async with serve(app) as client:
+            port = client.base_url.port
+            assert port is not None
+            request = b"GET /closing-in-a-list HTTP/1.1\r\nHost: t\r\nX-Request-ID: r-9\r\n\r\n"
+            answers.append(re.sub(rb"date: [^\r]*\r\n", b"", await _raw(port, request)))
+    direct, asgi = answers
+    assert direct == asgi
+    assert direct.count(b"connection:") == 1
+    assert b"connection: keep-alive, close\r\n" in direct

@@ -41,6 +41,7 @@ from typing import Any
 
 import httptools
 
+from ticketgate.edge.routes import Headers
 from ticketgate.http.core import Gateway, Reply
 
 HTTP_PROTOCOL = "ticketgate.http.server:HttpProtocol"
@@ -55,7 +56,6 @@ _LINE_BYTES = bytes(b for b in range(256) if b == 9 or 32 <= b != 127)
 _TOKEN = re.compile(b"[!#$%&'*+\\-.^_`|~0-9A-Za-z]+")
 _NAMES_CACHED = 256
 _RENDERED_CACHED = 512
-Headers = tuple[tuple[bytes, bytes], ...]
 # A gateway reply's head: status line, the three fields every reply has, the rest, blank line.
 _REPLY_HEAD = b"%scontent-type: %s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s\r\n"
 _HEAD_METHOD = "HEAD"
@@ -73,14 +73,10 @@ STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def _bad_request(message: str) -> bytes:
-    body = message.encode("ascii")
-    return (
-        b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
-        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-    )
-
-
+_BAD_REQUEST = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 30\r\nconnection: close\r\n\r\nInvalid HTTP request received."
+)
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 19\r\nconnection: close\r\n\r\nService Unavailable"
@@ -225,17 +221,13 @@ class _Exchange:
         kind = message["type"]
         if not self.response_started:
             if kind != "http.response.start":
-                raise RuntimeError(
-                    f"Expected ASGI message 'http.response.start', but got '{kind}'."
-                )
+                raise RuntimeError(f"expected ASGI 'http.response.start', got {kind!r}")
             self.head = self._head(message["status"], message.get("headers", ()))
             self.response_started = True  # after the check: an invalid head leaves a 500 to send
             self.expect_continue = False
             return
         if self.response_complete:
-            raise RuntimeError(
-                f"Unexpected ASGI message '{kind}' sent, after response already completed."
-            )
+            raise RuntimeError(f"ASGI {kind!r} sent after the response completed")
         if kind != "http.response.body":
             raise RuntimeError(f"expected ASGI 'http.response.body', got {kind!r}")
         body: bytes = message.get("body", b"")
@@ -308,18 +300,18 @@ class _Exchange:
         protocol = self.protocol
         response = reply.response
         fields = b""
+        closing = False  # a `connection` field that says close is among them
         lines = 5 + len(response.headers)  # status line, three fields, blank line
         if response.headers:
-            fields, closes = _check.render(response.headers)
-            if closes:
-                self.keep_alive = False
+            fields, closing = _check.render(response.headers)
         if reply.extra:
             more, closes = _check.render(reply.extra)
             fields += more
             lines += len(reply.extra)
-            if closes:
-                self.keep_alive = False
-        if not self.keep_alive and b"connection: close\r\n" not in fields:
+            closing = closing or closes
+        if closing:
+            self.keep_alive = False
+        elif not self.keep_alive:
             fields += b"connection: close\r\n"
             lines += 1
         status_line = STATUS_LINES[reply.status]
@@ -457,7 +449,7 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             log.warning("Invalid HTTP request received.")
             self.starting = None
-            self.transport.write(_bad_request("Invalid HTTP request received."))
+            self.transport.write(_BAD_REQUEST)
             self.transport.close()
             return
         # A request whose headers these bytes completed starts now, once the parser has
