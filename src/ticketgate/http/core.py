@@ -107,13 +107,12 @@ class Reply:
     guards' headers (rate limit, CORS), rendered by whoever writes it: as ASGI header pairs
     (`pairs`), or by http/server.py straight into HTTP/1.1 bytes."""
 
-    __slots__ = ("extra", "head_only", "request_id", "response", "status")
+    __slots__ = ("extra", "head_only", "request_id", "response")
 
     def __init__(
         self, response: Response, request_id: bytes, extra: Headers, head_only: bool
     ) -> None:
         self.response = response
-        self.status = response.status
         self.request_id = request_id
         self.extra = extra
         self.head_only = head_only  # HEAD: the GET's headers, Content-Length too, no body
@@ -239,7 +238,11 @@ class Gateway:
         )
         reply = replies[0]
         await send(
-            {"type": "http.response.start", "status": reply.status, "headers": reply.pairs()}
+            {
+                "type": "http.response.start",
+                "status": reply.response.status,
+                "headers": reply.pairs(),
+            }
         )
         await send({"type": "http.response.body", "body": reply.body()})
 

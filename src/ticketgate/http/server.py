@@ -314,7 +314,7 @@ class _Exchange:
         elif not self.keep_alive:
             fields += b"connection: close\r\n"
             lines += 1
-        status_line = STATUS_LINES[reply.status]
+        status_line = STATUS_LINES[response.status]
         defaults = protocol.server_state.default_headers
         if defaults:  # uvicorn's server and date headers, when switched on: first, as in send
             status_line += b"".join([b"%s: %s\r\n" % pair for pair in defaults])
