@@ -152,6 +152,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_column("redis µs/call", justify="right")
     table.add_column("redis CPU", justify="right")
     table.add_column("server µs CPU/req", justify="right")
+    table.add_column("wrk µs CPU/req", justify="right")
     for name, result in scenarios.items():
         edge = _edge_ratio(summary, name)
         lat = result["latency_ms"]
@@ -173,6 +174,9 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{redis['evalsha_usec_per_call']:.1f}" if redis else "-",
             f"{redis['cpu_share']:.0%}" if redis else "-",
             f"{server['cpu_us_per_request']:.0f}" if server else "-",
+            f"{result['client_cpu_us_per_request']:.0f}"
+            if "client_cpu_us_per_request" in result
+            else "-",
         )
     console.print(table)
     memory = summary["memory"]

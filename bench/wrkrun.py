@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ class WrkResult:
     server: dict[str, object] = field(default_factory=dict)
     # Responses per HTTP status, only when the run counted them (count_statuses=True).
     status_counts: dict[str, int] | None = None
+    # wrk's own CPU (user + system) over its run: on a box where the client shares the cores
+    # with the gateway and Redis, a costlier client lowers req/s with no change in the server.
+    client_cpu_s: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -60,6 +64,7 @@ class WrkResult:
             "error_count": self.error_count,
             "redis": self.redis,
             "server": self.server,
+            "client_cpu_us_per_request": round(self.client_cpu_s / max(1, self.requests) * 1e6, 1),
             "command": self.command,
             "wrk_output": self.output,
         }
@@ -118,6 +123,7 @@ def run_wrk(
     ]
     if script_args:
         command += ["--", *script_args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         done = subprocess.run(
             command,
@@ -129,6 +135,9 @@ def run_wrk(
         )
     except subprocess.TimeoutExpired as exc:
         raise WrkFailed(f"wrk did not finish: {' '.join(command)}") from exc
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # Only wrk is reaped in between (the gateway's processes outlive the run).
+    client_cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
     if done.returncode != 0 or line is None:
         raise WrkFailed(
@@ -149,6 +158,7 @@ def run_wrk(
             if "status_counts" in data
             else None
         ),
+        client_cpu_s=client_cpu_s,
     )
 
 
