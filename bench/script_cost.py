@@ -9,10 +9,11 @@ takes inside Redis grows with every preemption, its CPU time does not. Rounds al
 minimum and median per side are printed.
 
 Each side's KEYS and ARGV come from its own checkout (`status_call`), so the two may lay out
-their keys differently. status.lua takes the caller's admission counts (lua/counts.lua): "A"
-and "B" send the counts their first call returned (the steady state of a worker whose counts
-are current), "A recount" and "B recount" send none, so every call counts again (what a call
-pays after an admission or a window edge).
+their keys differently. status.lua takes the caller's admission counts (lua/counts.lua) and,
+since version.lua, the version of its copy of the event: "A" and "B" send what their first
+call returned (the steady state of a worker whose counts and copy are current), "A recount"
+and "B recount" send none, so every call counts and reads the event again (what a call pays
+after an admission or a window edge).
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def fill(client: redis.Redis, admitted: int, gap_ms: int) -> int:
         pipe.zadd(SEEN, {str(seq): now + 3_000_000})
     for n in range(1, admitted + 1):
         pipe.zadd(ADMITTED, {str(WAITERS + n): now - n * gap_ms})
-    # as join.lua starts it (held count 0); a checkout without the count ignores the field
-    pipe.hset(BUCKET, mapping={"tokens": 3, "ts": now, "used": admitted, "held": 0})
+    # as join.lua starts it (held count 0, a version: version.lua); a checkout without the
+    # count or the version ignores the field
+    pipe.hset(BUCKET, mapping={"tokens": 3, "ts": now, "used": admitted, "held": 0, "v": 1})
     pipe.execute()
     return now
 
@@ -102,6 +104,18 @@ def one_round(client: redis.Redis, sha: str, call: StatusCall, counts: list[Any]
         pipe.evalsha(sha, len(call.keys), *call.keys, seq, *call.args, *counts)
     pipe.execute()
     return (cpu_seconds(client) - before) / CALLS * 1e6
+
+
+def kept_state(client: redis.Redis, sha: str, call: StatusCall) -> tuple[list[Any], list[Any]]:
+    """The ARGV after the join time of a worker that keeps what status.lua let it keep, and
+    of one that keeps nothing. A checkout from before the event copy (version.lua) answers
+    a first call with 16 values and takes the counts' (used, read at, exact until); a later
+    one answers with 20 (the event and the counts after the first five) and takes the
+    event's version after them."""
+    first = client.evalsha(sha, len(call.keys), *call.keys, 1, *call.args, -1, 0, 0, "")
+    if len(first) == 16:
+        return [first[7], first[2], first[15]], [-1, 0, 0]
+    return [first[4], first[2], first[19], first[14]], [-1, 0, 0, ""]
 
 
 def main() -> int:
@@ -133,13 +147,10 @@ def main() -> int:
             results: dict[str, list[float]] = {}
             for _ in range(options.rounds):
                 for side, call in calls.items():
-                    first = client.evalsha(
-                        shas[side], len(call.keys), *call.keys, 1, *call.args, -1, 0, 0
-                    )
-                    counts = [first[7], first[2], first[15]]  # used, read at, exact until
-                    results.setdefault(side, []).append(one_round(client, shas[side], call, counts))
+                    kept, nothing = kept_state(client, shas[side], call)
+                    results.setdefault(side, []).append(one_round(client, shas[side], call, kept))
                     results.setdefault(f"{side} recount", []).append(
-                        one_round(client, shas[side], call, [-1, 0, 0])
+                        one_round(client, shas[side], call, nothing)
                     )
             for side, values in results.items():
                 print(

@@ -20,7 +20,7 @@ from ticketgate.redisio.errors import (
 )
 from ticketgate.redisio.executor import RedisExecutor
 from ticketgate.redisio.scripts import Script
-from ticketgate.waitingroom.admission import HELD_OFFSET, AdmissionPolicy
+from ticketgate.waitingroom.admission import HELD_OFFSET, AdmissionPolicy, refilled
 from ticketgate.waitingroom.eta import entry_grace_ms
 from ticketgate.waitingroom.model import (
     AdmissionCounts,
@@ -48,19 +48,20 @@ from ticketgate.waitingroom.settings import QueueSettings
 log = logging.getLogger("ticketgate.queuestore")
 _LUA = "ticketgate.queuestore.lua"
 # Each script and the shared Lua prepended to it (Lua has no include): "clock" (now_ms(),
-# for every script that reads the time), "frontier" (the bucket, for the scripts that read
-# it), "waiter" (forget(), for every script that removes a waiter), "counts" (admissions(), the
-# ETA's admission counts).
+# for every script that reads the time), "frontier" (the bucket, for the scripts that decide
+# on it), "waiter" (forget(), for every script that removes a waiter), "counts" (admissions(),
+# the ETA's admission counts), "version" (event_changed(), for every script that writes what
+# status callers keep).
 _PRELUDES: dict[str, tuple[str, ...]] = {
-    "join": ("clock", "waiter"),
-    "status": ("clock", "frontier", "waiter", "counts"),
-    "enter": ("clock", "frontier", "waiter"),
+    "join": ("clock", "waiter", "version"),
+    "status": ("clock", "waiter", "counts"),
+    "enter": ("clock", "frontier", "waiter", "version"),
     "leave": ("waiter",),
-    "sweep": ("clock", "frontier", "waiter"),
+    "sweep": ("clock", "frontier", "waiter", "version"),
     "claim_reservation": (),
     "settle_reservation": (),
     "stats": ("clock", "frontier", "counts"),
-    "configure": ("clock",),
+    "configure": ("clock", "version"),
 }
 _KEY_CACHE_LIMIT = 4096
 # The event registry: a sorted set of event ids scored by their waiting count, outside every
@@ -90,9 +91,39 @@ _NO_ADMISSIONS = _Admissions(-1, 0, 0, 0, 0, 0, 0)  # -1 never matches: status.l
 _WAITER_STATES = {state.value: state for state in WaiterState}  # cheaper than WaiterState(n)
 
 
-# The event flags status.lua returns (1 paused + 2 closed + 4 sold out) as StatusResult's
-# (paused, closed, sold_out).
-_FLAGS = tuple((flags & 1 == 1, flags & 2 == 2, flags & 4 == 4) for flags in range(8))
+class _EventCopy(NamedTuple):
+    """This process's copy of what status.lua sends of an event only when it changed: the
+    policy with the operator's overrides applied, the bucket as last written (`tokens` None
+    while it never was: full) and the version that says the copy is current (version.lua).
+    The same for every fan polling the event, so one copy serves them all."""
+
+    version: bytes | str
+    policy: AdmissionPolicy
+    capacity: float
+    tokens: float | None
+    updated_ms: int
+    lapsed: int
+    paused: bool
+    closed: bool
+    sold_out: bool
+
+
+def _event_copy(raw: list[Any], settings: QueueSettings) -> _EventCopy:
+    """The event part of a status.lua reply (its overrides, bucket and version)."""
+    overrides = EventOverrides.from_raw([_text(value) for value in raw[:6]])
+    policy = AdmissionPolicy.of(settings, overrides)
+    tokens = _text(raw[6])
+    return _EventCopy(
+        raw[9],
+        policy,
+        float(policy.capacity),
+        float(tokens) if tokens else None,
+        int(raw[7]),
+        int(raw[8]),
+        overrides.paused,
+        overrides.closed,
+        overrides.sold_out,
+    )
 
 
 def _unavailable(exc: Exception) -> QueueUnavailable | None:
@@ -113,6 +144,7 @@ class _EventKeys:
         "admitted_users",
         "bucket",
         "cfg",
+        "copy",
         "marks",
         "owners",
         "prefix",
@@ -148,6 +180,8 @@ class _EventKeys:
         # This process's copy of the event's admission counts (the same for every fan who
         # polls the event): status.lua counts again only when it is no longer exact.
         self.admissions = _NO_ADMISSIONS
+        # ... and of its overrides and bucket: status.lua sends them again when they changed.
+        self.copy: _EventCopy | None = None
 
     def idempotency(self, user_id: str, key: str) -> str:
         digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()[:32]
@@ -175,16 +209,11 @@ def queue_script(name: str, clock_lua: str | None = None, constants: str = "") -
 
 
 def status_constants(settings: QueueSettings) -> str:
-    """The process settings status.lua reads, as Lua locals put before its source: status is
-    the call every waiting fan repeats, and four arguments that never change cost a little
-    to pack in the gateway and to parse and convert in Redis on every call. The values are
-    AdmissionPolicy.script_args() (the one source of the policy's Lua form) and the
-    heartbeat TTL; Lua reads a numeric literal as tonumber reads the same text."""
-    window, capacity, refill_per_ms = AdmissionPolicy.of(settings).script_args()[:3]
-    return (
-        "local HEARTBEAT_TTL_MS, WINDOW, CAPACITY, REFILL_PER_MS = "
-        f"{settings.heartbeat_ttl_ms}, {window}, {capacity}, {refill_per_ms}"
-    )
+    """The process setting status.lua reads, as a Lua local put before its source: status is
+    the call every waiting fan repeats, and an argument that never changes costs a little to
+    pack in the gateway and to parse and convert in Redis on every call. (The policy is not
+    there: the gateway applies the event's overrides to it, _event_copy.)"""
+    return f"local HEARTBEAT_TTL_MS = {settings.heartbeat_ttl_ms}"
 
 
 class RedisQueueStore:
@@ -221,9 +250,8 @@ class RedisQueueStore:
             *policy.script_args(),
         )
         # stats.lua takes the policy's capacity and refill per ms (not the min-wait pairs): the
-        # same values enter.lua gets and status.lua has in its source (status_constants).
+        # same values enter.lua gets.
         self._stats_args = policy.script_args()[1:3]
-        self._refill_per_sec = policy.refill_per_sec  # status.lua returns only an override
 
     @property
     def scripts(self) -> tuple[Script, ...]:
@@ -302,6 +330,7 @@ class RedisQueueStore:
     async def status(self, event_id: str, seq: int, joined_ms: int | None = None) -> StatusResult:
         k = self._event(event_id)
         known = k.admissions
+        copy = k.copy
         try:  # _call inline: one coroutine less on the call every waiting fan repeats
             reply = await self._status.run(
                 self._redis,
@@ -311,20 +340,25 @@ class RedisQueueStore:
                 known.used,
                 known.read_ms,
                 known.exact_until_ms,
+                "" if copy is None else copy.version,
             )
         except Exception as exc:
             failure = _unavailable(exc)
             if failure is None:
                 raise
             raise failure from exc
-        state, position, now, window, refill, capacity, tokens, used, held, lapsed, flags = reply[
-            :11
-        ]
-        if len(reply) > 11:
-            c1, c5, c15, oldest, exact = reply[11:]
+        state, position, now, held, used = reply[:5]
+        size = len(reply)
+        if size >= 15:  # the event changed since `copy` was read (or there was none)
+            copy = _event_copy(reply[5:15], self._settings)
+            k.copy = copy if copy.version else None
+        if size == 10 or size == 20:
+            c1, c5, c15, oldest, exact = reply[size - 5 :]
             known = k.admissions = _Admissions(used, now, exact, c1, c5, c15, oldest)
+        assert copy is not None  # status.lua sends the event whenever the version differs
+        policy = copy.policy
+        tokens = copy.tokens
         oldest_ms = known.oldest_ms
-        paused, closed, sold_out = _FLAGS[flags]
         # positional (StatusResult's field order): made on every call
         return StatusResult(
             _WAITER_STATES[state],
@@ -333,13 +367,20 @@ class RedisQueueStore:
             AdmissionCounts(
                 known.last_1m, known.last_5m, known.last_15m, now - oldest_ms if oldest_ms else 0
             ),
-            window,
-            float(refill) if refill else self._refill_per_sec,
-            Frontier(float(tokens), used, held, lapsed),
-            capacity,
-            paused,
-            closed,
-            sold_out,
+            policy.window,
+            policy.refill_per_sec,
+            Frontier(
+                copy.capacity
+                if tokens is None
+                else refilled(tokens, copy.updated_ms, now, copy.capacity, policy.refill_per_ms),
+                used,
+                held,
+                copy.lapsed,
+            ),
+            policy.capacity,
+            copy.paused,
+            copy.closed,
+            copy.sold_out,
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:
@@ -433,12 +474,11 @@ class RedisQueueStore:
         changes: Mapping[str, str],
         registration: Registration = Registration.ANY,
     ) -> tuple[EventOverrides, EventOverrides]:
+        k = self._event(event_id)
         flat: list[str] = [registration.value]
         for name, value in changes.items():
             flat += [name, value]
-        reply = await self._call(
-            self._configure.run(self._redis, (self._event(event_id).cfg,), *flat)
-        )
+        reply = await self._call(self._configure.run(self._redis, (k.cfg, k.bucket), *flat))
         outcome = int(reply[0])
         if outcome == 2:
             raise EventNotFound(f"event {event_id} is not registered")

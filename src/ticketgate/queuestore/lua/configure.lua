@@ -1,6 +1,7 @@
 -- Configure: change an event's operator overrides atomically and report before and after;
 -- also registers an event (the 'registered' field of the same HASH, read by join.lua).
--- KEYS: 1 operator overrides (HASH)
+-- KEYS: 1 operator overrides (HASH), 2 bucket (HASH: its version changes with the
+--       overrides, version.lua)
 -- ARGV: 1 mode: 'any' changes any event, 'registered' only a registered one, 'create'
 --       registers the event (refused when it is registered already) and applies the changes;
 --       2.. pairs of (field, value); an empty value removes the field (back to the process
@@ -34,6 +35,9 @@ if outcome == 1 then
     else
       redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
     end
+  end
+  if #ARGV > 1 then
+    event_changed(KEYS[2])
   end
 end
 local after = read()

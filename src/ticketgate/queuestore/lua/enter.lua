@@ -81,6 +81,7 @@ end
 -- 'held' as counted now; forget() takes this waiter's earmark out of it
 redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens), 'ts', now,
   'used', used + 1, 'held', held)
+event_changed(KEYS[5])
 
 forget(KEYS[1], KEYS[2], KEYS[3], KEYS[8], KEYS[5], seq, holding)
 if user ~= '' then

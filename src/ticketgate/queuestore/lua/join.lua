@@ -68,6 +68,7 @@ if seq == 1 then
   -- count of held earmarks starts here (waiter.lua), unless the bucket outlived the order.
   redis.call('HSET', KEYS[6], 'epoch', now)
   redis.call('HSETNX', KEYS[6], 'held', 0)
+  event_changed(KEYS[6])
 end
 redis.call('ZADD', KEYS[2], seq, seq)
 redis.call('ZADD', KEYS[3], now, seq)

@@ -43,5 +43,6 @@ end
 if moved > 0 or lapsing > 0 then  -- AdmissionPolicy.hold
   redis.call('HSET', KEYS[5], 'tokens', string.format('%.17g', tokens - moved), 'ts', now,
     'used', used, 'lapsed', lapsed + lapsing, 'held', held + moved)
+  event_changed(KEYS[5])
 end
 return #ghosts
