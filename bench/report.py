@@ -365,15 +365,20 @@ def _rounds_text(summary: dict[str, Any]) -> str:
             for a, b, r in zip(s[off]["rounds_rps"], s[on]["rounds_rps"], pairs, strict=True)
         )
         parts.append(f"{s[off]['label']} → {s[on]['label']}: {rounds}")
+    for key, pairs in summary.get("ratio_rounds", {}).items():
+        name, _, base = key.partition("/")
+        if base in ("ceiling", "ceiling-batched") and name in s:
+            ratios = ", ".join(f"{r:.1%}" for r in pairs)
+            parts.append(f"{s[name]['label']} / {base} per round: {ratios}")
     lone = [
         f"{v['label']}: {', '.join(f'{x:,.0f}' for x in v['rounds_rps'])}"
         for k, v in s.items()
         if "rounds_rps" in v and not any(k in pair for pair in EDGE_PAIRS)
     ]
     return (
-        f"Rounds: {count}, edge modes alternating within each; figures above are the median "
-        "round, each on/off ratio the median of the rounds' paired ratios. "
-        + "; ".join(parts + lone)
+        f"Rounds: {count}, edge modes alternating and the ceilings last within each; figures "
+        "above are the median round, each on/off and gateway/ceiling ratio the median of the "
+        "rounds' paired ratios. " + "; ".join(parts + lone)
     )
 
 

@@ -161,9 +161,10 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         "--rounds",
         type=int,
         default=1,
-        help="measure every gateway scenario this many times, the edge modes alternating "
-        "within each round; figures are the median round, on/off ratios the median of the "
-        "rounds' paired ratios (default 1)",
+        help="measure every scenario this many times, the edge modes alternating and the "
+        "ceilings following the gateway within each round; figures are the median round, "
+        "on/off and gateway/ceiling ratios the median of the rounds' paired ratios "
+        "(default 1)",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
@@ -364,6 +365,8 @@ class Run:
         cpu_before = self._redis_cpu()
         group = self.server_groups.get(port)
         server_before = process_group_cpu(group) if group is not None else 0.0
+        idle = [other for other_port, other in self.server_groups.items() if other_port != port]
+        idle_before = sum(process_group_cpu(other) for other in idle)
         result = run_wrk(
             url,
             script,
@@ -375,9 +378,11 @@ class Run:
         result.redis = self._redis_stats(result, self._redis_cpu() - cpu_before)
         if group is not None:
             used = process_group_cpu(group) - server_before
+            idle_used = sum(process_group_cpu(other) for other in idle) - idle_before
             result.server = {
                 "cpu_us_per_request": round(used / max(1, result.requests) * 1e6, 1),
                 "cpu_share": round(used / max(result.duration_s, 1e-9), 3),
+                "idle_servers_cpu_share": round(idle_used / max(result.duration_s, 1e-9), 4),
             }
         return warmup, result
 
@@ -554,34 +559,21 @@ class Run:
         }
         return env
 
-    def run_gateways(self) -> None:
-        """Start one gateway per edge mode, side by side, then measure each scenario on every
-        mode back to back: drift of the machine then hits both sides of a ratio alike."""
+    def run_servers(self) -> None:
+        """Start one gateway per edge mode and the ceiling apps, side by side, then measure
+        round by round: each scenario on every mode back to back, then the ceilings. Drift
+        of the machine then hits both sides of a ratio alike, and with --rounds every
+        gateway/ceiling ratio pairs runs of the same round. A server waits idle while
+        another is measured; what the idle ones burn is recorded with each run
+        (`idle_servers_cpu_share`)."""
         plan = self.plan
         wanted = [s for s in GATEWAY_SCENARIOS if s in plan.scenarios]
-        if not wanted:
-            return
-        binary = Path(sys.executable).with_name("ticketgate")
-        gateways: dict[str, tuple[Child, int]] = {}
+        ceilings = [(name, client) for name, client in CEILINGS.items() if name in plan.scenarios]
         with contextlib.ExitStack() as stack:
-            for mode in plan.edge_modes:
-                port = free_port()
-                argv = [str(binary), "serve", "--workers", str(plan.workers), "--port", str(port)]
-                self.log(f"starting gateway (edge {mode}): {' '.join(argv)}")
-                gateway = Child(
-                    f"gateway-{mode}",
-                    argv,
-                    env=self.gateway_env(mode),
-                    cwd=REPO,
-                    log_dir=self.workdir,
-                )
-                stack.callback(gateway.stop)
-                gateways[mode] = (gateway, port)
-                self.server_groups[port] = gateway.process.pid
-            for gateway, port in gateways.values():
-                wait_http_ready(gateway, f"http://{HOST}:{port}/readyz")
-            if "on" in gateways:
-                self.preflight_edge(gateways["on"][1])
+            gateways = self._start_gateways(stack) if wanted else {}
+            ceiling_ports = {
+                name: self._start_ceiling(stack, name, client) for name, client in ceilings
+            }
             for self.round_index in range(plan.rounds):
                 for name in wanted:
                     for mode, (_, port) in gateways.items():
@@ -590,11 +582,39 @@ class Run:
                         self.run_scenario(name, mode, port)
                         key = result_key(name, mode)
                         self.rounds.setdefault(key, []).append(self.results[key])
+                for name, client in ceilings:
+                    warmup, result = self.wrk(ceiling_ports[name], "join.lua", [JOIN_EVENT])
+                    self.record(name, name, warmup, result, client=client)
+                    self.rounds.setdefault(name, []).append(self.results[name])
             if plan.rounds > 1:
                 self._keep_median_rounds()
             for mode, (gateway, _) in gateways.items():
                 if not gateway.alive():
                     self.problems.append(f"gateway (edge {mode}) exited during the run")
+
+    def _start_gateways(self, stack: contextlib.ExitStack) -> dict[str, tuple[Child, int]]:
+        plan = self.plan
+        binary = Path(sys.executable).with_name("ticketgate")
+        gateways: dict[str, tuple[Child, int]] = {}
+        for mode in plan.edge_modes:
+            port = free_port()
+            argv = [str(binary), "serve", "--workers", str(plan.workers), "--port", str(port)]
+            self.log(f"starting gateway (edge {mode}): {' '.join(argv)}")
+            gateway = Child(
+                f"gateway-{mode}",
+                argv,
+                env=self.gateway_env(mode),
+                cwd=REPO,
+                log_dir=self.workdir,
+            )
+            stack.callback(gateway.stop)
+            gateways[mode] = (gateway, port)
+            self.server_groups[port] = gateway.process.pid
+        for gateway, port in gateways.values():
+            wait_http_ready(gateway, f"http://{HOST}:{port}/readyz")
+        if "on" in gateways:
+            self.preflight_edge(gateways["on"][1])
+        return gateways
 
     def _keep_median_rounds(self) -> None:
         """Each scenario's figures become those of its median round (by req/s), with every
@@ -788,12 +808,7 @@ class Run:
             self.problems.append(f"{label}: sampled tokens answered {seen}")
         return {"waiting_after_run": left, "sampled_status": seen}
 
-    def run_ceilings(self) -> None:
-        for name, client in CEILINGS.items():
-            if name in self.plan.scenarios:
-                self.run_ceiling(name, client)
-
-    def run_ceiling(self, name: str, client: str) -> None:
+    def _start_ceiling(self, stack: contextlib.ExitStack, name: str, client: str) -> int:
         port = free_port()
         binary = Path(sys.executable).with_name("uvicorn")
         argv = [
@@ -821,11 +836,10 @@ class Run:
         env["PYTHONPATH"] = str(REPO)
         self.log(f"starting {name} app (CEILING_CLIENT={client}): {' '.join(argv)}")
         ceiling = Child(name, argv, env=env, cwd=REPO, log_dir=self.workdir)
+        stack.callback(ceiling.stop)
         self.server_groups[port] = ceiling.process.pid
-        with self.child(ceiling):
-            wait_http_ready(ceiling, f"http://{HOST}:{port}/readyz")
-            warmup, result = self.wrk(port, "join.lua", [JOIN_EVENT])
-            self.record(name, name, warmup, result, client=client)
+        wait_http_ready(ceiling, f"http://{HOST}:{port}/readyz")
+        return port
 
     def execute(self) -> None:
         redis_child, self.redis_port = start_redis(self.workdir)
@@ -835,8 +849,7 @@ class Run:
                 self.preload_queues()
                 self.side_memory()
                 self.mint_jwts()
-                self.run_gateways()
-                self.run_ceilings()
+                self.run_servers()
                 self.memory["used_memory_end"] = preload.used_memory(self.redis)
             finally:
                 self.client.close()
@@ -878,6 +891,18 @@ def summarize(
     if small and large is not None:
         ratios["status-large/status-small"] = round(large / small, 3)
     paired: dict[str, list[float]] = {}
+    for base in CEILINGS:
+        base_rounds = run.rounds.get(base, [])
+        for name in ("join", "status-small", "status-large"):
+            name_rounds = run.rounds.get(name, [])
+            if plan.rounds > 1 and len(name_rounds) == len(base_rounds) == plan.rounds:
+                # The ceiling ran in the same round, minutes apart at most: pair, take the median.
+                pairs = [
+                    float(a["rps"]) / float(b["rps"])
+                    for a, b in zip(name_rounds, base_rounds, strict=True)
+                ]
+                paired[f"{name}/{base}"] = [round(value, 3) for value in pairs]
+                ratios[f"{name}/{base}"] = round(statistics.median(pairs), 3)
     for on, off in report.EDGE_PAIRS:
         on_rps, off_rps = rps(on), rps(off)
         if on_rps is not None and off_rps:
