@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ticketgate.waitingroom.admission import AdmissionPolicy
-from ticketgate.waitingroom.eta import estimate, rate_of
+from ticketgate.waitingroom.eta import estimate, rate_of, turn
 from ticketgate.waitingroom.model import (
     AdmissionCounts,
+    EnterOutcome,
     Frontier,
     StatusResult,
     StatusView,
@@ -129,3 +130,47 @@ def test_estimate_with_the_rate_given_is_the_estimate(
     assert estimate(policy, frontier, counts, position, waited_ms, rate) == estimate(
         policy, frontier, counts, position, waited_ms
     )
+
+
+rules_st = st.sampled_from(
+    [
+        (),
+        (MinWaitRule(50, 2_000), MinWaitRule(100, 5_000)),
+        (MinWaitRule(10, 0),),
+        (MinWaitRule(1_000, 30_000), MinWaitRule(20_000, 60_000)),
+    ]
+)
+
+
+@given(
+    st.builds(
+        AdmissionPolicy,
+        st.sampled_from([1, 50, 100, 1_000]),
+        rules_st,
+        st.sampled_from([1, 10, 500]),
+        st.sampled_from([0.01, 0.5, 5.0, 50.0]),
+    ),
+    counts_st,
+    frontier_st,
+    st.integers(1, 25_000),
+    st.integers(0, 120_000),
+)
+def test_turn_is_decide_and_estimate_in_one_pass(
+    policy: AdmissionPolicy,
+    counts: AdmissionCounts,
+    frontier: Frontier,
+    position: int,
+    waited_ms: int,
+) -> None:
+    """eta.turn answers what status used to ask of AdmissionPolicy.decide and eta.estimate."""
+    rate = rate_of(policy, frontier, counts)
+    decision = policy.decide(position, waited_ms, frontier.reach)
+    guess = estimate(policy, frontier, counts, position, waited_ms, rate)
+    expected = (
+        decision.outcome is EnterOutcome.GRANTED,
+        guess.eta_ms,
+        min(decision.wait_ms, guess.eta_ms),
+    )
+    assert turn(policy, frontier.reach, rate.per_sec, position, waited_ms) == expected
+    # and the whole seconds status shows while waiting are the estimate's
+    assert max(1, round(guess.eta_ms / 1000)) == max(1, guess.eta_sec)

@@ -128,6 +128,42 @@ def estimate(
     return Estimate(max(1, round(eta_ms / 1000)), eta_ms, rate.confidence, rate.measured)
 
 
+def turn(
+    policy: AdmissionPolicy, reach: float, rate_per_sec: float, position: int, waited_ms: int
+) -> tuple[bool, int, int]:
+    """What status asks of every waiting fan, in one pass: (whether an enter now would be
+    granted, `estimate(...).eta_ms`, and the ms until every condition of the rule holds at
+    the soonest: the lesser of `decide(...).wait_ms` and that ETA). `reach` is the
+    frontier's, `rate_per_sec` the Rate's per_sec.
+
+    The same arithmetic as AdmissionPolicy.decide and `estimate`, which stay the rule and the
+    estimator everywhere else; asked one after the other they compute the distance and the
+    minimum wait twice and build two tuples, on the call every waiting fan repeats.
+    tests/unit/test_status_rates.py holds the three values to theirs."""
+    window = policy.window
+    distance = position - min(reach, float(window))
+    if distance > 0.0:
+        frontier_ms = math.ceil(distance / policy.refill_per_ms)
+        eta_ms = math.ceil(distance * 1000.0 / rate_per_sec)
+    else:
+        frontier_ms = eta_ms = 0
+    if position > policy.min_wait_end:  # past the last min-wait rule
+        wait_ms = frontier_ms if frontier_ms > 1 else 1
+        return False, eta_ms, wait_ms if wait_ms < eta_ms else eta_ms
+    # a rule covers every position up to min_wait_end: never None here
+    left = (min_wait_ms(position, policy.min_wait) or 0) - waited_ms
+    if left > eta_ms:
+        eta_ms = left
+    granted = False
+    if position > window or left > 0:
+        wait_ms = max(frontier_ms, left, 1)
+    elif frontier_ms > 0:
+        wait_ms = frontier_ms
+    else:
+        wait_ms, granted = 0, True
+    return granted, eta_ms, wait_ms if wait_ms < eta_ms else eta_ms
+
+
 GRACE_MARGIN_MS = 1_000
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ticketgate.waitingroom.admission import AdmissionPolicy
-from ticketgate.waitingroom.eta import Rate, estimate, poll_after_ms, rate_of
+from ticketgate.waitingroom.eta import Rate, poll_after_ms, rate_of, turn
 from ticketgate.waitingroom.model import (
     Admission,
     AdmissionCounts,
@@ -166,8 +166,6 @@ class WaitingRoom:
                 self.settings, EventOverrides(key[0], key[1], key[2])
             )
         position = result.position
-        decision = policy.decide(position, waited_ms, frontier.tokens + frontier.held)
-        ready = not stalled and decision.outcome is EnterOutcome.GRANTED
         counts = result.counts
         rate_key = (key, counts, frontier)
         rate = self._rates.get(rate_key)
@@ -175,14 +173,17 @@ class WaitingRoom:
             if len(self._rates) >= _RATE_CACHE:
                 self._rates.clear()
             rate = self._rates[rate_key] = rate_of(policy, frontier, counts)
-        guess = estimate(policy, frontier, counts, position, waited_ms, rate)
-        turn_in_ms = decision.wait_ms if decision.wait_ms < guess.eta_ms else guess.eta_ms
+        # decide and estimate in one pass (eta.turn)
+        granted, eta_ms, turn_in_ms = turn(
+            policy, frontier.tokens + frontier.held, rate.per_sec, position, waited_ms
+        )
+        ready = granted and not stalled
         # positional (StatusView's field order): made on every call
         return StatusView(
             "ready" if ready else "waiting",
             position,
-            None if stalled else 0 if ready else max(1, guess.eta_sec),
-            0.0 if stalled else guess.confidence,
+            None if stalled else 0 if ready else max(1, round(eta_ms / 1000)),
+            0.0 if stalled else rate.confidence,
             waited_ms // 1000,
             ready,
             poll_after_ms(ready, turn_in_ms, self.settings.heartbeat_ttl_ms, position),
