@@ -1,5 +1,5 @@
--- The serving frontier (AdmissionPolicy.frontier), prepended to enter, status, stats and
--- sweep.lua.
+-- The serving frontier (AdmissionPolicy.frontier), prepended to enter, stats and sweep.lua
+-- (status.lua sends the bucket and the gateway refills it: admission.refilled).
 -- Returns the event's effective capacity and refill per ms (an operator's override in the
 -- cfg HASH values wins over the process settings), the unused released capacity in the
 -- bucket at `now` (refilled fractionally, at most `capacity`: admission.refilled), the

@@ -1,5 +1,5 @@
 -- Status: the waiter's place, a heartbeat refresh, and what the caller needs of the event to
--- compute its frontier and ETA (AdmissionPolicy.frontier, in the gateway: refilling is
+-- compute its frontier and ETA (admission.refilled, in the gateway: refilling is
 -- path-independent, see enter.lua). The event's state is the same for every fan polling it,
 -- so it is sent only when the caller's copy is out of date: the operator overrides and the
 -- bucket's tokens, ts and lapsed unless the caller's version is the current one
