@@ -891,31 +891,24 @@ def summarize(
     if small and large is not None:
         ratios["status-large/status-small"] = round(large / small, 3)
     paired: dict[str, list[float]] = {}
+
+    def pair_rounds(top: str, bottom: str) -> None:
+        """top/bottom per round (each round measured both minutes apart at most: the on run
+        right after its off run, the ceilings after the gateway), the median as the ratio."""
+        tops, bottoms = run.rounds.get(top, []), run.rounds.get(bottom, [])
+        if plan.rounds > 1 and len(tops) == len(bottoms) == plan.rounds:
+            pairs = [float(a["rps"]) / float(b["rps"]) for a, b in zip(tops, bottoms, strict=True)]
+            paired[f"{top}/{bottom}"] = [round(value, 3) for value in pairs]
+            ratios[f"{top}/{bottom}"] = round(statistics.median(pairs), 3)
+
     for base in CEILINGS:
-        base_rounds = run.rounds.get(base, [])
         for name in ("join", "status-small", "status-large"):
-            name_rounds = run.rounds.get(name, [])
-            if plan.rounds > 1 and len(name_rounds) == len(base_rounds) == plan.rounds:
-                # The ceiling ran in the same round, minutes apart at most: pair, take the median.
-                pairs = [
-                    float(a["rps"]) / float(b["rps"])
-                    for a, b in zip(name_rounds, base_rounds, strict=True)
-                ]
-                paired[f"{name}/{base}"] = [round(value, 3) for value in pairs]
-                ratios[f"{name}/{base}"] = round(statistics.median(pairs), 3)
+            pair_rounds(name, base)
     for on, off in report.EDGE_PAIRS:
         on_rps, off_rps = rps(on), rps(off)
         if on_rps is not None and off_rps:
             ratios[f"{on}/{off}"] = round(on_rps / off_rps, 3)
-        on_rounds, off_rounds = run.rounds.get(on, []), run.rounds.get(off, [])
-        if plan.rounds > 1 and len(on_rounds) == len(off_rounds) == plan.rounds:
-            # Each round's on run followed its off run at once: pair them, take the median.
-            pairs = [
-                float(a["rps"]) / float(b["rps"])
-                for a, b in zip(on_rounds, off_rounds, strict=True)
-            ]
-            paired[f"{on}/{off}"] = [round(value, 3) for value in pairs]
-            ratios[f"{on}/{off}"] = round(statistics.median(pairs), 3)
+        pair_rounds(on, off)
     info["loadavg_end"] = machine.load_average()
     summary: dict[str, Any] = {
         "date_utc": started.strftime("%Y-%m-%d %H:%M UTC"),
