@@ -105,9 +105,11 @@ class WaitingRoom:
         self.active_events: set[str] = set()
         # The effective policies met so far (operators' overrides are few): none is built per call.
         self._policies: dict[tuple[int, int, float], AdmissionPolicy] = {}
-        # Every fan polling one event at one instant gets the same release rate (eta.rate_of):
-        # measured once per (policy, counts, frontier), not once per fan.
-        self._rates: dict[tuple[tuple[int, int, float], AdmissionCounts, Frontier], Rate] = {}
+        # Every fan polling one event at one instant gets the same policy and release rate
+        # (eta.rate_of): measured once per (settings, counts, frontier), not once per fan.
+        self._rates: dict[
+            tuple[int, int, float, AdmissionCounts, Frontier], tuple[AdmissionPolicy, Rate]
+        ] = {}
 
     @staticmethod
     def check_event_id(event_id: str) -> None:
@@ -157,22 +159,25 @@ class WaitingRoom:
         # promised (eta_sec null): nobody knows when, or whether, the door opens again.
         # (Identity, not `in` a set: an Enum member hashes in Python, on every call.)
         stalled = event_state is EventState.PAUSED or event_state is EventState.SOLD_OUT
-        key = (result.admission_window, result.capacity, result.refill_per_sec)
-        policy = self._policies.get(key)
-        if policy is None:
-            if len(self._policies) >= _POLICY_CACHE:
-                self._policies.clear()
-            policy = self._policies[key] = AdmissionPolicy.of(
-                self.settings, EventOverrides(key[0], key[1], key[2])
-            )
         position = result.position
         counts = result.counts
-        rate_key = (key, counts, frontier)
-        rate = self._rates.get(rate_key)
-        if rate is None:
+        # The policy and the release rate of this event state: the same for every fan polling
+        # the event at this instant, found with one look-up.
+        window, capacity, refill = result.admission_window, result.capacity, result.refill_per_sec
+        state_key = (window, capacity, refill, counts, frontier)
+        kept = self._rates.get(state_key)
+        if kept is None:
+            policy = self._policies.get((window, capacity, refill))
+            if policy is None:
+                if len(self._policies) >= _POLICY_CACHE:
+                    self._policies.clear()
+                policy = self._policies[window, capacity, refill] = AdmissionPolicy.of(
+                    self.settings, EventOverrides(window, capacity, refill)
+                )
             if len(self._rates) >= _RATE_CACHE:
                 self._rates.clear()
-            rate = self._rates[rate_key] = rate_of(policy, frontier, counts)
+            kept = self._rates[state_key] = (policy, rate_of(policy, frontier, counts))
+        policy, rate = kept
         # decide and estimate in one pass (eta.turn)
         granted, eta_ms, turn_in_ms = turn(
             policy, frontier.tokens + frontier.held, rate.per_sec, position, waited_ms
