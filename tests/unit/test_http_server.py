@@ -298,6 +298,25 @@ async def _raw(port: int, data: bytes) -> bytes:
     return received
 
 
+async def _on_both_paths(*sent: bytes) -> list[bytes]:
+    """What the gateway answers to each of `sent` (one connection each, in order) when the
+    protocol calls it directly, then behind a pass-through ASGI function, with uvicorn's date
+    header (written first on both paths, it may tick between) taken out."""
+    gateway = _gateway()
+
+    async def through_asgi(scope: Any, receive: Any, send: Any) -> None:
+        await gateway(scope, receive, send)
+
+    answers = []
+    for app in (gateway, through_asgi):
+        async with serve(app) as client:
+            port = client.base_url.port
+            assert port is not None
+            for data in sent:
+                answers.append(re.sub(rb"date: [^\r]*\r\n", b"", await _raw(port, data)))
+    return answers
+
+
 async def test_the_gateway_called_directly_answers_the_bytes_of_its_asgi_path() -> None:
     """`ticketgate serve` hands the protocol the Gateway itself, which it calls through
     `respond` and writes from the reply's parts; any other app (here the same gateway behind
@@ -321,21 +340,10 @@ async def test_the_gateway_called_directly_answers_the_bytes_of_its_asgi_path() 
             b"GET /closing HTTP/1.1\r\nHost: t\r\n" + ids + b"\r\n",
         ]
     )
-    gateway = _gateway()
-
-    async def through_asgi(scope: Any, receive: Any, send: Any) -> None:
-        await gateway(scope, receive, send)
-
-    answers = []
-    for app in (gateway, through_asgi):
-        async with serve(app) as client:
-            port = client.base_url.port
-            assert port is not None
-            answers.append(await _raw(port, requests))
-            # HTTP/1.0 without keep-alive: the server adds `connection: close` and closes
-            answers.append(await _raw(port, b"GET /ok HTTP/1.0\r\nX-Request-ID: r-3\r\n\r\n"))
-    # uvicorn's date header (a default header, written first on both paths) may tick between
-    direct, direct_10, asgi, asgi_10 = (re.sub(rb"date: [^\r]*\r\n", b"", a) for a in answers)
+    # then HTTP/1.0 without keep-alive: the server adds `connection: close` and closes
+    direct, direct_10, asgi, asgi_10 = await _on_both_paths(
+        requests, b"GET /ok HTTP/1.0\r\nX-Request-ID: r-3\r\n\r\n"
+    )
     assert b"server: uvicorn\r\n" in direct
     assert direct == asgi
     assert direct_10 == asgi_10
@@ -402,19 +410,9 @@ _CLOSE = b"GET /closing HTTP/1.1\r\nHost: t\r\n\r\n"  # pipelined last: the serv
 async def test_a_connection_field_that_lists_close_closes_once_on_both_paths() -> None:
     """`connection: keep-alive, close` closes the connection and is not followed by a second
     `connection: close` line, through respond as through ASGI."""
-    gateway = _gateway()
-
-    async def through_asgi(scope: Any, receive: Any, send: Any) -> None:
-        await gateway(scope, receive, send)
-
-    answers = []
-    for app in (gateway, through_asgi):
-        async with serve(app) as client:
-            port = client.base_url.port
-            assert port is not None
-            request = b"GET /closing-in-a-list HTTP/1.1\r\nHost: t\r\nX-Request-ID: r-9\r\n\r\n"
-            answers.append(re.sub(rb"date: [^\r]*\r\n", b"", await _raw(port, request)))
-    direct, asgi = answers
+    direct, asgi = await _on_both_paths(
+        b"GET /closing-in-a-list HTTP/1.1\r\nHost: t\r\nX-Request-ID: r-9\r\n\r\n"
+    )
     assert direct == asgi
     assert direct.count(b"connection:") == 1
     assert b"connection: keep-alive, close\r\n" in direct
