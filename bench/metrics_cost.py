@@ -113,8 +113,8 @@ def gateway_requests() -> dict[str, float]:
 
 def script_and_queue_wrappers() -> dict[str, float]:
     """The other two seams a join or status passes: one Redis script call (Script.run with
-    the Redis observer; the executor is a stub) and the queue route's outcome wrapper."""
-    from ticketgate.edge.request import Request, Response
+    the Redis observer; the executor is a stub) and a queue handler's outcome report."""
+    from ticketgate.edge.request import Request
     from ticketgate.http.queue import QueueRoutes
     from ticketgate.observability.prometheus import QueueMetrics, RedisMetrics
     from ticketgate.redisio.scripts import Script
@@ -127,17 +127,17 @@ def script_and_queue_wrappers() -> dict[str, float]:
 
     script = Script("status", "return 1")
     executor: Any = StubExecutor()
-    body = Response.json(200, {"status": "waiting"})
-
-    async def handler(request: Request) -> Response:
-        return body
 
     class Room:
-        observer = QueueMetrics()
+        def __init__(self, observer: QueueMetrics | None) -> None:
+            self.observer = observer
 
-    routes = QueueRoutes(Room())  # type: ignore[arg-type]
-    wrapped = routes._observed("status", handler)
-    request = Request("GET", "/api/v1/queue/status", b"", {}, "0" * 32)
+        async def leave(self, token: str) -> bool:
+            return True
+
+    bare = QueueRoutes(Room(None))  # type: ignore[arg-type]
+    observed = QueueRoutes(Room(QueueMetrics()))  # type: ignore[arg-type]
+    request = Request("DELETE", "/api/v1/queue/leave", b"token=t", {}, "0" * 32)
 
     async def per_call_us(call: Callable[[], Any]) -> float:
         samples = []
@@ -153,8 +153,8 @@ def script_and_queue_wrappers() -> dict[str, float]:
         executor.observers = (RedisMetrics(),)
         observed_script = await per_call_us(lambda: script.run(executor, ("k",)))
         executor.observers = ()
-        bare_handler = await per_call_us(lambda: handler(request))
-        observed_handler = await per_call_us(lambda: wrapped(request))
+        bare_handler = await per_call_us(lambda: bare.leave(request))
+        observed_handler = await per_call_us(lambda: observed.leave(request))
         return {
             "added to a script call": observed_script - bare_script,
             "added to a queue handler": observed_handler - bare_handler,

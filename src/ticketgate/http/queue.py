@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
 from ticketgate.edge.errors import ApiError
 from ticketgate.edge.request import Request, Response
-from ticketgate.edge.routes import AuthPolicy, Handler, Idempotency, Route
+from ticketgate.edge.routes import AuthPolicy, Idempotency, Route
 from ticketgate.http.schemas import (
     EnterRequest,
     EnterResponse,
@@ -31,31 +33,57 @@ def _required_token(value: str) -> str:
     return value
 
 
+def _unobserved(operation: str, status: str) -> None:
+    return None
+
+
 class QueueRoutes:
+    """The queue's four handlers. Each reports its outcome to the room's observer itself
+    ("ok" or the refusal's code, as the handler saw it: an idempotent replay answered by the
+    interceptor is not an operation): a wrapper coroutine per handler cost a layer of
+    awaiting on join and status, the calls every fan makes."""
+
     def __init__(self, room: WaitingRoom) -> None:
         self.room = room
+        observer = room.observer
+        self._report: Callable[[str, str], None] = (
+            _unobserved if observer is None else observer.operation
+        )
 
     async def join(self, request: Request) -> Response:
-        body = request.json(JoinRequest)
-        if not body.event_id:
-            raise ApiError("MISSING_EVENT_ID", "event_id is required")
-        user = request.user_id
-        if body.user_id and user and body.user_id != user:
-            raise ApiError("FORBIDDEN", "user_id does not match the authenticated user")
-        # The key as the idempotency interceptor scoped it to this caller (the store's own
-        # replay, atomic with the join, then cannot hand one client another's token).
-        key = request.idempotency_scope or idempotency_key_of(request)
-        outcome = await self.room.join(body.event_id, user, key)
-        if outcome.duplicate:
-            raise ApiError(
-                "DUPLICATE_REQUEST",
-                "this user is already waiting for this event",
-                extra={"waiting_token": outcome.waiting_token, "position_hint": outcome.position},
-            )
+        try:
+            body = request.json(JoinRequest)
+            if not body.event_id:
+                raise ApiError("MISSING_EVENT_ID", "event_id is required")
+            user = request.user_id
+            if body.user_id and user and body.user_id != user:
+                raise ApiError("FORBIDDEN", "user_id does not match the authenticated user")
+            # The key as the idempotency interceptor scoped it to this caller (the store's
+            # own replay, atomic with the join, then cannot hand one client another's token).
+            key = request.idempotency_scope or idempotency_key_of(request)
+            outcome = await self.room.join(body.event_id, user, key)
+            if outcome.duplicate:
+                raise ApiError(
+                    "DUPLICATE_REQUEST",
+                    "this user is already waiting for this event",
+                    extra={
+                        "waiting_token": outcome.waiting_token,
+                        "position_hint": outcome.position,
+                    },
+                )
+        except Exception as exc:
+            self._failed("join", exc)
+            raise
+        self._report("join", "ok")
         return Response.json(202, JoinResponse(outcome.waiting_token, outcome.position), _NO_STORE)
 
     async def status(self, request: Request) -> Response:
-        view = await self.room.status(_required_token(request.query_param("token")))
+        try:
+            view = await self.room.status(_required_token(request.query_param("token")))
+        except Exception as exc:
+            self._failed("status", exc)
+            raise
+        self._report("status", "ok")
         # Positional: the call every waiting fan repeats, and a Struct made from keywords
         # costs ~0.3 µs more (the fields are StatusView's, in the same order). `_value_` is
         # the member's value as a plain attribute; `.value` is a Python-level descriptor.
@@ -77,55 +105,47 @@ class QueueRoutes:
         )
 
     async def enter(self, request: Request) -> Response:
-        body = request.json(EnterRequest)
-        admission = await self.room.enter(_required_token(body.waiting_token), request.user_id)
+        try:
+            body = request.json(EnterRequest)
+            admission = await self.room.enter(_required_token(body.waiting_token), request.user_id)
+        except Exception as exc:
+            self._failed("enter", exc)
+            raise
+        self._report("enter", "ok")
         return Response.json(
             200, EnterResponse(admission.reservation_token, admission.ttl_sec), _NO_STORE
         )
 
     async def leave(self, request: Request) -> Response:
-        token = request.query_param("token")
-        if not token and request.body:
-            try:
-                body = msgspec.json.decode(request.body, type=LeaveRequest)
-            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-                raise ApiError("INVALID_REQUEST", 'body must be {"waiting_token": ...}') from None
-            token = body.waiting_token or body.token
-        left = await self.room.leave(_required_token(token))
+        try:
+            token = request.query_param("token")
+            if not token and request.body:
+                try:
+                    body = msgspec.json.decode(request.body, type=LeaveRequest)
+                except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+                    raise ApiError(
+                        "INVALID_REQUEST", 'body must be {"waiting_token": ...}'
+                    ) from None
+                token = body.waiting_token or body.token
+            left = await self.room.leave(_required_token(token))
+        except Exception as exc:
+            self._failed("leave", exc)
+            raise
+        self._report("leave", "ok")
         message = (
             "left the queue" if left else "not in the queue (already left, admitted or expired)"
         )
         return Response.json(200, LeaveResponse("left", message))
 
-    def _observed(self, operation: str, handler: Handler) -> Handler:
-        """`handler` reporting its outcome to the room's observer ("ok" or the error code);
-        the bare handler when nothing observes, so metrics off costs nothing."""
-        observer = self.room.observer
-        if observer is None:
-            return handler
-        report = observer.operation
-
-        async def observed(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except (ApiError, QueueError) as exc:
-                report(operation, exc.code)
-                raise
-            except Exception:
-                report(operation, "INTERNAL_ERROR")
-                raise
-            report(operation, "ok")
-            return response
-
-        return observed
+    def _failed(self, operation: str, error: Exception) -> None:
+        """Report a refused or failed operation: the refusal's code, else INTERNAL_ERROR."""
+        code = error.code if isinstance(error, ApiError | QueueError) else "INTERNAL_ERROR"
+        self._report(operation, code)
 
     def routes(self) -> list[Route]:
         base = "/api/v1/queue"
         err = None
-        join = self._observed("join", self.join)
-        status = self._observed("status", self.status)
-        enter = self._observed("enter", self.enter)
-        leave = self._observed("leave", self.leave)
+        join, status, enter, leave = self.join, self.status, self.enter, self.leave
         return [
             Route(
                 "POST",
