@@ -21,7 +21,7 @@ from ticketgate.edge.routes import Route
 from ticketgate.middleware.ratelimit import RateLimit
 from ticketgate.middleware.ratelimit_sync import CHUNK, ClusterSync, redis_key
 from ticketgate.middleware.settings import RateLimitSettings
-from ticketgate.redisio.executor import RedisExecutor, build_executor
+from ticketgate.redisio.executor import PackedHead, RedisExecutor, build_executor
 from ticketgate.redisio.settings import RedisSettings
 
 
@@ -43,6 +43,9 @@ class CountingExecutor:
             return await self.inner.execute(*args)
         finally:
             self.in_flight -= 1
+
+    async def execute_after(self, head: PackedHead, *args: Any) -> Any:
+        return await self.execute(*head.args, *args)
 
     async def load_script(self, source: str) -> None:
         await self.inner.load_script(source)

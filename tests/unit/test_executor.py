@@ -24,7 +24,9 @@ from ticketgate.redisio.executor import (
     PipelinedExecutor,
     RedisUnavailable,
     build_executor,
+    pack_after,
     pack_command,
+    pack_head,
     stream_writer,
 )
 from ticketgate.redisio.scripts import Script
@@ -135,6 +137,23 @@ async def test_a_script_forgotten_by_redis_is_sent_again(
         assert await script.run(executor, ("k",), "three") == b"echo:three"
         evals_after = admin.info("commandstats")["cmdstat_eval"]["calls"]
     assert evals_after == evals_before + 1, "one EVAL to reload, EVALSHA again afterwards"
+
+
+async def test_a_script_on_a_packed_head_answers_as_without_and_survives_a_flush(
+    make_executor: ExecutorFactory, server: RedisServer
+) -> None:
+    executor = make_executor()
+    script = Script("pair", "return {KEYS[1], KEYS[2], ARGV[1], ARGV[2]}")
+    keys = ("a:{e}", "b:{e}")
+    head = script.head(keys)
+    await script.preload(executor)
+    expected = [b"a:{e}", b"b:{e}", b"7", b"x"]
+    assert await script.run(executor, keys, 7, "x", head=head) == expected
+    assert await script.run(executor, keys, 7, "x") == expected
+    with sync_client(server) as admin:
+        admin.script_flush()
+    assert await script.run(executor, keys, 7, "x", head=head) == expected  # EVAL, then cached
+    assert await script.run(executor, keys, 7, "x", head=head) == expected
 
 
 async def test_concurrent_calls_after_a_flush_all_succeed(
@@ -357,6 +376,30 @@ def test_commands_are_packed_exactly_as_redis_py_packs_them(args: tuple[Any, ...
     refuses: either way the bytes on the wire are redis-py's."""
     conn = Connection()
     assert pack_command(conn, args) == b"".join(conn.pack_command(*args))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "a" * 40, 2, "q:{evt}:wait", "q:{evt}:seen", "", "0", 86_400_000, -1),
+        ("SET", "k", 0.1, 1e20, float("inf"), -0.0, 2**70),
+        ("SET", "k", b"\x00\xff", memoryview(b"view"), "é\u2603", ""),
+        ("SET", "k", bytearray(b"mutable")),
+        ("SET", "k", _Count(5)),
+        ("SET", "k", *range(70)),  # more arguments than the array headers kept
+    ],
+)
+def test_a_packed_head_and_the_rest_are_the_bytes_of_the_whole_command(
+    args: tuple[Any, ...],
+) -> None:
+    """Whatever the split, the head packed once plus the arguments packed per call are what
+    redis-py would write for the whole command."""
+    conn = Connection()
+    whole = b"".join(conn.pack_command(*args))
+    for split in range(2, len(args) + 1):
+        assert pack_after(conn, pack_head(*args[:2]), args[2:]) == whole
+        if all(isinstance(arg, str | int) and type(arg) in (str, int) for arg in args[:split]):
+            assert pack_after(conn, pack_head(*args[:split]), args[split:]) == whole, split
 
 
 @pytest.mark.parametrize("value", [True, None, object()])

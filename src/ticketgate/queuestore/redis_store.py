@@ -18,7 +18,7 @@ from ticketgate.redisio.errors import (
     note_unavailable,
     unavailable_reason,
 )
-from ticketgate.redisio.executor import RedisExecutor
+from ticketgate.redisio.executor import PackedHead, RedisExecutor
 from ticketgate.redisio.scripts import Script
 from ticketgate.waitingroom.admission import HELD_OFFSET, AdmissionPolicy, refilled
 from ticketgate.waitingroom.eta import entry_grace_ms
@@ -145,11 +145,14 @@ class _EventKeys:
         "bucket",
         "cfg",
         "copy",
+        "join_head",
+        "join_keys",
         "marks",
         "owners",
         "prefix",
         "seen",
         "seq",
+        "status_head",
         "status_keys",
         "users",
         "wait",
@@ -177,6 +180,23 @@ class _EventKeys:
             self.users,
             self.owners,
         )
+        # A join without an idempotency key keeps its place in `users` (the slot, KEYS[5]).
+        self.join_keys = (
+            self.seq,
+            self.wait,
+            self.seen,
+            self.users,
+            self.users,
+            self.bucket,
+            self.cfg,
+            self.marks,
+            self.owners,
+            self.admitted_users,
+        )
+        # The two calls every fan makes, their EVALSHA and keys packed once per event
+        # (RedisQueueStore._event; Script.head).
+        self.status_head: PackedHead | None = None
+        self.join_head: PackedHead | None = None
         # This process's copy of the event's admission counts (the same for every fan who
         # polls the event): status.lua counts again only when it is no longer exact.
         self.admissions = _NO_ADMISSIONS
@@ -283,6 +303,8 @@ class RedisQueueStore:
             if len(self._keys) >= _KEY_CACHE_LIMIT:
                 self._keys.clear()
             keys = self._keys[event_id] = _EventKeys(event_id)
+            keys.status_head = self._status.head(keys.status_keys)
+            keys.join_head = self._join.head(keys.join_keys)
         return keys
 
     @staticmethod
@@ -299,28 +321,21 @@ class RedisQueueStore:
 
     async def join(self, event_id: str, user_id: str, idempotency_key: str) -> JoinResult:
         k = self._event(event_id)
-        slot = k.idempotency(user_id, idempotency_key) if idempotency_key else k.users
         settings = self._settings
+        keys, head = k.join_keys, k.join_head
+        if idempotency_key:  # the join's place is kept under the key (its own slot)
+            slot = k.idempotency(user_id, idempotency_key)
+            keys, head = (*keys[:4], slot, *keys[5:]), None
         kind, seq, joined, position = await self._call(
             self._join.run(
                 self._redis,
-                (
-                    k.seq,
-                    k.wait,
-                    k.seen,
-                    k.users,
-                    slot,
-                    k.bucket,
-                    k.cfg,
-                    k.marks,
-                    k.owners,
-                    k.admitted_users,
-                ),
+                keys,
                 user_id,
                 "1" if idempotency_key else "0",
                 settings.idempotency_ttl_ms,
                 settings.heartbeat_ttl_ms,
                 "0" if settings.auto_create_events else "1",
+                head=head,
             )
         )
         if kind >= 3:
@@ -341,6 +356,7 @@ class RedisQueueStore:
                 known.read_ms,
                 known.exact_until_ms,
                 "" if copy is None else copy.version,
+                head=k.status_head,
             )
         except Exception as exc:
             failure = _unavailable(exc)

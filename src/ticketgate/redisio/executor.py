@@ -33,7 +33,31 @@ from ticketgate.redisio.errors import RedisUnavailable, cluster_client_unavailab
 from ticketgate.redisio.observer import OperationObserver
 from ticketgate.redisio.settings import RedisSettings
 
-__all__ = ["ClusterExecutor", "PipelinedExecutor", "RedisExecutor", "RedisUnavailable"]
+__all__ = [
+    "ClusterExecutor",
+    "PackedHead",
+    "PipelinedExecutor",
+    "RedisExecutor",
+    "RedisUnavailable",
+    "pack_head",
+]
+
+
+class PackedHead:
+    """The leading arguments of commands sent many times (a script's EVALSHA, its SHA and
+    one event's keys), packed once: packing is formatting every argument, ~0.5 µs of a
+    status call's 16 arguments, and ten of them are the same on every call for an event."""
+
+    __slots__ = ("args", "packed")
+
+    def __init__(self, args: tuple[Any, ...], packed: bytes) -> None:
+        self.args = args  # for an executor that must see them (a cluster routes by key)
+        self.packed = packed  # their bulk strings, without the array's header
+
+
+def pack_head(*args: Any) -> PackedHead:
+    packed = hiredis.pack_command(args)
+    return PackedHead(args, packed[packed.index(b"\n") + 1 :])
 
 
 class RedisExecutor(Protocol):
@@ -43,6 +67,10 @@ class RedisExecutor(Protocol):
         ...
 
     async def execute(self, *args: Any) -> Any: ...
+
+    async def execute_after(self, head: PackedHead, *args: Any) -> Any:
+        """`execute(*head.args, *args)`, the head packed already."""
+        ...
 
     async def load_script(self, source: str) -> None: ...
 
@@ -82,6 +110,21 @@ def pack_command(conn: AbstractConnection, args: tuple[Any, ...]) -> bytes:
         except TypeError:
             pass
     return b"".join(conn.pack_command(*args))
+
+
+_ARRAY_HEADERS = tuple(b"*%d\r\n" % count for count in range(64))
+
+
+def pack_after(conn: AbstractConnection, head: PackedHead, args: tuple[Any, ...]) -> bytes:
+    """`head.args + args` in the Redis protocol, only `args` formatted now."""
+    count = len(head.args) + len(args)
+    if not args or count >= len(_ARRAY_HEADERS):
+        return pack_command(conn, (*head.args, *args))
+    try:
+        tail: bytes = hiredis.pack_command(args)
+    except TypeError:  # a type only redis-py's encoder decides (see pack_command)
+        return pack_command(conn, (*head.args, *args))
+    return _ARRAY_HEADERS[count] + head.packed + tail[tail.index(b"\n") + 1 :]
 
 
 class PipelinedExecutor:
@@ -132,16 +175,26 @@ class PipelinedExecutor:
         conn = self._conn
         if conn is None:
             conn = await self._connect()
+        return await self._send(pack_command(conn, args))
+
+    async def execute_after(self, head: PackedHead, *args: Any) -> Any:
+        conn = self._conn
+        if conn is None:
+            conn = await self._connect()
+        return await self._send(pack_after(conn, head, args))
+
+    def _send(self, command: bytes) -> asyncio.Future[Any]:
+        """Queue `command` for this loop tick's write; its reply completes the future."""
         if len(self._waiters) >= self._max_pending:
             raise RedisUnavailable("too many Redis commands pending")
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._outbox.append(pack_command(conn, args))
+        self._outbox.append(command)
         self._waiters.append((future, _now() + self._timeout))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -296,6 +349,10 @@ class ClusterExecutor:
 
     async def execute(self, *args: Any) -> Any:
         return await self._answer(self._client.execute_command(*args), self._timeout)
+
+    async def execute_after(self, head: PackedHead, *args: Any) -> Any:
+        """The cluster client packs and routes the whole command itself."""
+        return await self.execute(*head.args, *args)
 
     async def load_script(self, source: str) -> None:
         """SCRIPT LOAD has no key to route by: send it to every primary."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Awaitable
 from importlib import resources
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from ticketgate.redisio.executor import RedisExecutor
+from ticketgate.redisio.executor import PackedHead, RedisExecutor, pack_head
 
 
 class Script:
@@ -29,13 +30,25 @@ class Script:
         parts.append(files.joinpath(f"{name}.lua").read_text(encoding="utf-8"))
         return cls(name, "\n".join(parts))
 
-    async def run(self, executor: RedisExecutor, keys: tuple[str, ...], *args: Any) -> Any:
+    def head(self, keys: tuple[str, ...]) -> PackedHead:
+        """This script's EVALSHA on `keys`, packed once for calls that repeat them (the keys
+        of one event): pass it to `run` as `head`."""
+        return pack_head("EVALSHA", self.sha, len(keys), *keys)
+
+    async def run(
+        self,
+        executor: RedisExecutor,
+        keys: tuple[str, ...],
+        *args: Any,
+        head: PackedHead | None = None,
+    ) -> Any:
         """One EVALSHA; after a Redis restart or failover, one EVAL that reloads the script.
-        The executor's observers (the app's instruments) see the call."""
+        `head` is `self.head(keys)` kept by the caller. The executor's observers (the app's
+        instruments) see the call."""
         observers = executor.observers
         if not observers:
             try:
-                return await executor.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+                return await self._evalsha(executor, keys, args, head)
             except NoScriptError:
                 return await self._reload(executor, keys, args)
         # Plain loops, not a comprehension and zip: on every script call of a join or
@@ -48,7 +61,7 @@ class Script:
         error: BaseException | None = None
         try:
             try:
-                return await executor.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+                return await self._evalsha(executor, keys, args, head)
             except NoScriptError:
                 return await self._reload(executor, keys, args)
         except BaseException as exc:
@@ -58,6 +71,18 @@ class Script:
             duration = time.perf_counter() - started
             for index, observer in enumerate(observers):
                 observer.end(name, states[index], duration, error)
+
+    def _evalsha(
+        self,
+        executor: RedisExecutor,
+        keys: tuple[str, ...],
+        args: tuple[Any, ...],
+        head: PackedHead | None,
+    ) -> Awaitable[Any]:
+        """The EVALSHA call (a plain function handing back the awaitable: no layer)."""
+        if head is None:
+            return executor.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        return executor.execute_after(head, *args)
 
     async def _reload(
         self, executor: RedisExecutor, keys: tuple[str, ...], args: tuple[Any, ...]
