@@ -278,6 +278,13 @@ def _gateway() -> Gateway:
     async def injected(request: Request) -> Response:
         return Response(200, b"{}", ((b"x-note", b"a\r\nset-cookie: stolen=1"),))
 
+    async def injected_type(request: Request) -> Response:
+        return Response(200, b"{}", (), b"text/plain\r\nset-cookie: stolen=1")
+
+    async def injected_second(request: Request) -> Response:
+        # a value whose break comes after a valid first line, in a tuple met before
+        return Response(200, b"{}", ((b"x-a", b"1"), (b"x-b", b"2\nset-cookie: stolen=1")))
+
     routes = [
         Route("GET", "/ok", ok, AuthPolicy.NONE),
         Route("POST", "/echo", echo, AuthPolicy.NONE),
@@ -285,6 +292,8 @@ def _gateway() -> Gateway:
         Route("GET", "/broken", broken, AuthPolicy.NONE),
         Route("GET", "/closing-in-a-list", closing_in_a_list, AuthPolicy.NONE),
         Route("GET", "/injected", injected, AuthPolicy.NONE),
+        Route("GET", "/injected-type", injected_type, AuthPolicy.NONE),
+        Route("GET", "/injected-second", injected_second, AuthPolicy.NONE),
         Route("GET", "/items/{item}", ok, AuthPolicy.NONE),
     ]
     return Gateway(routes, _NoAuth(), max_body_bytes=1024)
@@ -362,13 +371,19 @@ async def test_the_gateway_called_directly_answers_the_bytes_of_its_asgi_path() 
     assert b"connection: close\r\n" in direct_10
 
 
-async def test_a_reply_with_a_line_break_in_a_header_value_is_a_500_not_an_injection() -> None:
+@pytest.mark.parametrize("path", ["/injected", "/injected-type", "/injected-second"])
+async def test_a_reply_with_a_line_break_in_a_header_value_is_a_500_not_an_injection(
+    path: str,
+) -> None:
+    """Asked twice: the head's parts are checked when first met and kept once valid, so a
+    second answer must be refused as the first was."""
     async with serve(_gateway()) as client:
         port = client.base_url.port
         assert port is not None
-        text = await _raw(port, b"GET /injected HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert text.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
-    assert b"stolen" not in text
+        for _ in range(2):
+            text = await _raw(port, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+            assert text.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+            assert b"stolen" not in text
 
 
 async def test_a_body_that_came_with_its_headers_is_handed_to_the_gateway_whole() -> None:

@@ -13,8 +13,10 @@ system calls, the costliest thing a request does on loopback). Here:
 - a request waits for its body on a future made only when it must wait;
 - the app runs as the task itself and one done-callback does what the wrapper did (an
   unhandled error becomes a plain 500, a response left half-sent closes the connection);
-- the head is checked whole: one scan for control characters and a count of line breaks
-  (a CR or LF inside a name or value is a header injection), names against a small cache;
+- a head from ASGI messages is checked whole: one scan for control characters and a count
+  of line breaks (a CR or LF inside a name or value is a header injection), names against a
+  small cache; the gateway's own replies are checked by parts, each distinct header tuple
+  and content type once, the rest being the server's own or validated on the way in;
 - the keep-alive deadline is one timer per idle period, re-armed lazily when it fires.
 
 The bytes on the wire are the stock protocol's for the same app, pipelining and HEAD
@@ -93,6 +95,7 @@ class _HeadCheck:
     def __init__(self) -> None:
         self._names: set[bytes] = set()
         self._rendered: dict[Headers, tuple[bytes, bool]] = {}
+        self._media: set[bytes] = set()
 
     def name(self, name: bytes) -> None:
         if name in self._names:
@@ -110,9 +113,21 @@ class _HeadCheck:
         if head.translate(None, _LINE_BYTES) != b"\r\n" * lines:
             raise RuntimeError("Invalid HTTP header value.")
 
+    def media(self, content_type: bytes) -> None:
+        """A reply's content type may go on the wire (no control character: no line break);
+        the few distinct ones are checked once."""
+        if content_type in self._media:
+            return
+        if content_type.translate(None, _LINE_BYTES):
+            raise RuntimeError("Invalid HTTP header value.")
+        if len(self._media) >= _NAMES_CACHED:
+            self._media.clear()
+        self._media.add(content_type)
+
     def render(self, headers: Headers) -> tuple[bytes, bool]:
         """Header lines for the gateway's own pairs, and whether they close the connection;
-        the few distinct tuples (`cache-control: no-store`, ...) are rendered once."""
+        the few distinct tuples (`cache-control: no-store`, ...) are rendered and checked
+        (names and values) once."""
         rendered = self._rendered.get(headers)
         if rendered is None:
             closes = False
@@ -123,6 +138,7 @@ class _HeadCheck:
                 if name == b"connection" and _says_close(value):
                     closes = True
                 lines.append(b"%s: %s\r\n" % (name, value))
+            self.block(b"".join(lines), len(lines))
             rendered = (b"".join(lines), closes)
             if len(self._rendered) >= _RENDERED_CACHED:
                 self._rendered.clear()
@@ -294,31 +310,34 @@ class _Exchange:
 
     def write_reply(self, reply: Reply) -> None:
         """The gateway's reply, written as `send` would write it, from its parts: the same
-        bytes without the ASGI messages, the header pairs and the generic head parsing."""
+        bytes without the ASGI messages, the header pairs and the generic head parsing.
+
+        Every part of the head is known safe without scanning it per reply: the status line
+        and length are ours, the request id was validated (edge/request_id.py), and the
+        header tuples and content types are checked when first met (_HeadCheck)."""
         if self.disconnected:
             return
         protocol = self.protocol
         response = reply.response
         fields = b""
         closing = False  # a `connection` field that says close is among them
-        lines = 5 + len(response.headers)  # status line, three fields, blank line
         if response.headers:
             fields, closing = _check.render(response.headers)
         if reply.extra:
             more, closes = _check.render(reply.extra)
             fields += more
-            lines += len(reply.extra)
             closing = closing or closes
         if closing:
             self.keep_alive = False
         elif not self.keep_alive:
             fields += b"connection: close\r\n"
-            lines += 1
         status_line = STATUS_LINES[response.status]
         defaults = protocol.server_state.default_headers
         if defaults:  # uvicorn's server and date headers, when switched on: first, as in send
-            status_line += b"".join([b"%s: %s\r\n" % pair for pair in defaults])
-            lines += len(defaults)
+            lines = b"".join([b"%s: %s\r\n" % pair for pair in defaults])
+            _check.block(lines, len(defaults))
+            status_line += lines
+        _check.media(response.content_type)
         body = response.body
         head = _REPLY_HEAD % (
             status_line,
@@ -327,7 +346,6 @@ class _Exchange:
             reply.request_id,
             fields,
         )
-        _check.block(head, lines)
         self.response_started = self.response_complete = True
         protocol.transport.write(head if reply.head_only else head + body)
         self.wake()
