@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -106,9 +107,9 @@ def test_new_counts_or_a_changed_bucket_give_a_new_eta() -> None:
     )
     first = _status(room, store, base)
     assert _status(room, store, base) == first
-    more = base._replace(counts=AdmissionCounts(90, 150, 150, 120_000))
-    refilled = base._replace(frontier=Frontier(20.0, 120))
-    held = base._replace(frontier=Frontier(0.0, 120, held=5))
+    more = msgspec.structs.replace(base, counts=AdmissionCounts(90, 150, 150, 120_000))
+    refilled = msgspec.structs.replace(base, frontier=Frontier(20.0, 120))
+    held = msgspec.structs.replace(base, frontier=Frontier(0.0, 120, held=5))
     for changed in (more, refilled, held):
         view = _status(room, store, changed)
         assert view == _fresh(changed)

@@ -87,19 +87,18 @@ class QueueRoutes:
         # Positional: the call every waiting fan repeats, and a Struct made from keywords
         # costs ~0.3 µs more (the fields are StatusView's, in the same order). `_value_` is
         # the member's value as a plain attribute; `.value` is a Python-level descriptor.
-        status, position, eta_sec, confidence, waited, ready, poll_ms, frontier, state = view
         return Response.json(
             200,
             StatusResponse(
-                status,  # type: ignore[arg-type]
-                position,
-                eta_sec,
-                confidence,
-                waited,
-                ready,
-                poll_ms,
-                frontier_body(frontier),
-                state._value_,
+                view.status,  # type: ignore[arg-type]
+                view.position,
+                view.eta_sec,
+                view.eta_confidence,
+                view.waiting_time,
+                view.ready_for_entry,
+                view.poll_after_ms,
+                frontier_body(view.frontier),
+                view.event_state._value_,
             ),
             _NO_STORE,
         )

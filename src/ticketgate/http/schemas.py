@@ -60,9 +60,9 @@ class FrontierBody(msgspec.Struct):
 def frontier_body(frontier: Frontier) -> FrontierBody:
     """Frontier.released and .earmarked, with `earmarked` worked out once, not once per
     property (on every status response)."""
-    tokens, used, held, lapsed = frontier
-    earmarked = max(0, int(tokens)) + held
-    return FrontierBody(used + earmarked + lapsed, used, earmarked)
+    used = frontier.used
+    earmarked = max(0, int(frontier.tokens)) + frontier.held
+    return FrontierBody(used + earmarked + frontier.lapsed, used, earmarked)
 
 
 EventStateName = Literal["open", "paused", "closed", "sold_out"]

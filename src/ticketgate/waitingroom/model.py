@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+
+import msgspec
 
 
 class WaiterState(enum.IntEnum):
@@ -162,14 +163,20 @@ class QueueUnavailable(QueueError):
     code = "QUEUE_UNAVAILABLE"
 
 
-class JoinResult(NamedTuple):  # one per join: ~0.3 µs to make, a frozen dataclass ~1.3 µs
+class Value(msgspec.Struct, frozen=True, gc=False):
+    """The values made on every join and status call. A Struct is built in C (~60 ns, where
+    a NamedTuple's Python-level __new__ takes ~210 ns and a frozen dataclass ~1.3 µs),
+    compares and hashes by its fields, and holds no reference cycle (so gc=False)."""
+
+
+class JoinResult(Value, frozen=True):
     seq: int
     joined_ms: int
     position: int
     duplicate: bool
 
 
-class AdmissionCounts(NamedTuple):  # a tuple: one is made on every status call
+class AdmissionCounts(Value, frozen=True):
     """Admissions of one event in the last 1, 5 and 15 minutes.
 
     `covered_ms` is the age of the oldest admission kept (at most 15 minutes), so a young
@@ -182,7 +189,7 @@ class AdmissionCounts(NamedTuple):  # a tuple: one is made on every status call
     covered_ms: int
 
 
-class Frontier(NamedTuple):  # a tuple: one is made on every status call
+class Frontier(Value, frozen=True):
     """The serving frontier of one event at one instant.
 
     `tokens` is the released, unused capacity in the bucket (fractional while it refills);
@@ -211,7 +218,7 @@ class Frontier(NamedTuple):  # a tuple: one is made on every status call
         return self.used + self.earmarked + self.lapsed
 
 
-class StatusResult(NamedTuple):  # a tuple: one is made on every status call
+class StatusResult(Value, frozen=True):
     """`admission_window`, `capacity`, `refill_per_sec` and `paused` are the event's effective
     settings (operator override, else the process settings) and `frontier` its serving
     frontier, all read in the same store step as the waiter's place."""
@@ -258,7 +265,7 @@ class Admission:
     ttl_sec: int
 
 
-class StatusView(NamedTuple):  # a tuple: one is made on every status call
+class StatusView(Value, frozen=True):
     """What a waiter sees on each poll; `frontier` is the event's, so a client can see its
     distance to the door (position - frontier.earmarked). `eta_sec` is None when no ETA can
     be promised: the event is paused or sold out (`event_state` says which)."""
