@@ -61,7 +61,8 @@ def frontier_body(frontier: Frontier) -> FrontierBody:
     """Frontier.released and .earmarked, with `earmarked` worked out once, not once per
     property (on every status response)."""
     used = frontier.used
-    earmarked = max(0, int(frontier.tokens)) + frontier.held
+    whole = int(frontier.tokens)
+    earmarked = (whole if whole > 0 else 0) + frontier.held
     return FrontierBody(used + earmarked + frontier.lapsed, used, earmarked)
 
 

@@ -60,7 +60,7 @@ def refilled(
     `capacity` (a lowered capacity binds at once)."""
     if now_ms > updated_ms:
         tokens += (now_ms - updated_ms) * refill_per_ms
-    return min(capacity, tokens)
+    return tokens if tokens < capacity else capacity  # min(), without the call (every status)
 
 
 def stopped(overrides: EventOverrides) -> EnterOutcome | None:

@@ -141,7 +141,9 @@ def turn(
     minimum wait twice and build two tuples, on the call every waiting fan repeats.
     tests/unit/test_status_rates.py holds the three values to theirs."""
     window = policy.window
-    distance = position - min(reach, float(window))
+    # (comparisons, not min/max: a builtin call through an argument tuple, ~5 per status)
+    door = float(window)
+    distance = position - (door if door < reach else reach)
     if distance > 0.0:
         frontier_ms = math.ceil(distance / policy.refill_per_ms)
         eta_ms = math.ceil(distance * 1000.0 / rate_per_sec)
@@ -156,7 +158,9 @@ def turn(
         eta_ms = left
     granted = False
     if position > window or left > 0:
-        wait_ms = max(frontier_ms, left, 1)
+        wait_ms = frontier_ms if frontier_ms > left else left
+        if wait_ms < 1:
+            wait_ms = 1
     elif frontier_ms > 0:
         wait_ms = frontier_ms
     else:
@@ -203,4 +207,5 @@ def poll_after_ms(ready: bool, turn_in_ms: int, heartbeat_ttl_ms: int, position:
         return min(MIN_POLL_MS, ceiling)
     if turn_in_ms >= ceiling:
         return ceiling - ceiling * (position % SPREAD_STEPS) // (4 * SPREAD_STEPS)
-    return max(min(TURN_POLL_MS, ceiling), turn_in_ms)
+    soonest = TURN_POLL_MS if ceiling > TURN_POLL_MS else ceiling
+    return turn_in_ms if turn_in_ms > soonest else soonest
