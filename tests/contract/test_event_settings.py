@@ -15,6 +15,7 @@ from ticketgate.waitingroom.model import (
     AdmissionsPaused,
     EnterOutcome,
     EventOverrides,
+    EventState,
     InvalidSetting,
     QueueClosed,
     WaiterState,
@@ -43,7 +44,7 @@ async def test_an_event_without_overrides_uses_the_process_settings(
     status = await store.status(event_id, waiter.seq)
     assert status.admission_window == queue_settings.admission_window
     assert status.refill_per_sec == queue_settings.bucket_refill_per_sec
-    assert status.paused is False
+    assert status.event_state is EventState.OPEN
     stats = await store.event_stats(event_id)
     assert stats.overrides == EventOverrides()
 

@@ -28,6 +28,7 @@ from ticketgate.waitingroom.model import (
     EventExists,
     EventNotFound,
     EventOverrides,
+    EventState,
     EventStats,
     Frontier,
     JoinResult,
@@ -237,9 +238,9 @@ class MemoryQueueStore:
             refill_per_sec=policy.refill_per_sec,
             frontier=self._frontier(event, policy, now),
             capacity=policy.capacity,
-            paused=overrides.paused,
-            closed=overrides.closed,
-            sold_out=overrides.sold_out,
+            event_state=EventState.of(
+                paused=overrides.paused, closed=overrides.closed, sold_out=overrides.sold_out
+            ),
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:

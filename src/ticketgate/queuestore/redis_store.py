@@ -30,6 +30,7 @@ from ticketgate.waitingroom.model import (
     EventExists,
     EventNotFound,
     EventOverrides,
+    EventState,
     EventStats,
     Frontier,
     JoinResult,
@@ -103,9 +104,7 @@ class _EventCopy(NamedTuple):
     tokens: float | None
     updated_ms: int
     lapsed: int
-    paused: bool
-    closed: bool
-    sold_out: bool
+    event_state: EventState  # from the overrides' flags, worked out once per copy
 
 
 def _event_copy(raw: list[Any], settings: QueueSettings) -> _EventCopy:
@@ -120,9 +119,9 @@ def _event_copy(raw: list[Any], settings: QueueSettings) -> _EventCopy:
         float(tokens) if tokens else None,
         int(raw[7]),
         int(raw[8]),
-        overrides.paused,
-        overrides.closed,
-        overrides.sold_out,
+        EventState.of(
+            paused=overrides.paused, closed=overrides.closed, sold_out=overrides.sold_out
+        ),
     )
 
 
@@ -394,9 +393,7 @@ class RedisQueueStore:
                 copy.lapsed,
             ),
             policy.capacity,
-            copy.paused,
-            copy.closed,
-            copy.sold_out,
+            copy.event_state,
         )
 
     async def enter(self, event_id: str, seq: int, joined_ms: int, user_id: str) -> EnterResult:

@@ -219,9 +219,9 @@ class Frontier(Value, frozen=True):
 
 
 class StatusResult(Value, frozen=True):
-    """`admission_window`, `capacity`, `refill_per_sec` and `paused` are the event's effective
-    settings (operator override, else the process settings) and `frontier` its serving
-    frontier, all read in the same store step as the waiter's place."""
+    """`admission_window`, `capacity`, `refill_per_sec` and `event_state` are the event's
+    effective settings (operator override, else the process settings) and `frontier` its
+    serving frontier, all read in the same store step as the waiter's place."""
 
     state: WaiterState
     position: int
@@ -231,22 +231,7 @@ class StatusResult(Value, frozen=True):
     refill_per_sec: float
     frontier: Frontier
     capacity: int
-    paused: bool = False
-    closed: bool = False
-    sold_out: bool = False
-
-    @property
-    def event_state(self) -> EventState:
-        # EventState.of by table: read on every status call
-        return _STATE_BY_FLAGS[self.paused + 2 * self.closed + 4 * self.sold_out]
-
-
-# EventState.of for each combination of (paused, closed, sold_out) as paused + 2 * closed +
-# 4 * sold_out.
-_STATE_BY_FLAGS = tuple(
-    EventState.of(paused=bool(flags & 1), closed=bool(flags & 2), sold_out=bool(flags & 4))
-    for flags in range(8)
-)
+    event_state: EventState = EventState.OPEN
 
 
 @dataclass(frozen=True, slots=True)
