@@ -146,6 +146,20 @@ class _HeadCheck:
         return rendered
 
 
+def request_target(url: bytes) -> tuple[bytes, bytes]:
+    """The path and the query string of a request target. An origin-form target without a
+    fragment (every request a browser or load balancer sends: `/path?query`) is split at
+    its first '?', which is what httptools.parse_url answers for it (llhttp has already
+    refused control, space and non-ASCII bytes); anything else goes to parse_url. ~0.1 µs
+    less per status poll, whose query is long (tests/unit/test_request_target.py holds the
+    two equal for every byte the parser lets through)."""
+    if url.startswith(b"/") and b"#" not in url:
+        path, _, query = url.partition(b"?")
+        return path, query
+    parsed = httptools.parse_url(url)
+    return parsed.path, parsed.query or b""
+
+
 def _says_close(value: bytes) -> bool:
     return b"close" in [token.lower().strip() for token in value.split(b",")]
 
@@ -516,8 +530,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         version = parser.get_http_version()
-        url = httptools.parse_url(self.url)
-        raw_path: bytes = url.path
+        raw_path, query = request_target(self.url)
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
@@ -525,7 +538,7 @@ class HttpProtocol(asyncio.Protocol):
         keep_alive = version != "1.0" and parser.should_keep_alive()
         if self.respond is not None and not self.root_path:
             exchange = _Exchange(self, method, None, keep_alive, self.expect_continue)
-            exchange.request = (path, url.query or b"", self.headers)
+            exchange.request = (path, query, self.headers)
         else:
             root = self.root_path
             scope: dict[str, Any] = {
@@ -539,7 +552,7 @@ class HttpProtocol(asyncio.Protocol):
                 "root_path": root,
                 "path": root + path if root else path,
                 "raw_path": root.encode("ascii") + raw_path if root else raw_path,
-                "query_string": url.query or b"",
+                "query_string": query,
                 "headers": self.headers,
                 "state": self.app_state.copy(),
             }
