@@ -48,6 +48,13 @@ class StatusCall(NamedTuple):
     keys: list[str]
     args: list[Any]
     joined_at: int
+    counts_first: bool  # the caller's counts (and version) are ARGV 1-4, the seq after them
+
+    def argv(self, seq: int, counts: list[Any]) -> list[Any]:
+        """The ARGV of one call in this checkout's layout."""
+        if self.counts_first:
+            return [*counts, seq, *self.args]
+        return [seq, *self.args, *counts]
 
 
 def status_call(tree: Path) -> StatusCall:
@@ -63,9 +70,11 @@ def status_call(tree: Path) -> StatusCall:
         # checkouts before status_constants sent the settings as ARGV 2 and 4-6
         "old = hasattr(store, '_status_args')\n"
         "args = [settings.heartbeat_ttl_ms, '', *store._status_args] if old else ['']\n"
+        # checkouts since the status head send the counts and the version first
+        "first = 'local seq = ARGV[5]' in store._status.source\n"
         "print(json.dumps({'source': store._status.source,\n"
         f"    'keys': list(_EventKeys({EVENT!r}).status_keys),\n"
-        "    'args': args, 'joined_at': 1 if old else 0}))\n"
+        "    'args': args, 'joined_at': 1 if old else 0, 'counts_first': first}))\n"
     )
     python = tree / ".venv" / "bin" / "python"
     out = subprocess.run(
@@ -101,18 +110,18 @@ def one_round(client: redis.Redis, sha: str, call: StatusCall, counts: list[Any]
     pipe = client.pipeline(transaction=False)
     for i in range(CALLS):
         seq = 1 + (i * 7) % WAITERS
-        pipe.evalsha(sha, len(call.keys), *call.keys, seq, *call.args, *counts)
+        pipe.evalsha(sha, len(call.keys), *call.keys, *call.argv(seq, counts))
     pipe.execute()
     return (cpu_seconds(client) - before) / CALLS * 1e6
 
 
 def kept_state(client: redis.Redis, sha: str, call: StatusCall) -> tuple[list[Any], list[Any]]:
-    """The ARGV after the join time of a worker that keeps what status.lua let it keep, and
-    of one that keeps nothing. A checkout from before the event copy (version.lua) answers
+    """The counts (and version) sent by a worker that keeps what status.lua let it keep, and
+    by one that keeps nothing. A checkout from before the event copy (version.lua) answers
     a first call with 16 values and takes the counts' (used, read at, exact until); a later
     one answers with 20 (the event and the counts after the first five) and takes the
     event's version after them."""
-    first = client.evalsha(sha, len(call.keys), *call.keys, 1, *call.args, -1, 0, 0, "")
+    first = client.evalsha(sha, len(call.keys), *call.keys, *call.argv(1, [-1, 0, 0, ""]))
     if len(first) == 16:
         return [first[7], first[2], first[15]], [-1, 0, 0]
     return [first[4], first[2], first[19], first[14]], [-1, 0, 0, ""]

@@ -96,6 +96,47 @@ async def test_another_workers_overrides_and_grants_show_up_on_the_next_status(
     assert (seen.event_state, seen.capacity) == (EventState.OPEN, 5)
 
 
+def _counting_calls(client: redis.Redis) -> int:
+    """ZRANGEs Redis ran: status.lua's admissions() (lua/counts.lua) starts with one."""
+    stats: dict[str, dict[str, int]] = client.info("commandstats")
+    return stats.get("cmdstat_zrange", {}).get("calls", 0)
+
+
+@pytest.mark.queue_settings(
+    admission_window=10, min_wait=open_door(10), bucket_capacity=5, bucket_refill_per_sec=SLOW
+)
+async def test_after_a_change_the_calls_send_the_new_copies_and_nothing_is_read_again(
+    redis_store: QueueStore,
+    other_worker: RedisQueueStore,
+    redis_sync: redis.Redis,
+    event_id: str,
+) -> None:
+    """The store packs what its copies send (the counts and the event's version) with the
+    keys, once per change of either: after each change one status reads again, and the next
+    ones send the new copies, so Redis reads neither again."""
+    store = redis_store
+    first, *fans = await join_many(store, event_id, 6)
+
+    async def reads_after_one_status() -> tuple[int, int]:
+        await store.status(event_id, fans[0].seq)  # reads what changed
+        hmgets, counts = _hmget_calls(redis_sync), _counting_calls(redis_sync)
+        for fan in fans[1:]:
+            await store.status(event_id, fan.seq)
+        return _hmget_calls(redis_sync) - hmgets, _counting_calls(redis_sync) - counts
+
+    steady = (len(fans) - 1, 0)  # one HMGET of the version each, no counting
+    assert await reads_after_one_status() == steady
+    await other_worker.configure(event_id, {"capacity": "4"})  # the copy changes
+    assert await reads_after_one_status() == steady
+    granted = await other_worker.enter(event_id, first.seq, first.joined_ms, "")
+    assert granted.outcome is EnterOutcome.GRANTED  # the counts and the copy change
+    assert await reads_after_one_status() == steady
+    # Only the counts change (as when their exact span ends with the clock): the admissions
+    # granted move without a version bump, so one status counts again and the copy stays.
+    redis_sync.hincrby(f"tg:{{{event_id}}}:bucket", "used", 1)
+    assert await reads_after_one_status() == steady
+
+
 @pytest.mark.queue_settings(
     admission_window=10,
     min_wait=open_door(10),

@@ -154,6 +154,11 @@ async def test_a_script_on_a_packed_head_answers_as_without_and_survives_a_flush
         admin.script_flush()
     assert await script.run(executor, keys, 7, "x", head=head) == expected  # EVAL, then cached
     assert await script.run(executor, keys, 7, "x", head=head) == expected
+    leading = script.head(keys, 7)  # an argument packed with the keys
+    assert await script.run(executor, keys, "x", head=leading) == expected
+    with sync_client(server) as admin:
+        admin.script_flush()
+    assert await script.run(executor, keys, "x", head=leading) == expected  # EVAL with it
 
 
 async def test_concurrent_calls_after_a_flush_all_succeed(

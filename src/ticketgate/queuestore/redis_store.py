@@ -152,6 +152,8 @@ class _EventKeys:
         "seen",
         "seq",
         "status_head",
+        "status_head_copy",
+        "status_head_counts",
         "status_keys",
         "users",
         "wait",
@@ -193,9 +195,12 @@ class _EventKeys:
             self.admitted_users,
         )
         # The two calls every fan makes, their EVALSHA and keys packed once per event
-        # (RedisQueueStore._event; Script.head).
-        self.status_head: PackedHead | None = None
+        # (RedisQueueStore._event; Script.head); status's with the arguments of the copies
+        # below, packed again when either is replaced (RedisQueueStore.status).
         self.join_head: PackedHead | None = None
+        self.status_head: PackedHead | None = None
+        self.status_head_counts: _Admissions | None = None
+        self.status_head_copy: _EventCopy | None = None
         # This process's copy of the event's admission counts (the same for every fan who
         # polls the event): status.lua counts again only when it is no longer exact.
         self.admissions = _NO_ADMISSIONS
@@ -302,7 +307,6 @@ class RedisQueueStore:
             if len(self._keys) >= _KEY_CACHE_LIMIT:
                 self._keys.clear()
             keys = self._keys[event_id] = _EventKeys(event_id)
-            keys.status_head = self._status.head(keys.status_keys)
             keys.join_head = self._join.head(keys.join_keys)
         return keys
 
@@ -345,17 +349,24 @@ class RedisQueueStore:
         k = self._event(event_id)
         known = k.admissions
         copy = k.copy
+        head = k.status_head
+        if head is None or k.status_head_counts is not known or k.status_head_copy is not copy:
+            # what the copies send (status.lua's ARGV 1-4), packed once per change of either
+            head = k.status_head = self._status.head(
+                k.status_keys,
+                known.used,
+                known.read_ms,
+                known.exact_until_ms,
+                "" if copy is None else copy.version,
+            )
+            k.status_head_counts, k.status_head_copy = known, copy
         try:  # _call inline: one coroutine less on the call every waiting fan repeats
             reply = await self._status.run(
                 self._redis,
                 k.status_keys,
                 seq,
                 "" if joined_ms is None else joined_ms,
-                known.used,
-                known.read_ms,
-                known.exact_until_ms,
-                "" if copy is None else copy.version,
-                head=k.status_head,
+                head=head,
             )
         except Exception as exc:
             failure = _unavailable(exc)

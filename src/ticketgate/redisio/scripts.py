@@ -30,10 +30,11 @@ class Script:
         parts.append(files.joinpath(f"{name}.lua").read_text(encoding="utf-8"))
         return cls(name, "\n".join(parts))
 
-    def head(self, keys: tuple[str, ...]) -> PackedHead:
-        """This script's EVALSHA on `keys`, packed once for calls that repeat them (the keys
-        of one event): pass it to `run` as `head`."""
-        return pack_head("EVALSHA", self.sha, len(keys), *keys)
+    def head(self, keys: tuple[str, ...], *leading: Any) -> PackedHead:
+        """This script's EVALSHA on `keys` and its `leading` arguments, packed once for calls
+        that repeat them (the keys of one event): pass it to `run` as `head`, with `keys`,
+        and only the arguments after `leading`."""
+        return pack_head("EVALSHA", self.sha, len(keys), *keys, *leading)
 
     async def run(
         self,
@@ -43,14 +44,14 @@ class Script:
         head: PackedHead | None = None,
     ) -> Any:
         """One EVALSHA; after a Redis restart or failover, one EVAL that reloads the script.
-        `head` is `self.head(keys)` kept by the caller. The executor's observers (the app's
-        instruments) see the call."""
+        `head` is `self.head(keys, ...)` kept by the caller (`args` then follow its leading
+        arguments). The executor's observers (the app's instruments) see the call."""
         observers = executor.observers
         if not observers:
             try:
                 return await self._evalsha(executor, keys, args, head)
             except NoScriptError:
-                return await self._reload(executor, keys, args)
+                return await self._reload(executor, keys, args, head)
         # Plain loops, not a comprehension and zip: on every script call of a join or
         # status, and ~0.4 µs cheaper with one or two observers (bench.metrics_cost).
         name = self.name
@@ -63,7 +64,7 @@ class Script:
             try:
                 return await self._evalsha(executor, keys, args, head)
             except NoScriptError:
-                return await self._reload(executor, keys, args)
+                return await self._reload(executor, keys, args, head)
         except BaseException as exc:
             error = exc
             raise
@@ -85,9 +86,15 @@ class Script:
         return executor.execute_after(head, *args)
 
     async def _reload(
-        self, executor: RedisExecutor, keys: tuple[str, ...], args: tuple[Any, ...]
+        self,
+        executor: RedisExecutor,
+        keys: tuple[str, ...],
+        args: tuple[Any, ...],
+        head: PackedHead | None,
     ) -> Any:
         """After a Redis restart or failover forgot the script: one EVAL loads it again."""
+        if head is not None:  # its arguments after EVALSHA and the SHA: count, keys, leading
+            return await executor.execute("EVAL", self.source, *head.args[2:], *args)
         return await executor.execute("EVAL", self.source, len(keys), *keys, *args)
 
     async def preload(self, executor: RedisExecutor) -> None:

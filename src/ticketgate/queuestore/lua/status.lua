@@ -7,10 +7,12 @@
 -- (counts.lua). The held count, the admissions granted and the epoch are read every time.
 -- KEYS: 1 wait, 2 seen, 3 admitted, 4 operator overrides (HASH), 5 bucket (HASH, with the
 --       held count, the epoch: join.lua, and the version), 6 users, 7 owners (seq -> user)
--- ARGV: 1 seq, 2 the token's joined_ms ('' to skip the epoch check); the caller's admission
---       counts: 3 the admissions granted so far when they were read (-1: it has none), 4 the
---       ms they were read at, 5 the last ms they stay exact at (a clock set back also counts
---       again); 6 the version of the caller's copy of the event ('' when it has none)
+-- ARGV: the caller's admission counts: 1 the admissions granted so far when they were read
+--       (-1: it has none), 2 the ms they were read at, 3 the last ms they stay exact at (a
+--       clock set back also counts again); 4 the version of the caller's copy of the event
+--       ('' when it has none); then 5 seq, 6 the token's joined_ms ('' to skip the epoch
+--       check). The first four are the same for every fan of the event until the counts or
+--       the copy change, so the caller packs them once with the keys (Script.head).
 -- HEARTBEAT_TTL_MS is not an argument (packed and parsed on every call) but a Lua local
 -- RedisQueueStore puts before this source (status_constants).
 -- Returns {state, position, now_ms, held earmarks, admissions granted so far}, then, when the
@@ -23,14 +25,14 @@
 -- exact now, admissions() of counts.lua (admitted 1m, 5m, 15m, oldest admission ms or 0,
 -- the last ms they stay exact at). State 1 waiting, 2 admitted, 3 expired.
 local now = now_ms()
-local seq = ARGV[1]
+local seq = ARGV[5]
 local state, position = 3, 0
 
 local mark = redis.call('HMGET', KEYS[5], 'v', 'held', 'used', 'epoch')
 local version, held = mark[1], tonumber(mark[2])
 local used, epoch = tonumber(mark[3]) or 0, tonumber(mark[4]) or 0
 local event = nil
-if not (version and held and version == ARGV[6]) then
+if not (version and held and version == ARGV[4]) then
   local cfg = redis.call(
     'HMGET', KEYS[4], 'window', 'capacity', 'refill', 'paused', 'closed', 'soldout')
   local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'ts', 'lapsed')
@@ -46,7 +48,7 @@ if not (version and held and version == ARGV[6]) then
 end
 
 -- A token older than the event's epoch names a place of an earlier life: expired.
-local current = ARGV[2] == '' or tonumber(ARGV[2]) >= epoch
+local current = ARGV[6] == '' or tonumber(ARGV[6]) >= epoch
 local rank = current and redis.call('ZRANK', KEYS[1], seq)
 if rank then
   local seen = tonumber(redis.call('ZSCORE', KEYS[2], seq) or '0')
@@ -70,7 +72,7 @@ if event then
     reply[5 + i] = event[i]
   end
 end
-if used ~= tonumber(ARGV[3]) or now < tonumber(ARGV[4]) or now > tonumber(ARGV[5]) then
+if used ~= tonumber(ARGV[1]) or now < tonumber(ARGV[2]) or now > tonumber(ARGV[3]) then
   local n = #reply
   reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] = admissions(KEYS[3], now)
 end
