@@ -118,8 +118,7 @@ class _HeadCheck:
         the few distinct ones are checked once."""
         if content_type in self._media:
             return
-        if content_type.translate(None, _LINE_BYTES):
-            raise RuntimeError("Invalid HTTP header value.")
+        self.block(content_type, 0)  # no line of its own: nothing may be left
         if len(self._media) >= _NAMES_CACHED:
             self._media.clear()
         self._media.add(content_type)
@@ -138,8 +137,9 @@ class _HeadCheck:
                 if name == b"connection" and _says_close(value):
                     closes = True
                 lines.append(b"%s: %s\r\n" % (name, value))
-            self.block(b"".join(lines), len(lines))
-            rendered = (b"".join(lines), closes)
+            text = b"".join(lines)
+            self.block(text, len(lines))
+            rendered = (text, closes)
             if len(self._rendered) >= _RENDERED_CACHED:
                 self._rendered.clear()
             self._rendered[headers] = rendered
