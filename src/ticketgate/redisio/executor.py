@@ -44,9 +44,10 @@ __all__ = [
 
 
 class PackedHead:
-    """The leading arguments of commands sent many times (a script's EVALSHA, its SHA and
-    one event's keys), packed once: packing is formatting every argument, ~0.5 µs of a
-    status call's 16 arguments, and ten of them are the same on every call for an event."""
+    """The leading arguments of commands sent many times (a script's EVALSHA, its SHA, one
+    event's keys and what else stays the same between calls), packed once: packing is
+    formatting every argument, and all but two of a status call's 16 are the same for every
+    fan of an event until its counts or its copy change (RedisQueueStore.status)."""
 
     __slots__ = ("args", "packed")
 
